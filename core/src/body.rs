@@ -1,0 +1,212 @@
+//! Entry bodies: JSON objects held in their RFC 8785 (JCS) canonical form.
+//!
+//! JCS writes every number as an IEEE-754 double. An integer above 2^53 cannot be held
+//! exactly, and common JCS libraries round it silently, so a hash would commit to a value the
+//! client never sent. Such integers are refused here, at the edge, with the path of the
+//! offending value: big amounts and counters travel as decimal strings.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+/// The largest integer a JSON number may carry in a body: 2^53 - 1.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// Why a body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// Not parseable JSON.
+    #[error("body is not valid JSON: {0}")]
+    Json(String),
+    /// The top level must be an object.
+    #[error("body must be a JSON object, got {0}")]
+    NotAnObject(&'static str),
+    /// An integer JCS cannot hold exactly.
+    #[error(
+        "number at {path} is outside ±(2^53-1) and would be rounded when hashed; send it as a decimal string"
+    )]
+    UnsafeInteger {
+        /// JSON pointer to the value.
+        path: String,
+    },
+}
+
+/// A JSON object in canonical (JCS) text form.
+///
+/// INVARIANT: `0` is the JCS serialisation of a JSON object whose numbers are all exactly
+/// representable as doubles (built by [`Body::from_value`]), or bytes read back from storage
+/// that the chain verifier re-hashes before trusting.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Body(String);
+
+impl Body {
+    /// The empty object `{}`.
+    pub fn empty() -> Self {
+        Self("{}".to_owned())
+    }
+
+    /// Canonicalises a JSON value, refusing non-objects and unsafe integers.
+    pub fn from_value(value: &Value) -> Result<Self, BodyError> {
+        if !value.is_object() {
+            return Err(BodyError::NotAnObject(type_name(value)));
+        }
+        check_numbers(value, &mut String::new())?;
+        let text = serde_json_canonicalizer::to_string(value)
+            .map_err(|e| BodyError::Json(e.to_string()))?;
+        Ok(Self(text))
+    }
+
+    /// Parses and canonicalises JSON text.
+    pub fn from_json_str(s: &str) -> Result<Self, BodyError> {
+        let v: Value = serde_json::from_str(s).map_err(|e| BodyError::Json(e.to_string()))?;
+        Self::from_value(&v)
+    }
+
+    /// Wraps text read back from storage, without checks (see the type's invariant).
+    pub fn from_stored(canonical: String) -> Self {
+        Self(canonical)
+    }
+
+    /// The canonical text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Consumes the body, returning its canonical text.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// The body as a JSON value.
+    pub fn to_value(&self) -> Result<Value, BodyError> {
+        serde_json::from_str(&self.0).map_err(|e| BodyError::Json(e.to_string()))
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn check_numbers(v: &Value, path: &mut String) -> Result<(), BodyError> {
+    match v {
+        Value::Number(n) => {
+            let safe = match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => u <= MAX_SAFE_INTEGER,
+                (None, Some(i)) => i.unsigned_abs() <= MAX_SAFE_INTEGER,
+                (None, None) => true, // a double: JCS writes its shortest round-trip form
+            };
+            if safe {
+                Ok(())
+            } else {
+                Err(BodyError::UnsafeInteger {
+                    path: pointer_or_root(path),
+                })
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push('/');
+                path.push_str(&i.to_string());
+                check_numbers(item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Object(map) => {
+            for (k, item) in map {
+                let len = path.len();
+                path.push('/');
+                path.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                check_numbers(item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Null | Value::Bool(_) | Value::String(_) => Ok(()),
+    }
+}
+
+fn pointer_or_root(path: &str) -> String {
+    if path.is_empty() {
+        "/".to_owned()
+    } else {
+        path.to_owned()
+    }
+}
+
+impl fmt::Display for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Body({})", self.0)
+    }
+}
+
+impl Serialize for Body {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Emit the canonical text as raw JSON rather than re-serialising a parsed value.
+        #[allow(clippy::unwrap_used)] // INVARIANT: the text is valid JSON.
+        let raw = serde_json::value::RawValue::from_string(self.0.clone()).unwrap();
+        raw.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Body {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        Self::from_value(&v).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonicalises_key_order_and_whitespace() {
+        let b = Body::from_json_str(r#"{ "b": 1, "a": [true, null, 1.5e0] }"#).unwrap();
+        assert_eq!(b.as_str(), r#"{"a":[true,null,1.5],"b":1}"#);
+    }
+
+    #[test]
+    fn refuses_unsafe_integers_with_their_path() {
+        let err = Body::from_json_str(r#"{"order":{"lines":[{"amount":9007199254740992}]}}"#)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            BodyError::UnsafeInteger {
+                path: "/order/lines/0/amount".into()
+            }
+        );
+        assert!(Body::from_json_str(r#"{"x":-9007199254740992}"#).is_err());
+        assert!(Body::from_json_str(r#"{"x":9007199254740991}"#).is_ok());
+        assert!(Body::from_json_str(r#"{"x":-9007199254740991}"#).is_ok());
+        assert!(Body::from_json_str(r#"{"amount":"18446744073709551615"}"#).is_ok());
+    }
+
+    #[test]
+    fn refuses_non_objects_and_bad_json() {
+        assert_eq!(
+            Body::from_json_str("[1]").unwrap_err(),
+            BodyError::NotAnObject("an array")
+        );
+        assert!(matches!(Body::from_json_str("{"), Err(BodyError::Json(_))));
+        assert!(matches!(
+            Body::from_json_str(r#"{"a":"\ud800"}"#),
+            Err(BodyError::Json(_))
+        ));
+    }
+}

@@ -1,0 +1,1 @@
+//! placeholder: the engine crate is filled by the templates work.
