@@ -1,1 +1,495 @@
-//! placeholder
+//! PLED's ledger store on RocksDB.
+//!
+//! - Column families: `entries` (key `execution id || seq BE`), `heads` (last seq, last hash,
+//!   current state bytes per execution), `feed` (every append in durable order, for commit
+//!   rounds), `snapshots`, `idempotency`, `meta`.
+//! - Writes go through one group-commit writer thread ([`writer`]): each caller's
+//!   [`WriteSet`] is atomic, many share one synced `WriteBatch`, and a caller is answered only
+//!   after the sync. Appends carry the seq they expect, so a lost race is
+//!   [`StoreError::SeqConflict`], never a fork.
+//! - Reads go straight to RocksDB and never wait for the writer.
+//!
+//! ```
+//! # tokio_test();
+//! # fn tokio_test() {
+//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! # rt.block_on(async {
+//! use pled_core::{Body, ChainHead, ExecutionId, Kind, RecordedAt};
+//! use pled_store::{Append, Store, StoreOptions};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+//! let id = ExecutionId::new_v7();
+//! let head = ChainHead::genesis(id);
+//! let entry = head.next_entry(Kind::new("demo").unwrap(), RecordedAt::now(), Body::empty());
+//! let done = store.append(Append::new(vec![entry.clone()]).unwrap()).await.unwrap();
+//! assert_eq!(done.last_seq.get(), 1);
+//! assert_eq!(store.entry(id, done.last_seq).unwrap(), Some(entry));
+//! # });
+//! # }
+//! ```
+
+mod batch;
+mod codec;
+mod error;
+pub mod verify;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use pled_core::{ChainHead, EntryHash, ExecutionId, SealedEntry, Seq};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions,
+};
+use tokio::sync::{mpsc, oneshot};
+
+pub use batch::{Append, Appended, Table, WriteSet};
+pub use error::StoreError;
+pub use writer::WriterStats;
+
+use codec::{StoredFeed, StoredHead};
+use writer::{Request, Shared, Writer};
+
+type ReplyRx = oneshot::Receiver<Result<Vec<Appended>, StoreError>>;
+
+/// A raw record of a [`Table`]: key and value.
+pub type Record = (Vec<u8>, Vec<u8>);
+
+/// Column family names.
+pub(crate) mod cf {
+    use crate::Table;
+
+    pub(crate) const ENTRIES: &str = "entries";
+    pub(crate) const HEADS: &str = "heads";
+    pub(crate) const FEED: &str = "feed";
+    pub(crate) const SNAPSHOTS: &str = "snapshots";
+    pub(crate) const IDEMPOTENCY: &str = "idempotency";
+    pub(crate) const META: &str = "meta";
+    pub(crate) const ALL: [&str; 6] = [ENTRIES, HEADS, FEED, SNAPSHOTS, IDEMPOTENCY, META];
+
+    pub(crate) fn for_table(t: Table) -> &'static str {
+        match t {
+            Table::Snapshots => SNAPSHOTS,
+            Table::Idempotency => IDEMPOTENCY,
+            Table::Meta => META,
+        }
+    }
+}
+
+pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> &'a ColumnFamily {
+    #[allow(clippy::unwrap_used)] // INVARIANT: every name in cf::ALL is opened by Store::open.
+    db.cf_handle(name).unwrap()
+}
+
+/// Store settings.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Sync every group write to disk before answering (default true). Turning it off is
+    /// for throw-away stores only: an acknowledged write may then be lost on power failure.
+    pub sync: bool,
+    /// How many write sets may wait for the writer before callers are slowed down
+    /// (backpressure). Default 16,384.
+    pub queue_capacity: usize,
+    /// RocksDB memtable size per column family, in bytes. Default 64 MiB.
+    pub write_buffer_size: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            sync: true,
+            queue_capacity: 16_384,
+            write_buffer_size: 64 << 20,
+        }
+    }
+}
+
+/// A chain's recorded end and its execution's current state bytes.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Head {
+    /// The chain's head (seq 0 when empty).
+    pub chain: ChainHead,
+    /// The execution's state bytes as last written with an append (empty if never).
+    pub state: Vec<u8>,
+}
+
+/// One append in the global feed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FeedItem {
+    /// Its position, from 1.
+    pub position: u64,
+    /// The execution.
+    pub execution_id: ExecutionId,
+    /// The first seq appended.
+    pub first_seq: Seq,
+    /// The last seq appended.
+    pub last_seq: Seq,
+}
+
+/// The ledger store. Cheap to clone; the writer thread stops when the last clone is dropped,
+/// after committing everything already submitted.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<DB>,
+    tx: Option<mpsc::Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `path`.
+    pub fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let open_err = |detail: String| StoreError::Open {
+            path: path.display().to_string(),
+            detail,
+        };
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_bytes_per_sync(1 << 20);
+        let descriptors = cf::ALL.iter().map(|name| {
+            let mut o = Options::default();
+            o.set_write_buffer_size(options.write_buffer_size);
+            o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(*name, o)
+        });
+        let db = DB::open_cf_descriptors(&db_opts, path, descriptors).map_err(|e| {
+            let msg = e.into_string();
+            if msg.contains("LOCK") {
+                open_err("it is in use by another process (RocksDB LOCK is held)".into())
+            } else {
+                open_err(msg)
+            }
+        })?;
+        let db = Arc::new(db);
+        let shared = Arc::new(Shared::default());
+        let writer = Writer::new(db.clone(), shared.clone(), options.sync)?;
+        let (tx, rx) = mpsc::channel(options.queue_capacity);
+        let handle = std::thread::Builder::new()
+            .name("pled-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| open_err(format!("cannot start writer thread: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                tx: Some(tx),
+                writer: Some(handle),
+                shared,
+            }),
+        })
+    }
+
+    fn db(&self) -> &DB {
+        &self.inner.db
+    }
+
+    fn request(&self, set: WriteSet) -> Result<(Request, ReplyRx), StoreError> {
+        if let Some(cause) = self.inner.shared.poisoned.get() {
+            return Err(StoreError::Poisoned(cause.clone()));
+        }
+        let (reply, rx) = oneshot::channel();
+        Ok((Request { set, reply }, rx))
+    }
+
+    /// Makes a write set durable (atomically, after a sync) and returns what each append
+    /// became, in order.
+    pub async fn write(&self, set: WriteSet) -> Result<Vec<Appended>, StoreError> {
+        if set.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (req, rx) = self.request(set)?;
+        let tx = self.inner.tx.as_ref().ok_or(StoreError::Closed)?;
+        tx.send(req).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// [`Store::write`] for callers outside an async runtime (the CLI). Must not be called
+    /// from inside one.
+    pub fn write_blocking(&self, set: WriteSet) -> Result<Vec<Appended>, StoreError> {
+        if set.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (req, rx) = self.request(set)?;
+        let tx = self.inner.tx.as_ref().ok_or(StoreError::Closed)?;
+        tx.blocking_send(req).map_err(|_| StoreError::Closed)?;
+        rx.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Appends one run of entries.
+    pub async fn append(&self, append: Append) -> Result<Appended, StoreError> {
+        let mut done = self.write(WriteSet::new().append(append)).await?;
+        done.pop().ok_or(StoreError::Closed)
+    }
+
+    /// The writer's counters.
+    pub fn writer_stats(&self) -> &WriterStats {
+        &self.inner.shared.stats
+    }
+
+    /// Makes the writer's next group write fail as if RocksDB had reported `message`
+    /// (the seam through which tests exercise the poisoning path).
+    #[doc(hidden)]
+    pub fn inject_write_failure(&self, message: &str) {
+        if let Ok(mut f) = self.inner.shared.inject_failure.lock() {
+            *f = Some(message.to_owned());
+        }
+    }
+
+    /// Why writes are refused, if they are.
+    pub fn poisoned(&self) -> Option<&str> {
+        self.inner.shared.poisoned.get().map(String::as_str)
+    }
+
+    /// A cheap read that proves the database answers (for readiness checks).
+    pub fn check(&self) -> Result<(), StoreError> {
+        self.db()
+            .get_pinned_cf(cf(self.db(), cf::META), b"\0readiness")?;
+        Ok(())
+    }
+
+    /// The recorded head and state of an execution; `None` if it has no entries.
+    pub fn head(&self, execution: ExecutionId) -> Result<Option<Head>, StoreError> {
+        let Some(bytes) = self
+            .db()
+            .get_pinned_cf(cf(self.db(), cf::HEADS), execution.as_bytes())?
+        else {
+            return Ok(None);
+        };
+        let h: StoredHead = codec::decode(|| format!("head of execution {execution}"), &bytes)?;
+        Ok(Some(to_head(execution, h)))
+    }
+
+    /// The chain head of an execution (genesis when it has no entries).
+    pub fn chain_head(&self, execution: ExecutionId) -> Result<ChainHead, StoreError> {
+        Ok(self
+            .head(execution)?
+            .map_or_else(|| ChainHead::genesis(execution), |h| h.chain))
+    }
+
+    /// One entry.
+    pub fn entry(
+        &self,
+        execution: ExecutionId,
+        seq: Seq,
+    ) -> Result<Option<SealedEntry>, StoreError> {
+        let key = codec::entry_key(execution, seq);
+        self.db()
+            .get_pinned_cf(cf(self.db(), cf::ENTRIES), key)?
+            .map(|b| decode_entry(execution, seq, &b))
+            .transpose()
+    }
+
+    /// Up to `limit` entries after `after` (exclusive), in seq order.
+    pub fn entries(
+        &self,
+        execution: ExecutionId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<SealedEntry>, StoreError> {
+        self.iter_entries(execution, after.next())
+            .take(limit)
+            .collect()
+    }
+
+    /// Every entry of an execution from `from` (inclusive), in seq order.
+    pub fn iter_entries(
+        &self,
+        execution: ExecutionId,
+        from: Seq,
+    ) -> impl Iterator<Item = Result<SealedEntry, StoreError>> + '_ {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(prefix_end(execution.as_bytes()));
+        let start = codec::entry_key(execution, from);
+        self.db()
+            .iterator_cf_opt(
+                cf(self.db(), cf::ENTRIES),
+                ro,
+                IteratorMode::From(&start, Direction::Forward),
+            )
+            .map(move |item| {
+                let (k, v) = item?;
+                let (id, seq) = codec::split_entry_key(&k).ok_or_else(|| StoreError::Corrupt {
+                    what: format!("entry key of execution {execution}"),
+                    detail: format!("{} bytes", k.len()),
+                })?;
+                decode_entry(id, seq, &v)
+            })
+    }
+
+    /// Up to `limit` executions after `after` (exclusive; `None` = from the start), in id
+    /// order, with their heads.
+    pub fn heads(&self, after: Option<ExecutionId>, limit: usize) -> Result<Vec<Head>, StoreError> {
+        let start = after.map(|a| prefix_end(a.as_bytes())).unwrap_or_default();
+        let mode = IteratorMode::From(&start, Direction::Forward);
+        let mut out = Vec::new();
+        for item in self
+            .db()
+            .iterator_cf(cf(self.db(), cf::HEADS), mode)
+            .take(limit)
+        {
+            let (k, v) = item?;
+            let id = ExecutionId::from_bytes(k.as_ref().try_into().map_err(|_| {
+                StoreError::Corrupt {
+                    what: "head key".into(),
+                    detail: format!("{} bytes, expected 16", k.len()),
+                }
+            })?);
+            out.push(to_head(
+                id,
+                codec::decode(|| format!("head of execution {id}"), &v)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The newest snapshot of an execution at or before `at` (inclusive).
+    pub fn latest_snapshot(
+        &self,
+        execution: ExecutionId,
+        at: Seq,
+    ) -> Result<Option<(Seq, Vec<u8>)>, StoreError> {
+        let mut it = self.db().raw_iterator_cf(cf(self.db(), cf::SNAPSHOTS));
+        it.seek_for_prev(codec::entry_key(execution, at));
+        it.status()?;
+        match (it.key(), it.value()) {
+            (Some(k), Some(v)) => match codec::split_entry_key(k) {
+                Some((id, seq)) if id == execution => Ok(Some((seq, v.to_vec()))),
+                _ => Ok(None),
+            },
+            _ => Ok(None),
+        }
+    }
+
+    /// Every snapshot seq of an execution, oldest first.
+    pub fn snapshot_seqs(&self, execution: ExecutionId) -> Result<Vec<Seq>, StoreError> {
+        let prefix = execution.as_bytes();
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(prefix_end(prefix));
+        let mode = IteratorMode::From(prefix, Direction::Forward);
+        let mut out = Vec::new();
+        for item in self
+            .db()
+            .iterator_cf_opt(cf(self.db(), cf::SNAPSHOTS), ro, mode)
+        {
+            let (k, _) = item?;
+            if let Some((_, seq)) = codec::split_entry_key(&k) {
+                out.push(seq);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One record of a directly written table.
+    pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db().get_cf(cf(self.db(), cf::for_table(table)), key)?)
+    }
+
+    /// Up to `limit` records of a table whose key starts with `prefix`, with keys after
+    /// `after` (exclusive; empty = from the start of the prefix), in key order.
+    pub fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let mut start = if after.is_empty() {
+            prefix.to_vec()
+        } else {
+            after.to_vec()
+        };
+        if !after.is_empty() {
+            start.push(0); // the smallest key after `after`
+        }
+        let mut ro = ReadOptions::default();
+        if !prefix.is_empty() {
+            ro.set_iterate_upper_bound(prefix_end(prefix));
+        }
+        let mode = IteratorMode::From(&start, Direction::Forward);
+        let mut out = Vec::new();
+        for item in self
+            .db()
+            .iterator_cf_opt(cf(self.db(), cf::for_table(table)), ro, mode)
+            .take(limit)
+        {
+            let (k, v) = item?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` feed items after position `after` (exclusive).
+    pub fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedItem>, StoreError> {
+        let start = (after + 1).to_be_bytes();
+        let mode = IteratorMode::From(&start, Direction::Forward);
+        let mut out = Vec::new();
+        for item in self
+            .db()
+            .iterator_cf(cf(self.db(), cf::FEED), mode)
+            .take(limit)
+        {
+            let (k, v) = item?;
+            let position =
+                u64::from_be_bytes(k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    what: "feed key".into(),
+                    detail: format!("{} bytes, expected 8", k.len()),
+                })?);
+            let f: StoredFeed = codec::decode(|| format!("feed item {position}"), &v)?;
+            out.push(FeedItem {
+                position,
+                execution_id: ExecutionId::from_bytes(f.execution_id),
+                first_seq: Seq::new(f.first_seq),
+                last_seq: Seq::new(f.last_seq),
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn to_head(execution: ExecutionId, h: StoredHead) -> Head {
+    Head {
+        chain: ChainHead {
+            execution_id: execution,
+            seq: Seq::new(h.seq),
+            hash: EntryHash::from_bytes(h.hash),
+        },
+        state: h.state,
+    }
+}
+
+fn decode_entry(execution: ExecutionId, seq: Seq, bytes: &[u8]) -> Result<SealedEntry, StoreError> {
+    codec::decode_entry(execution, seq, bytes).map_err(|detail| StoreError::Corrupt {
+        what: format!("entry {seq} of execution {execution}"),
+        detail,
+    })
+}
+
+/// The smallest key greater than every key starting with `prefix` (all-0xff prefixes do not
+/// occur: ids are UUIDs and table prefixes are ASCII).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![u8::MAX; prefix.len() + 1]
+}

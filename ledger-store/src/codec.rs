@@ -1,0 +1,111 @@
+//! Storage encoding: key layouts and bincode records. Internal, never hashed: the hashes are
+//! always re-computed from the decoded fields by the rules in `pled-core`.
+
+use bincode::{Decode, Encode};
+use pled_core::{Body, Entry, EntryHash, ExecutionId, Kind, RecordedAt, SealedEntry, Seq};
+
+use crate::StoreError;
+
+const CONFIG: bincode::config::Configuration = bincode::config::standard();
+
+/// `execution id (16 bytes) || seq (8 bytes, big-endian)`: entries of one execution are
+/// adjacent and in seq order.
+pub(crate) fn entry_key(execution: ExecutionId, seq: Seq) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..16].copy_from_slice(execution.as_bytes());
+    k[16..].copy_from_slice(&seq.get().to_be_bytes());
+    k
+}
+
+pub(crate) fn split_entry_key(key: &[u8]) -> Option<(ExecutionId, Seq)> {
+    let id: [u8; 16] = key.get(..16)?.try_into().ok()?;
+    let seq: [u8; 8] = key.get(16..24)?.try_into().ok()?;
+    (key.len() == 24).then(|| {
+        (
+            ExecutionId::from_bytes(id),
+            Seq::new(u64::from_be_bytes(seq)),
+        )
+    })
+}
+
+#[derive(Encode, Decode)]
+pub(crate) struct StoredEntry {
+    pub(crate) kind: String,
+    pub(crate) recorded_at: String,
+    pub(crate) body: String,
+    pub(crate) prev_hash: [u8; 32],
+    pub(crate) hash: [u8; 32],
+}
+
+pub(crate) fn encode_entry(e: &SealedEntry) -> Vec<u8> {
+    let inner = e.entry();
+    let stored = StoredEntry {
+        kind: inner.kind.as_str().to_owned(),
+        recorded_at: inner.recorded_at.as_str().to_owned(),
+        body: inner.body.as_str().to_owned(),
+        prev_hash: *inner.prev_hash.as_bytes(),
+        hash: *e.hash().as_bytes(),
+    };
+    encode(&stored)
+}
+
+/// Decodes a stored entry. Field syntax is checked (so a corrupted kind or time is reported
+/// as corruption here); content is not trusted until the chain verifier re-hashes it.
+pub(crate) fn decode_entry(
+    execution_id: ExecutionId,
+    seq: Seq,
+    bytes: &[u8],
+) -> Result<SealedEntry, String> {
+    let s: StoredEntry = decode_raw(bytes)?;
+    let entry = Entry {
+        execution_id,
+        seq,
+        kind: Kind::new(&s.kind).map_err(|e| e.to_string())?,
+        recorded_at: RecordedAt::parse(&s.recorded_at).map_err(|e| e.to_string())?,
+        body: Body::from_stored(s.body),
+        prev_hash: EntryHash::from_bytes(s.prev_hash),
+    };
+    Ok(SealedEntry::from_stored(
+        entry,
+        EntryHash::from_bytes(s.hash),
+    ))
+}
+
+/// The recorded end of a chain and the execution's current state bytes.
+#[derive(Encode, Decode, Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StoredHead {
+    pub(crate) seq: u64,
+    pub(crate) hash: [u8; 32],
+    pub(crate) state: Vec<u8>,
+}
+
+/// One append, in the global feed (the order appends became durable).
+#[derive(Encode, Decode, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StoredFeed {
+    pub(crate) execution_id: [u8; 16],
+    pub(crate) first_seq: u64,
+    pub(crate) last_seq: u64,
+}
+
+pub(crate) fn encode<T: Encode>(v: &T) -> Vec<u8> {
+    #[allow(clippy::unwrap_used)] // INVARIANT: encoding plain structs into a Vec cannot fail.
+    bincode::encode_to_vec(v, CONFIG).unwrap()
+}
+
+pub(crate) fn decode_raw<T: Decode<()>>(bytes: &[u8]) -> Result<T, String> {
+    let (v, used) = bincode::decode_from_slice(bytes, CONFIG).map_err(|e| e.to_string())?;
+    if used != bytes.len() {
+        return Err(format!("{} trailing bytes", bytes.len() - used));
+    }
+    Ok(v)
+}
+
+pub(crate) fn decode<T: Decode<()>>(
+    what: impl Fn() -> String,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    decode_raw(bytes).map_err(|detail| StoreError::Corrupt {
+        what: what(),
+        detail,
+    })
+}

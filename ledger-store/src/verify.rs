@@ -1,0 +1,166 @@
+//! Walks every chain in a store and checks it with [`pled_core::ChainVerifier`]: the first
+//! bad entry is named with its execution, seq and what is wrong. Heads and entries are walked
+//! together in execution-id order, so orphaned entries (no head) and missing entries (head
+//! beyond the last entry) are found too, in constant memory.
+
+use std::iter::Peekable;
+
+use pled_core::{ChainError, ChainHead, ChainProblem, ChainVerifier, EntryHash, ExecutionId, Seq};
+use rocksdb::{DB, DBIteratorWithThreadMode, IteratorMode};
+
+use crate::codec::{self, StoredHead};
+use crate::{Store, StoreError, cf};
+
+/// How far a walk has come.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Chains fully verified.
+    pub executions: u64,
+    /// Entries verified.
+    pub entries: u64,
+}
+
+/// Why a walk stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// A chain is broken; this is its first bad entry.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Report progress every this many entries.
+pub const PROGRESS_EVERY: u64 = 100_000;
+
+type Iter<'a> = Peekable<DBIteratorWithThreadMode<'a, DB>>;
+
+/// Verifies every chain. `progress` is called every [`PROGRESS_EVERY`] entries and at the
+/// end. Returns the totals when every chain verifies.
+pub fn verify_store(
+    store: &Store,
+    mut progress: impl FnMut(Progress),
+) -> Result<Progress, VerifyError> {
+    let db = store.db();
+    let mut heads: Iter<'_> = db
+        .iterator_cf(cf(db, cf::HEADS), IteratorMode::Start)
+        .peekable();
+    let mut entries: Iter<'_> = db
+        .iterator_cf(cf(db, cf::ENTRIES), IteratorMode::Start)
+        .peekable();
+    let mut done = Progress::default();
+    loop {
+        let next_head = peek_id(&mut heads, 16)?;
+        let next_entry = peek_id(&mut entries, 24)?;
+        let id = match (next_head, next_entry) {
+            (None, None) => break,
+            (Some(h), None) => h,
+            (None, Some(e)) => e,
+            (Some(h), Some(e)) => h.min(e),
+        };
+        let recorded = if next_head == Some(id) {
+            Some(take_head(&mut heads, id)?)
+        } else {
+            None
+        };
+        verify_one(id, recorded, &mut entries, &mut done, &mut progress)?;
+        done.executions += 1;
+    }
+    progress(done);
+    Ok(done)
+}
+
+/// Verifies one execution's chain against its recorded head.
+pub fn verify_execution(store: &Store, id: ExecutionId) -> Result<ChainHead, VerifyError> {
+    let mut v = ChainVerifier::new(id);
+    for item in store.iter_entries(id, Seq::FIRST) {
+        match item {
+            Ok(e) => v.push(&e)?,
+            Err(StoreError::Corrupt { detail, .. }) => {
+                return Err(v.corrupt(v.head().seq.next(), detail).into());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let recorded = store.head(id)?.map(|h| (h.chain.seq, h.chain.hash));
+    Ok(v.finish(recorded)?)
+}
+
+fn verify_one(
+    id: ExecutionId,
+    recorded: Option<(Seq, EntryHash)>,
+    entries: &mut Iter<'_>,
+    done: &mut Progress,
+    progress: &mut impl FnMut(Progress),
+) -> Result<(), VerifyError> {
+    let mut v = ChainVerifier::new(id);
+    while peek_id(entries, 24)? == Some(id) {
+        let Some(Ok((k, bytes))) = entries.next() else {
+            unreachable!("peeked an entry")
+        };
+        let Some((_, seq)) = codec::split_entry_key(&k) else {
+            return Err(v
+                .corrupt(
+                    v.head().seq.next(),
+                    format!("entry key of {} bytes", k.len()),
+                )
+                .into());
+        };
+        let e = codec::decode_entry(id, seq, &bytes).map_err(|d| v.corrupt(seq, d))?;
+        v.push(&e)?;
+        if recorded.is_none() {
+            return Err(ChainError {
+                execution_id: id,
+                seq,
+                problem: ChainProblem::MissingHead,
+            }
+            .into());
+        }
+        done.entries += 1;
+        if done.entries.is_multiple_of(PROGRESS_EVERY) {
+            progress(*done);
+        }
+    }
+    v.finish(recorded)?;
+    Ok(())
+}
+
+/// The execution id of the next key, or `None` at the end. Keys shorter than an id are
+/// reported as corruption.
+fn peek_id(it: &mut Iter<'_>, key_len: usize) -> Result<Option<ExecutionId>, StoreError> {
+    match it.peek() {
+        None => Ok(None),
+        Some(Err(e)) => Err(StoreError::Rocks(e.clone().into_string())),
+        Some(Ok((k, _))) => match k.get(..16).and_then(|b| <[u8; 16]>::try_from(b).ok()) {
+            Some(b) => Ok(Some(ExecutionId::from_bytes(b))),
+            None => Err(StoreError::Corrupt {
+                what: "key".into(),
+                detail: format!("{} bytes, expected {key_len}", k.len()),
+            }),
+        },
+    }
+}
+
+fn take_head(heads: &mut Iter<'_>, id: ExecutionId) -> Result<(Seq, EntryHash), VerifyError> {
+    let Some(Ok((k, v))) = heads.next() else {
+        unreachable!("peeked a head")
+    };
+    if k.len() != 16 {
+        return Err(StoreError::Corrupt {
+            what: format!("head key of {id}"),
+            detail: format!("{} bytes", k.len()),
+        }
+        .into());
+    }
+    let h: StoredHead = codec::decode(|| format!("head of execution {id}"), &v).map_err(|e| {
+        VerifyError::Chain(ChainError {
+            execution_id: id,
+            seq: Seq::ZERO,
+            problem: ChainProblem::Corrupt {
+                detail: e.to_string(),
+            },
+        })
+    })?;
+    Ok((Seq::new(h.seq), EntryHash::from_bytes(h.hash)))
+}
