@@ -1,0 +1,47 @@
+//! Command-line interface: argument parsing and dispatch. Each subcommand lives in its own
+//! module; all of them print one clear line on bad input and exit non-zero, never panic.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+mod ledger;
+mod verify;
+
+/// Exit code for "the data is bad" (a chain does not verify).
+pub(crate) const EXIT_INVALID: u8 = 1;
+/// Exit code for usage errors and operational failures.
+pub(crate) const EXIT_ERROR: u8 = 2;
+
+/// PLED: the system of record for process executions, on a verifiable hash-chained ledger.
+#[derive(Parser, Debug)]
+#[command(name = "pled", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Read and write ledger entries directly in a (stopped) store.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
+    /// Verify every hash chain in a store; names the first bad entry.
+    Verify(verify::VerifyArgs),
+}
+
+/// Where the store lives.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct DataDir {
+    /// Data directory of the RocksDB store.
+    #[arg(long, env = "PLED_DATA_DIR", default_value = "./data")]
+    pub(crate) data_dir: PathBuf,
+}
+
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Ledger(cmd) => ledger::run(cmd),
+        Command::Verify(args) => verify::run(args),
+    }
+}

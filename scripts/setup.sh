@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what building and testing PLED needs, idempotently: fast (about a second) when
+# everything is already there. Sourced by ./run; safe to run on its own.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+# RocksDB's Rust bindings are generated with bindgen, which needs libclang.
+if ! ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so'; then
+  say "installing clang and libclang-dev (apt)"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq clang libclang-dev >/dev/null
+fi
+
+# The independent verifiers in the test suite (Python blake3 + rfc8785, keccak).
+if ! python3 -c 'import blake3, rfc8785, eth_hash.auto' 2>/dev/null; then
+  say "installing Python packages blake3, rfc8785, eth-hash (pip)"
+  python3 -m pip install -q --disable-pip-version-check blake3 rfc8785 'eth-hash[pycryptodome]' 2>&1 | grep -v 'Running pip as' >&2 || true
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  say "installing cargo-nextest (cargo)"
+  cargo install --locked cargo-nextest
+fi
+
+# Hardhat (contracts, their tests) and anvil (the local chain), from npm.
+if [ -x scripts/setup-hardhat.sh ]; then
+  scripts/setup-hardhat.sh
+fi
