@@ -174,6 +174,17 @@ impl ChainVerifier {
 
     /// Checks the next entry against every rule.
     pub fn push(&mut self, sealed: &SealedEntry) -> Result<(), ChainError> {
+        self.push_with_hash(sealed, sealed.entry().compute_hash())
+    }
+
+    /// [`ChainVerifier::push`] with the entry's hash already computed (e.g. on another thread:
+    /// hashing is independent per entry, only the links are sequential). `computed` must be
+    /// `sealed.entry().compute_hash()`.
+    pub fn push_with_hash(
+        &mut self,
+        sealed: &SealedEntry,
+        computed: EntryHash,
+    ) -> Result<(), ChainError> {
         let e = sealed.entry();
         let expected_seq = self.head.seq.next();
         let fail = |problem| ChainError {
@@ -195,7 +206,6 @@ impl ChainVerifier {
                 })
             });
         }
-        let computed = e.compute_hash();
         if computed != sealed.hash() {
             return Err(fail(ChainProblem::HashMismatch {
                 stored: sealed.hash(),

@@ -122,10 +122,16 @@ impl Entry {
 
     /// `BLAKE3(ENTRY_DOMAIN_TAG || canonical bytes)`.
     pub fn compute_hash(&self) -> EntryHash {
-        let mut buf = Vec::with_capacity(ENTRY_DOMAIN_TAG.len() + self.body.as_str().len() + 200);
-        buf.extend_from_slice(ENTRY_DOMAIN_TAG);
-        self.write_canonical(&mut buf, None);
-        EntryHash::from_bytes(*blake3::hash(&buf).as_bytes())
+        // One reusable buffer per thread: hashing is the hot path of appends and verification.
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUF.with_borrow_mut(|buf| {
+            buf.clear();
+            buf.extend_from_slice(ENTRY_DOMAIN_TAG);
+            self.write_canonical(buf, None);
+            EntryHash::from_bytes(*blake3::hash(buf).as_bytes())
+        })
     }
 
     /// Hashes the entry.
@@ -146,7 +152,7 @@ impl Entry {
             out.push(b'"');
         }
         out.extend_from_slice(b",\"execution_id\":\"");
-        out.extend_from_slice(self.execution_id.to_canonical().as_bytes());
+        self.execution_id.write_canonical(out);
         out.extend_from_slice(b"\",\"kind\":\"");
         // INVARIANT: Kind's alphabet needs no JSON escaping.
         out.extend_from_slice(self.kind.as_str().as_bytes());
@@ -155,9 +161,23 @@ impl Entry {
         out.extend_from_slice(b"\",\"recorded_at\":\"");
         out.extend_from_slice(self.recorded_at.as_str().as_bytes());
         out.extend_from_slice(b"\",\"seq\":");
-        out.extend_from_slice(self.seq.get().to_string().as_bytes());
+        write_decimal(out, self.seq.get());
         out.push(b'}');
     }
+}
+
+fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// An entry with its hash.

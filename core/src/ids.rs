@@ -59,6 +59,12 @@ impl ExecutionId {
     pub fn to_canonical(&self) -> String {
         self.0.hyphenated().to_string()
     }
+
+    /// Writes the canonical text form into `out` (no allocation; used on the hashing path).
+    pub(crate) fn write_canonical(&self, out: &mut Vec<u8>) {
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        out.extend_from_slice(self.0.hyphenated().encode_lower(&mut buf).as_bytes());
+    }
 }
 
 impl FromStr for ExecutionId {
@@ -169,10 +175,12 @@ impl EntryHash {
     /// Writes the 64 hex digits into `out` (no allocation; used on the hashing path).
     pub(crate) fn write_hex(&self, out: &mut Vec<u8>) {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        for b in self.0 {
-            out.push(DIGITS[usize::from(b >> 4)]);
-            out.push(DIGITS[usize::from(b & 0x0f)]);
+        let mut buf = [0u8; 64];
+        for (i, b) in self.0.iter().enumerate() {
+            buf[2 * i] = DIGITS[usize::from(b >> 4)];
+            buf[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
         }
+        out.extend_from_slice(&buf);
     }
 }
 

@@ -53,13 +53,19 @@ impl RecordedAt {
         Ok(canonical)
     }
 
-    /// Microseconds since the Unix epoch.
+    /// Wraps text read back from storage without parsing it. Such a value is trusted only
+    /// after the chain verifier has re-hashed the entry that carries it (a changed byte
+    /// changes the hash).
+    pub fn from_stored(text: String) -> Self {
+        Self(text)
+    }
+
+    /// Microseconds since the Unix epoch (0 for a value from [`RecordedAt::from_stored`]
+    /// that does not parse).
     pub fn unix_micros(&self) -> i64 {
-        #[allow(clippy::unwrap_used)] // INVARIANT: the text was produced by FORMAT.
-        let t = PrimitiveDateTime::parse(&self.0, FORMAT)
-            .unwrap()
-            .assume_utc();
-        (t.unix_timestamp_nanos() / 1000) as i64
+        PrimitiveDateTime::parse(&self.0, FORMAT)
+            .map(|t| (t.assume_utc().unix_timestamp_nanos() / 1000) as i64)
+            .unwrap_or(0)
     }
 
     /// The canonical text.

@@ -14,6 +14,8 @@ pub enum Table {
     Idempotency,
     /// Small records of the service (orgs, tokens, templates, …), keyed by the caller.
     Meta,
+    /// Durable work queues (action jobs), keyed by the caller.
+    Jobs,
 }
 
 /// A run of new entries for one execution, and optionally its new state.

@@ -49,8 +49,8 @@ pub(crate) fn encode_entry(e: &SealedEntry) -> Vec<u8> {
     encode(&stored)
 }
 
-/// Decodes a stored entry. Field syntax is checked (so a corrupted kind or time is reported
-/// as corruption here); content is not trusted until the chain verifier re-hashes it.
+/// Decodes a stored entry. The kind's alphabet is checked (the canonical bytes are assembled
+/// around it without escaping); nothing is trusted until the chain verifier re-hashes it.
 pub(crate) fn decode_entry(
     execution_id: ExecutionId,
     seq: Seq,
@@ -61,7 +61,7 @@ pub(crate) fn decode_entry(
         execution_id,
         seq,
         kind: Kind::new(&s.kind).map_err(|e| e.to_string())?,
-        recorded_at: RecordedAt::parse(&s.recorded_at).map_err(|e| e.to_string())?,
+        recorded_at: RecordedAt::from_stored(s.recorded_at),
         body: Body::from_stored(s.body),
         prev_hash: EntryHash::from_bytes(s.prev_hash),
     };

@@ -2,7 +2,7 @@
 //!
 //! - Column families: `entries` (key `execution id || seq BE`), `heads` (last seq, last hash,
 //!   current state bytes per execution), `feed` (every append in durable order, for commit
-//!   rounds), `snapshots`, `idempotency`, `meta`.
+//!   rounds), `snapshots`, `idempotency`, `meta` (service records), `jobs` (work queues).
 //! - Writes go through one group-commit writer thread ([`writer`]): each caller's
 //!   [`WriteSet`] is atomic, many share one synced `WriteBatch`, and a caller is answered only
 //!   after the sync. Appends carry the seq they expect, so a lost race is
@@ -67,13 +67,15 @@ pub(crate) mod cf {
     pub(crate) const SNAPSHOTS: &str = "snapshots";
     pub(crate) const IDEMPOTENCY: &str = "idempotency";
     pub(crate) const META: &str = "meta";
-    pub(crate) const ALL: [&str; 6] = [ENTRIES, HEADS, FEED, SNAPSHOTS, IDEMPOTENCY, META];
+    pub(crate) const JOBS: &str = "jobs";
+    pub(crate) const ALL: [&str; 7] = [ENTRIES, HEADS, FEED, SNAPSHOTS, IDEMPOTENCY, META, JOBS];
 
     pub(crate) fn for_table(t: Table) -> &'static str {
         match t {
             Table::Snapshots => SNAPSHOTS,
             Table::Idempotency => IDEMPOTENCY,
             Table::Meta => META,
+            Table::Jobs => JOBS,
         }
     }
 }

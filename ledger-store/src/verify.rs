@@ -5,7 +5,9 @@
 
 use std::iter::Peekable;
 
-use pled_core::{ChainError, ChainHead, ChainProblem, ChainVerifier, EntryHash, ExecutionId, Seq};
+use pled_core::{
+    ChainError, ChainHead, ChainProblem, ChainVerifier, EntryHash, ExecutionId, SealedEntry, Seq,
+};
 use rocksdb::{DB, DBIteratorWithThreadMode, IteratorMode};
 
 use crate::codec::{self, StoredHead};
@@ -95,35 +97,80 @@ fn verify_one(
     progress: &mut impl FnMut(Progress),
 ) -> Result<(), VerifyError> {
     let mut v = ChainVerifier::new(id);
-    while peek_id(entries, 24)? == Some(id) {
-        let Some(Ok((k, bytes))) = entries.next() else {
-            unreachable!("peeked an entry")
-        };
-        let Some((_, seq)) = codec::split_entry_key(&k) else {
-            return Err(v
-                .corrupt(
-                    v.head().seq.next(),
-                    format!("entry key of {} bytes", k.len()),
-                )
-                .into());
-        };
-        let e = codec::decode_entry(id, seq, &bytes).map_err(|d| v.corrupt(seq, d))?;
-        v.push(&e)?;
-        if recorded.is_none() {
-            return Err(ChainError {
-                execution_id: id,
-                seq,
-                problem: ChainProblem::MissingHead,
-            }
-            .into());
+    let mut chunk: Vec<(Box<[u8]>, Box<[u8]>)> = Vec::with_capacity(CHUNK);
+    loop {
+        chunk.clear();
+        while chunk.len() < CHUNK && peek_id(entries, 24)? == Some(id) {
+            let Some(Ok(kv)) = entries.next() else {
+                unreachable!("peeked an entry")
+            };
+            chunk.push(kv);
         }
-        done.entries += 1;
-        if done.entries.is_multiple_of(PROGRESS_EVERY) {
-            progress(*done);
+        if chunk.is_empty() {
+            break;
+        }
+        for item in decode_and_hash(id, &chunk) {
+            let (e, computed) = item.map_err(|(seq, detail)| {
+                let at = if seq == Seq::ZERO {
+                    v.head().seq.next()
+                } else {
+                    seq
+                };
+                v.corrupt(at, detail)
+            })?;
+            v.push_with_hash(&e, computed)?;
+            if recorded.is_none() {
+                return Err(ChainError {
+                    execution_id: id,
+                    seq: e.seq(),
+                    problem: ChainProblem::MissingHead,
+                }
+                .into());
+            }
+            done.entries += 1;
+            if done.entries.is_multiple_of(PROGRESS_EVERY) {
+                progress(*done);
+            }
         }
     }
     v.finish(recorded)?;
     Ok(())
+}
+
+/// Entries are read in chunks of this many; each chunk is decoded and hashed in parallel.
+const CHUNK: usize = 8192;
+
+type Decoded = Result<(SealedEntry, EntryHash), (Seq, String)>;
+
+/// Decodes and hashes a chunk of raw entries on all cores (hashes are independent; links are
+/// checked afterwards, in order).
+fn decode_and_hash(id: ExecutionId, chunk: &[(Box<[u8]>, Box<[u8]>)]) -> Vec<Decoded> {
+    let one = |(k, bytes): &(Box<[u8]>, Box<[u8]>)| -> Decoded {
+        let Some((_, seq)) = codec::split_entry_key(k) else {
+            return Err((Seq::ZERO, format!("entry key of {} bytes", k.len())));
+        };
+        let e = codec::decode_entry(id, seq, bytes).map_err(|d| (seq, d))?;
+        let h = e.entry().compute_hash();
+        Ok((e, h))
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads == 1 || chunk.len() < 256 {
+        return chunk.iter().map(one).collect();
+    }
+    let per = chunk.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = chunk
+            .chunks(per)
+            .map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// The execution id of the next key, or `None` at the end. Keys shorter than an id are

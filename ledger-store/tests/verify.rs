@@ -38,15 +38,9 @@ fn build(dir: &std::path::Path, plan: &[(usize, usize)], executions: usize) -> V
 }
 
 fn raw_db(dir: &std::path::Path) -> rocksdb::DB {
-    let names = [
-        "entries",
-        "heads",
-        "feed",
-        "snapshots",
-        "idempotency",
-        "meta",
-    ];
-    rocksdb::DB::open_cf(&rocksdb::Options::default(), dir, names).unwrap()
+    let opts = rocksdb::Options::default();
+    let names = rocksdb::DB::list_cf(&opts, dir).unwrap();
+    rocksdb::DB::open_cf(&opts, dir, names).unwrap()
 }
 
 fn entry_key(id: ExecutionId, seq: u64) -> Vec<u8> {
