@@ -1,0 +1,814 @@
+//! The state-machine step: start, process an event, fire a timer.
+//!
+//! For each message, in order: the candidate transitions are those leaving the current
+//! state on the message type, in template order; the first whose guard holds is chosen (a
+//! guard error stops the search). Everything the transition does is computed first
+//! (assignments against the pre-transition values, token operations on a copy of the
+//! balances, action inputs against the post-transition values); if any of it fails, nothing
+//! applies and the message is recorded as unmatched with the reason. Otherwise the entries
+//! are drafted in this order: `transition.fired`, token entries, `timer.cancelled` (timers
+//! of the left state), `action.scheduled` (onExit of the left state, the transition's
+//! actions, onEnter of the entered state), `timer.armed` (timers of the entered state),
+//! `execution.completed` (if the entered state is final). A transition always leaves and
+//! re-enters its states, self-loops included.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use cel::Value as CelValue;
+use pled_core::RecordedAt;
+use serde_json::{Value, json};
+
+use crate::EngineError;
+use crate::expr::{Scope, map_to_cel, to_cel};
+use crate::kinds;
+use crate::machine::{CTokenOp, InputTree, Machine, Trigger};
+use crate::model::{
+    ActionJob, AiOutputs, ArmedTimer, Draft, Event, ExecState, Message, Outcome, TransitionRecord,
+};
+use crate::rules::{AiMode, RuleResult};
+use crate::values::{amount, coerce, parse_decimal};
+
+/// Token balances while a step runs: token -> account -> amount.
+pub(crate) type Balances = BTreeMap<String, BTreeMap<String, u128>>;
+
+/// Checks that a state belongs to this machine; returns its state index and balances.
+pub(crate) fn load_state(m: &Machine, state: &ExecState) -> Result<(usize, Balances), EngineError> {
+    let index = *m
+        .state_index
+        .get(&state.state)
+        .ok_or_else(|| EngineError::CorruptState(format!("unknown state {:?}", state.state)))?;
+    let mut balances = Balances::new();
+    for (token, accounts) in &state.balances {
+        let entry = balances.entry(token.clone()).or_default();
+        for (account, text) in accounts {
+            let n = parse_decimal(text).map_err(|e| {
+                EngineError::CorruptState(format!("balance of {token}/{account}: {e}"))
+            })?;
+            entry.insert(account.clone(), n);
+        }
+    }
+    Ok((index, balances))
+}
+
+fn balances_cel(b: &Balances) -> CelValue {
+    map_to_cel(b.iter().map(|(token, accounts)| {
+        let accounts = map_to_cel(
+            accounts
+                .iter()
+                .map(|(a, n)| (a, CelValue::String(Arc::new(n.to_string())))),
+        );
+        (token, accounts)
+    }))
+}
+
+fn balances_text(b: &Balances) -> BTreeMap<String, BTreeMap<String, String>> {
+    b.iter()
+        .map(|(token, accounts)| {
+            (
+                token.clone(),
+                accounts
+                    .iter()
+                    .map(|(a, n)| (a.clone(), n.to_string()))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// The CEL scope: `vars`, `state`, `event`, `msg` (null when absent), `balances`, each
+/// converted only if an expression reads it.
+pub(crate) fn scope_for<'a>(
+    vars: &'a BTreeMap<String, Value>,
+    state: &'a str,
+    event: &'a Value,
+    msg: Option<&'a Value>,
+    balances: &'a Balances,
+) -> Scope<'a> {
+    let mut scope = Scope::new();
+    scope.bind_lazy("vars", move || {
+        map_to_cel(vars.iter().map(|(k, v)| (k, to_cel(v))))
+    });
+    scope.bind_lazy("state", move || {
+        CelValue::String(Arc::new(state.to_owned()))
+    });
+    scope.bind_lazy("event", move || to_cel(event));
+    scope.bind_lazy("msg", move || msg.map_or(CelValue::Null, to_cel));
+    scope.bind_lazy("balances", move || balances_cel(balances));
+    scope
+}
+
+/// What triggered a step, for bodies, job keys and due times.
+struct StepCtx {
+    /// The `event` CEL variable (null for timers and start).
+    event: Value,
+    /// The event's seq (`None` for timers and start).
+    event_seq: Option<u64>,
+    /// The job key prefix.
+    job_prefix: String,
+    /// Due times of armed timers count from here.
+    base_micros: i64,
+    /// `armedAtEvent` of timers armed in this step.
+    armed_at_event: u64,
+}
+
+/// An action whose input is evaluated, not yet drafted.
+struct ReadyAction {
+    id: String,
+    action_type: String,
+    input: Value,
+}
+
+/// A transition computed in full, not yet applied.
+struct Prepared {
+    assigned: BTreeMap<String, Value>,
+    balances: Balances,
+    token_bodies: Vec<(&'static str, Value)>,
+    actions: Vec<ReadyAction>,
+}
+
+/// Why a chosen transition cannot apply: (code, reason).
+type Refusal = (&'static str, String);
+
+/// A step in progress.
+struct Run<'m> {
+    m: &'m Machine,
+    current: usize,
+    state: ExecState,
+    balances: Balances,
+    drafts: Vec<Draft>,
+    messages: Vec<Message>,
+    actions: Vec<ActionJob>,
+    timers_armed: Vec<ArmedTimer>,
+    timers_cancelled: Vec<String>,
+    transitions: Vec<TransitionRecord>,
+}
+
+impl<'m> Run<'m> {
+    fn new(m: &'m Machine, state: &ExecState) -> Result<Self, EngineError> {
+        let (current, balances) = load_state(m, state)?;
+        Ok(Run {
+            m,
+            current,
+            state: state.clone(),
+            balances,
+            drafts: Vec::new(),
+            messages: Vec::new(),
+            actions: Vec::new(),
+            timers_armed: Vec::new(),
+            timers_cancelled: Vec::new(),
+            transitions: Vec::new(),
+        })
+    }
+
+    fn draft(&mut self, kind: &str, body: Value) -> Result<(), EngineError> {
+        self.drafts.push(Draft::new(kind, &body)?);
+        Ok(())
+    }
+
+    fn finish(mut self) -> Outcome {
+        self.state.balances = balances_text(&self.balances);
+        Outcome {
+            state: self.state,
+            drafts: self.drafts,
+            messages: self.messages,
+            actions: self.actions,
+            timers_armed: self.timers_armed,
+            timers_cancelled: self.timers_cancelled,
+            transitions: self.transitions,
+        }
+    }
+
+    fn scope<'a>(&'a self, ctx: &'a StepCtx, msg: Option<&'a Value>) -> Scope<'a> {
+        scope_for(
+            &self.state.vars,
+            &self.state.state,
+            &ctx.event,
+            msg,
+            &self.balances,
+        )
+    }
+
+    fn unmatched(
+        &mut self,
+        ctx: &StepCtx,
+        msg_index: Option<usize>,
+        msg_type: &str,
+        (code, reason): Refusal,
+    ) -> Result<(), EngineError> {
+        let body = json!({
+            "eventSeq": ctx.event_seq,
+            "messageIndex": msg_index,
+            "type": msg_type,
+            "state": self.state.state,
+            "code": code,
+            "reason": reason,
+        });
+        self.draft(kinds::MESSAGE_UNMATCHED, body)
+    }
+
+    /// Steps one message (or timer) through the candidate transitions.
+    fn step(
+        &mut self,
+        ctx: &StepCtx,
+        msg_index: Option<usize>,
+        msg: &Value,
+        candidates: &[usize],
+    ) -> Result<(), EngineError> {
+        let msg_type = msg
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if self.state.completed {
+            let reason = format!(
+                "execution already completed (final state {:?})",
+                self.state.state
+            );
+            return self.unmatched(ctx, msg_index, &msg_type, ("completed", reason));
+        }
+        if candidates.is_empty() {
+            let reason = format!(
+                "no transition on {msg_type:?} from state {:?}",
+                self.state.state
+            );
+            return self.unmatched(ctx, msg_index, &msg_type, ("no_transition", reason));
+        }
+        // Decide with the scope (which borrows the state), then act on the decision.
+        let decision = self.choose(ctx, msg, candidates);
+        match decision {
+            Ok((t, p)) => self.apply(t, p, ctx, msg_index),
+            Err(refusal) => self.unmatched(ctx, msg_index, &msg_type, refusal),
+        }
+    }
+
+    /// Picks the first candidate whose guard holds and prepares it.
+    fn choose(
+        &self,
+        ctx: &StepCtx,
+        msg: &Value,
+        candidates: &[usize],
+    ) -> Result<(usize, Prepared), Refusal> {
+        let scope = self.scope(ctx, Some(msg));
+        let mut false_guards = Vec::new();
+        for &t in candidates {
+            let tr = &self.m.transitions[t];
+            let holds = match &tr.guard {
+                None => true,
+                Some(g) => scope.eval_bool(g).map_err(|e| {
+                    let reason = format!(
+                        "guard of transition {:?} failed: {e} (guard: {})",
+                        tr.id,
+                        g.source()
+                    );
+                    ("guard_error", reason)
+                })?,
+            };
+            if holds {
+                return Ok((t, self.prepare(t, &scope, ctx, msg)?));
+            }
+            false_guards.push(tr.id.as_str());
+        }
+        Err((
+            "guards_false",
+            format!("every guard was false: {}", false_guards.join(", ")),
+        ))
+    }
+
+    /// Computes everything transition `t` does, or why it cannot.
+    fn prepare(
+        &self,
+        t: usize,
+        scope: &Scope<'_>,
+        ctx: &StepCtx,
+        msg: &Value,
+    ) -> Result<Prepared, Refusal> {
+        let tr = &self.m.transitions[t];
+        let mut assigned = BTreeMap::new();
+        for (var, e) in &tr.assign {
+            let v = scope.eval_json(e).map_err(|err| {
+                (
+                    "assign_error",
+                    format!(
+                        "assignment to {var:?} failed: {err} (expression: {})",
+                        e.source()
+                    ),
+                )
+            })?;
+            let var_type = self
+                .m
+                .var_types
+                .get(var)
+                .copied()
+                .unwrap_or(crate::VarType::Any);
+            let v = coerce(var_type, &v)
+                .map_err(|err| ("assign_error", format!("assignment to {var:?}: {err}")))?;
+            assigned.insert(var.clone(), v);
+        }
+
+        let mut balances = self.balances.clone();
+        let mut token_bodies = Vec::new();
+        for op in &tr.tokens {
+            let (expr, what) = match op {
+                CTokenOp::Mint { amount, .. } => (amount, "mint"),
+                CTokenOp::Transfer { amount, .. } => (amount, "transfer"),
+                CTokenOp::Consume { amount, .. } => (amount, "consume"),
+            };
+            let n = scope.eval(expr).and_then(|v| amount(&v)).map_err(|err| {
+                (
+                    "token_error",
+                    format!(
+                        "{what} amount failed: {err} (expression: {})",
+                        expr.source()
+                    ),
+                )
+            })?;
+            token_bodies.push(apply_token_op(&mut balances, op, n)?);
+        }
+
+        let from = &self.m.states[tr.from];
+        let to = &self.m.states[tr.to];
+        let ids = from.on_exit.iter().chain(&tr.actions).chain(&to.on_enter);
+        let mut vars = self.state.vars.clone();
+        vars.extend(assigned.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let actions = ready_actions(self.m, ids, || {
+            scope_for(&vars, &to.id, &ctx.event, Some(msg), &balances)
+        })
+        .map_err(|reason| ("action_input_error", reason))?;
+        Ok(Prepared {
+            assigned,
+            balances,
+            token_bodies,
+            actions,
+        })
+    }
+
+    /// Applies a prepared transition and drafts its entries.
+    fn apply(
+        &mut self,
+        t: usize,
+        p: Prepared,
+        ctx: &StepCtx,
+        msg_index: Option<usize>,
+    ) -> Result<(), EngineError> {
+        let m = self.m;
+        let tr = &m.transitions[t];
+        let (from, to) = (&m.states[tr.from], &m.states[tr.to]);
+        self.draft(
+            kinds::TRANSITION_FIRED,
+            json!({
+                "eventSeq": ctx.event_seq,
+                "messageIndex": msg_index,
+                "transitionId": tr.id,
+                "from": from.id,
+                "to": to.id,
+                "assigned": p.assigned,
+            }),
+        )?;
+        for (kind, body) in p.token_bodies {
+            self.draft(kind, body)?;
+        }
+        for timer in std::mem::take(&mut self.state.timers) {
+            self.draft(
+                kinds::TIMER_CANCELLED,
+                json!({"transitionId": timer.transition_id}),
+            )?;
+            self.timers_cancelled.push(timer.transition_id);
+        }
+        self.schedule(p.actions, ctx)?;
+        self.state.state = to.id.clone();
+        self.current = tr.to;
+        self.state.vars.extend(p.assigned);
+        self.balances = p.balances;
+        self.transitions.push(TransitionRecord {
+            message_index: msg_index,
+            transition_id: tr.id.clone(),
+            from: from.id.clone(),
+            to: to.id.clone(),
+        });
+        self.enter(ctx)
+    }
+
+    fn schedule(&mut self, actions: Vec<ReadyAction>, ctx: &StepCtx) -> Result<(), EngineError> {
+        for a in actions {
+            let draft_index = self.drafts.len();
+            let job_key = format!("{}:{draft_index}:{}", ctx.job_prefix, a.id);
+            self.draft(
+                kinds::ACTION_SCHEDULED,
+                json!({"actionId": a.id, "type": a.action_type, "input": a.input, "jobKey": job_key}),
+            )?;
+            self.actions.push(ActionJob {
+                action_id: a.id,
+                action_type: a.action_type,
+                input: a.input,
+                draft_index,
+                job_key,
+            });
+        }
+        Ok(())
+    }
+
+    /// Arms the timers of the (just entered) current state and completes a final state.
+    fn enter(&mut self, ctx: &StepCtx) -> Result<(), EngineError> {
+        let m = self.m;
+        for &t in &m.timers[self.current] {
+            let tr = &m.transitions[t];
+            let Trigger::After(d) = &tr.trigger else {
+                continue;
+            };
+            let micros = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+            let due = RecordedAt::from_unix_micros(ctx.base_micros.saturating_add(micros))?;
+            self.draft(
+                kinds::TIMER_ARMED,
+                json!({"transitionId": tr.id, "dueAt": due.as_str(), "after": d.to_string()}),
+            )?;
+            let timer = ArmedTimer {
+                transition_id: tr.id.clone(),
+                due_at: due.as_str().to_owned(),
+                armed_at_event: ctx.armed_at_event,
+            };
+            self.timers_armed.push(timer.clone());
+            self.state.timers.push(timer);
+        }
+        if m.states[self.current].is_final {
+            self.state.completed = true;
+            self.draft(
+                kinds::EXECUTION_COMPLETED,
+                json!({"state": self.state.state}),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies one token operation to `balances`; returns its entry kind and body.
+fn apply_token_op(
+    balances: &mut Balances,
+    op: &CTokenOp,
+    n: u128,
+) -> Result<(&'static str, Value), Refusal> {
+    fn debit(
+        balances: &mut Balances,
+        token: &str,
+        account: &str,
+        n: u128,
+        what: &str,
+    ) -> Result<u128, Refusal> {
+        let held = balances
+            .get(token)
+            .and_then(|a| a.get(account))
+            .copied()
+            .unwrap_or(0);
+        let left = held.checked_sub(n).ok_or_else(|| {
+            (
+                "insufficient_balance",
+                format!(
+                    "insufficient balance: account {account} holds {held} {token}, {what} needs {n}"
+                ),
+            )
+        })?;
+        balances
+            .entry(token.to_owned())
+            .or_default()
+            .insert(account.to_owned(), left);
+        Ok(left)
+    }
+    fn credit(
+        balances: &mut Balances,
+        token: &str,
+        account: &str,
+        n: u128,
+    ) -> Result<u128, Refusal> {
+        let held = balances
+            .get(token)
+            .and_then(|a| a.get(account))
+            .copied()
+            .unwrap_or(0);
+        let total = held.checked_add(n).ok_or_else(|| {
+            (
+                "token_overflow",
+                format!("account {account} holds {held} {token}: adding {n} exceeds 2^128-1"),
+            )
+        })?;
+        balances
+            .entry(token.to_owned())
+            .or_default()
+            .insert(account.to_owned(), total);
+        Ok(total)
+    }
+    Ok(match op {
+        CTokenOp::Mint {
+            node,
+            token,
+            account,
+            ..
+        } => {
+            let balance = credit(balances, token, account, n)?;
+            (
+                kinds::TOKEN_MINTED,
+                json!({"node": node, "token": token, "account": account, "amount": n.to_string(), "balance": balance.to_string()}),
+            )
+        }
+        CTokenOp::Consume {
+            node,
+            token,
+            account,
+            ..
+        } => {
+            let balance = debit(balances, token, account, n, "consume")?;
+            (
+                kinds::TOKEN_CONSUMED,
+                json!({"node": node, "token": token, "account": account, "amount": n.to_string(), "balance": balance.to_string()}),
+            )
+        }
+        CTokenOp::Transfer {
+            token, from, to, ..
+        } => {
+            let from_balance = debit(balances, token, from, n, "transfer")?;
+            let to_balance = credit(balances, token, to, n)?;
+            // A transfer to the same account leaves it as it was.
+            let from_balance = if from == to { to_balance } else { from_balance };
+            (
+                kinds::TOKEN_TRANSFERRED,
+                json!({
+                    "token": token, "from": from, "to": to, "amount": n.to_string(),
+                    "fromBalance": from_balance.to_string(), "toBalance": to_balance.to_string(),
+                }),
+            )
+        }
+    })
+}
+
+/// Evaluates the inputs of the listed actions; the scope is built only if an input needs it.
+fn ready_actions<'a, 's>(
+    m: &Machine,
+    ids: impl Iterator<Item = &'a String>,
+    scope: impl FnOnce() -> Scope<'s>,
+) -> Result<Vec<ReadyAction>, String> {
+    // INVARIANT: compile checked every action id, so none is skipped here.
+    let actions: Vec<_> = ids.filter_map(|id| m.actions.get(id)).collect();
+    let scope = actions.iter().any(|a| a.input.needs_scope()).then(scope);
+    let mut out = Vec::with_capacity(actions.len());
+    for action in actions {
+        let input = eval_input(&action.input, scope.as_ref()).map_err(|(path, err)| {
+            format!("input of action {:?} at {path} failed: {err}", action.id)
+        })?;
+        out.push(ReadyAction {
+            id: action.id.clone(),
+            action_type: action.action_type.clone(),
+            input,
+        });
+    }
+    Ok(out)
+}
+
+fn eval_input(tree: &InputTree, scope: Option<&Scope<'_>>) -> Result<Value, (String, String)> {
+    Ok(match tree {
+        InputTree::Literal(v) => v.clone(),
+        InputTree::Expr { path, expr } => {
+            let Some(s) = scope else {
+                return Err((path.clone(), "no scope".into()));
+            };
+            s.eval_json(expr)
+                .map_err(|e| (path.clone(), format!("{e} (expression: {})", expr.source())))?
+        }
+        InputTree::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| eval_input(i, scope))
+                .collect::<Result<_, _>>()?,
+        ),
+        InputTree::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, i)| eval_input(i, scope).map(|v| (k.clone(), v)))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+impl Machine {
+    /// Starts an execution: the initial state with the variables' defaults, overridden by
+    /// `inputs` (a JSON object of variable -> value, each checked against its type). The
+    /// outcome drafts the initial state's onEnter actions (`action.scheduled`), its timers
+    /// (`timer.armed`, due times counted from `started_at`) and, if the initial state is
+    /// final, `execution.completed`.
+    pub fn initial_state(
+        &self,
+        inputs: Option<&Value>,
+        started_at: &str,
+    ) -> Result<Outcome, EngineError> {
+        let started_at = RecordedAt::parse(started_at)?;
+        let mut vars: BTreeMap<String, Value> = self
+            .variables
+            .iter()
+            .map(|v| (v.name.clone(), v.default.clone()))
+            .collect();
+        if let Some(inputs) = inputs {
+            if !inputs.is_object() {
+                return Err(EngineError::InvalidInputs(
+                    "inputs must be a JSON object".into(),
+                ));
+            }
+            let inputs = pled_core::Body::from_value(inputs)?.to_value()?;
+            for (name, value) in inputs.as_object().into_iter().flatten() {
+                let t = self.var_types.get(name).ok_or_else(|| {
+                    EngineError::InvalidInputs(format!("unknown variable {name:?}"))
+                })?;
+                let v = coerce(*t, value)
+                    .map_err(|e| EngineError::InvalidInputs(format!("variable {name:?}: {e}")))?;
+                vars.insert(name.clone(), v);
+            }
+        }
+        let state = ExecState {
+            state: self.initial_state_id().to_owned(),
+            vars,
+            balances: BTreeMap::new(),
+            completed: false,
+            event_count: 0,
+            timers: Vec::new(),
+        };
+        let mut run = Run::new(self, &state)?;
+        let ctx = StepCtx {
+            event: Value::Null,
+            event_seq: None,
+            job_prefix: "start".to_owned(),
+            base_micros: started_at.unix_micros(),
+            armed_at_event: 0,
+        };
+        let initial = &self.states[self.initial];
+        let actions = ready_actions(self, initial.on_enter.iter(), || {
+            scope_for(
+                &run.state.vars,
+                &initial.id,
+                &Value::Null,
+                None,
+                &run.balances,
+            )
+        })
+        .map_err(EngineError::InvalidInputs)?;
+        run.schedule(actions, &ctx)?;
+        run.enter(&ctx)?;
+        Ok(run.finish())
+    }
+
+    /// Processes one event: drafts `event.received`, runs the rules (`message.derived` /
+    /// `rule.failed`), then steps every message in order. `ai` holds the outputs for the
+    /// event's [`Machine::ai_requests`]; a missing one is recorded as a `rule.failed`.
+    pub fn process_event(
+        &self,
+        state: &ExecState,
+        event: &Event,
+        ai: &AiOutputs,
+    ) -> Result<Outcome, EngineError> {
+        let received_at = event.validate()?;
+        let mut run = Run::new(self, state)?;
+        let mut received = json!({
+            "eventSeq": event.event_seq,
+            "type": event.r#type,
+            "payload": event.payload,
+            "source": event.source,
+            "receivedAt": event.received_at,
+        });
+        if let Some(at) = &event.occurred_at {
+            received["occurredAt"] = json!(at);
+        }
+        run.draft(kinds::EVENT_RECEIVED, received)?;
+        // Rules see the payload as the ledger holds it (canonical numbers), so that replaying
+        // from the stored `event.received` body evaluates exactly like the live event.
+        let payload = match run.drafts[0].body.to_value()? {
+            Value::Object(mut body) => body.remove("payload").unwrap_or_default(),
+            _ => Value::Null,
+        };
+
+        let ctx = StepCtx {
+            event: event.cel_value(&payload),
+            event_seq: Some(event.event_seq),
+            job_prefix: event.event_seq.to_string(),
+            base_micros: received_at.unix_micros(),
+            armed_at_event: event.event_seq,
+        };
+        let results = self.derive(&run.scope(&ctx, None), event, &payload, AiMode::Outputs(ai));
+        for result in results {
+            match result {
+                RuleResult::Message(m) => {
+                    let mut body = json!({
+                        "eventSeq": event.event_seq,
+                        "index": m.index,
+                        "type": m.r#type,
+                        "data": m.data,
+                        "ruleId": m.rule_id,
+                        "deterministic": m.deterministic,
+                    });
+                    if let Some(ai) = &m.ai {
+                        body["ai"] = json!({
+                            "model": ai.model, "prompt": ai.prompt, "inputs": ai.inputs, "inputHash": ai.input_hash,
+                        });
+                    }
+                    run.draft(kinds::MESSAGE_DERIVED, body)?;
+                    run.messages.push(m);
+                }
+                RuleResult::Failed {
+                    rule_id,
+                    stage,
+                    expression,
+                    error,
+                } => run.draft(
+                    kinds::RULE_FAILED,
+                    json!({
+                        "eventSeq": event.event_seq, "ruleId": rule_id, "stage": stage,
+                        "expression": expression, "error": error,
+                    }),
+                )?,
+            }
+        }
+        let messages = run.messages.clone();
+        for m in &messages {
+            let candidates = self
+                .candidates
+                .get(&(run.current, m.r#type.clone()))
+                .cloned()
+                .unwrap_or_default();
+            let msg = json!({"type": m.r#type, "data": m.data});
+            run.step(&ctx, Some(m.index), &msg, &candidates)?;
+        }
+        run.state.event_count += 1;
+        Ok(run.finish())
+    }
+
+    /// Fires the timer of `after` transition `transition_id` at `now` (RFC 3339 UTC with
+    /// microseconds, not before its due time). Drafts `timer.fired`, then steps the
+    /// transition like a message `{type: "timer.fired", data: {transitionId, dueAt}}` (its
+    /// guard may refuse it; the timer is spent either way). A timer that is not armed, or
+    /// whose state was left, or an execution already completed, gives a `timer.ignored`
+    /// draft and an unchanged state.
+    pub fn fire_timer(
+        &self,
+        state: &ExecState,
+        transition_id: &str,
+        now: &str,
+    ) -> Result<Outcome, EngineError> {
+        let t = self
+            .transition_index
+            .get(transition_id)
+            .copied()
+            .filter(|&t| matches!(self.transitions[t].trigger, Trigger::After(_)))
+            .ok_or_else(|| EngineError::UnknownTransition(transition_id.to_owned()))?;
+        let now_at = RecordedAt::parse(now)?;
+        let mut run = Run::new(self, state)?;
+        let armed = run
+            .state
+            .timers
+            .iter()
+            .position(|timer| timer.transition_id == transition_id);
+        let from = &self.states[self.transitions[t].from].id;
+        let ignored = if run.state.completed {
+            Some("execution already completed".to_owned())
+        } else if armed.is_none() {
+            Some("timer is not armed".to_owned())
+        } else if *from != run.state.state {
+            Some(format!(
+                "state {from:?} was left (now in {:?})",
+                run.state.state
+            ))
+        } else {
+            None
+        };
+        let (Some(armed), None) = (armed, &ignored) else {
+            let reason = ignored.unwrap_or_default();
+            run.draft(
+                kinds::TIMER_IGNORED,
+                json!({"transitionId": transition_id, "firedAt": now, "reason": reason}),
+            )?;
+            return Ok(run.finish());
+        };
+        let timer = run.state.timers.remove(armed);
+        let due = RecordedAt::parse(&timer.due_at)?;
+        if now_at < due {
+            return Err(EngineError::TimerNotDue {
+                transition_id: transition_id.to_owned(),
+                due_at: timer.due_at,
+                now: now.to_owned(),
+            });
+        }
+        run.draft(
+            kinds::TIMER_FIRED,
+            json!({"transitionId": transition_id, "dueAt": timer.due_at, "firedAt": now}),
+        )?;
+        let ctx = StepCtx {
+            event: Value::Null,
+            event_seq: None,
+            job_prefix: format!(
+                "timer.{}.{}.{}",
+                timer.armed_at_event,
+                due.unix_micros(),
+                transition_id
+            ),
+            base_micros: now_at.unix_micros(),
+            armed_at_event: timer.armed_at_event,
+        };
+        let msg = json!({"type": "timer.fired", "data": {"transitionId": transition_id, "dueAt": timer.due_at}});
+        run.step(&ctx, None, &msg, &[t])?;
+        Ok(run.finish())
+    }
+}
