@@ -52,9 +52,12 @@ impl Body {
             return Err(BodyError::NotAnObject(type_name(value)));
         }
         check_numbers(value, &mut String::new())?;
-        let text = serde_json_canonicalizer::to_string(value)
-            .map_err(|e| BodyError::Json(e.to_string()))?;
-        Ok(Self(text))
+        let mut out = Vec::with_capacity(128);
+        crate::jcs::write_value(value, &mut out);
+        // INVARIANT: write_value emits UTF-8 (it copies str bytes and ASCII).
+        Ok(Self(
+            String::from_utf8(out).map_err(|e| BodyError::Json(e.to_string()))?,
+        ))
     }
 
     /// Parses and canonicalises JSON text.

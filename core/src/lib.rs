@@ -22,6 +22,8 @@ mod body;
 mod chain;
 mod entry;
 mod ids;
+pub mod jcs;
+pub mod merkle;
 mod time;
 
 pub use body::{Body, BodyError, MAX_SAFE_INTEGER};

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-mod ledger;
+pub(crate) mod ledger;
+mod serve;
+mod token;
 mod verify;
 
 /// Exit code for "the data is bad" (a chain does not verify).
@@ -29,6 +31,11 @@ enum Command {
     Ledger(ledger::LedgerCommand),
     /// Verify every hash chain in a store; names the first bad entry.
     Verify(verify::VerifyArgs),
+    /// Run the PLED service.
+    Serve(pled_api::config::ServeArgs),
+    /// Manage access tokens on a stopped store.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// Where the store lives.
@@ -43,5 +50,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Ledger(cmd) => ledger::run(cmd),
         Command::Verify(args) => verify::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Token(cmd) => token::run(cmd),
     }
 }

@@ -1,0 +1,28 @@
+//! `pled serve`.
+
+use std::process::ExitCode;
+
+use pled_api::config::{LogFormat, ServeArgs, ServeConfig};
+use tracing_subscriber::EnvFilter;
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = ServeConfig::load(&args)?;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    match config.log_format {
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .init(),
+        LogFormat::Pretty => tracing_subscriber::fmt().with_env_filter(filter).init(),
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(pled_api::server::run(
+        config,
+        pled_api::server::shutdown_signal(),
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}

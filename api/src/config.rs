@@ -1,0 +1,181 @@
+//! `pled serve` configuration: defaults, then a TOML file (`--config`), then environment
+//! variables (`PLED_*`), then flags; later sources win. Secrets (the JWT secret, the chain
+//! signer key) come only from the environment.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Deserialize;
+
+/// The effective settings of a running service.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// RocksDB data directory. Default `./data`.
+    pub data_dir: PathBuf,
+    /// Listen address. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Largest accepted request body, in bytes. Default 1 MiB.
+    pub body_limit: usize,
+    /// Requests taking longer are answered 503 (streams excepted). Default 30 s.
+    #[serde(with = "humantime_secs")]
+    pub request_timeout: Duration,
+    /// Origins allowed by CORS (`*` for any); empty (default) disables CORS headers.
+    pub cors_origins: Vec<String>,
+    /// `json` (default) or `pretty` logs.
+    pub log_format: LogFormat,
+    /// JWT issuer to require (needed when JWTs are enabled).
+    pub jwt_issuer: Option<String>,
+    /// JWT audience to require (needed when JWTs are enabled).
+    pub jwt_audience: Option<String>,
+    /// JWKS file with RS256 public keys.
+    pub jwt_jwks_file: Option<PathBuf>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (request id, org, execution id as fields).
+    Json,
+    /// Human-readable.
+    Pretty,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit: 1 << 20,
+            request_timeout: Duration::from_secs(30),
+            cors_origins: Vec::new(),
+            log_format: LogFormat::Json,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_jwks_file: None,
+        }
+    }
+}
+
+/// Flags of `pled serve`; each also reads a `PLED_*` environment variable.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// TOML config file (keys as in the `[serve]` table of docs/operations.md).
+    #[arg(long, env = "PLED_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// RocksDB data directory [default: ./data].
+    #[arg(long, env = "PLED_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Listen address [default: 127.0.0.1:8080].
+    #[arg(long, env = "PLED_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Largest request body in bytes [default: 1048576].
+    #[arg(long, env = "PLED_BODY_LIMIT")]
+    pub body_limit: Option<usize>,
+    /// Request timeout in seconds [default: 30].
+    #[arg(long, env = "PLED_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<u64>,
+    /// CORS origins, comma-separated (`*` for any) [default: none].
+    #[arg(long, env = "PLED_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Option<Vec<String>>,
+    /// Log format [default: json].
+    #[arg(long, env = "PLED_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Required JWT issuer.
+    #[arg(long, env = "PLED_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required JWT audience.
+    #[arg(long, env = "PLED_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// JWKS file with RS256 public keys.
+    #[arg(long, env = "PLED_JWT_JWKS_FILE")]
+    pub jwt_jwks_file: Option<PathBuf>,
+}
+
+impl ServeConfig {
+    /// Defaults < file < environment/flags.
+    pub fn load(args: &ServeArgs) -> anyhow::Result<Self> {
+        let mut c = match &args.config {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        let a = args.clone();
+        if let Some(v) = a.data_dir {
+            c.data_dir = v;
+        }
+        if let Some(v) = a.listen {
+            c.listen = v;
+        }
+        if let Some(v) = a.body_limit {
+            c.body_limit = v;
+        }
+        if let Some(v) = a.request_timeout {
+            c.request_timeout = Duration::from_secs(v);
+        }
+        if let Some(v) = a.cors_origins {
+            c.cors_origins = v.into_iter().filter(|o| !o.is_empty()).collect();
+        }
+        if let Some(v) = a.log_format {
+            c.log_format = v;
+        }
+        c.jwt_issuer = a.jwt_issuer.or(c.jwt_issuer);
+        c.jwt_audience = a.jwt_audience.or(c.jwt_audience);
+        c.jwt_jwks_file = a.jwt_jwks_file.or(c.jwt_jwks_file);
+        Ok(c)
+    }
+
+    fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+    }
+}
+
+mod humantime_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs(u64::deserialize(d)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pled.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nbody_limit = 2048\ncors_origins = [\"https://a.example\"]\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            body_limit: Some(4096),
+            ..Default::default()
+        };
+        let c = ServeConfig::load(&args).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(c.body_limit, 4096);
+        assert_eq!(c.cors_origins, ["https://a.example"]);
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pled.toml");
+        std::fs::write(&file, "listne = \"0.0.0.0:9000\"\n").unwrap();
+        let err = ServeConfig::load(&ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("listne"), "{err:#}");
+    }
+}

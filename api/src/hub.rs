@@ -1,0 +1,68 @@
+//! Live fan-out of new ledger entries and state changes to stream subscribers, one bounded
+//! broadcast channel per watched execution. Lanes publish after the durable write; a
+//! subscriber that falls behind the channel's capacity is told it lagged (see
+//! `routes::streams`) instead of slowing ingest or growing memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use pled_core::{ExecutionId, SealedEntry};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::repo::executions::LiveState;
+
+/// How many items a subscriber may fall behind before it is told it lagged.
+pub const STREAM_BUFFER: usize = 1024;
+
+/// What lanes publish.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// New entries, in seq order (one durable write's worth).
+    Entries(Arc<Vec<SealedEntry>>),
+    /// The state after those entries.
+    State(Arc<StateChange>),
+}
+
+/// A state change, as streams send it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateChange {
+    /// The seq of the last entry the state includes.
+    pub head_seq: u64,
+    /// Its hash.
+    pub head_hash: String,
+    /// Status and engine state.
+    #[serde(flatten)]
+    pub live: LiveState,
+}
+
+/// Broadcast channels by execution.
+#[derive(Default)]
+pub struct Hub {
+    channels: Mutex<HashMap<ExecutionId, broadcast::Sender<Update>>>,
+}
+
+impl Hub {
+    /// Subscribes to an execution's updates (before reading its snapshot, so nothing written
+    /// afterwards is missed).
+    pub fn subscribe(&self, id: ExecutionId) -> broadcast::Receiver<Update> {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(id)
+            .or_insert_with(|| broadcast::channel(STREAM_BUFFER).0)
+            .subscribe()
+    }
+
+    /// Publishes to an execution's subscribers, if it has any.
+    pub fn publish(&self, id: ExecutionId, updates: impl IntoIterator<Item = Update>) {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(tx) = map.get(&id) else { return };
+        if tx.receiver_count() == 0 {
+            map.remove(&id);
+            return;
+        }
+        for u in updates {
+            let _ = tx.send(u);
+        }
+    }
+}

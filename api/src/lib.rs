@@ -1,0 +1,22 @@
+//! PLED's HTTP service: REST `/v1`, streams, auth and tenancy, problem+json errors,
+//! idempotency, metrics and OpenAPI. The `pled` binary (CLI and `pled serve`) is built on it.
+//!
+//! [`app`] builds the router from an [`AppState`]; tests drive it without a port
+//! (`tower::ServiceExt::oneshot`), and `pled serve` binds it to a socket.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod hub;
+pub mod idempotency;
+pub mod lanes;
+mod middleware;
+pub mod openapi;
+pub mod repo;
+mod routes;
+pub mod server;
+pub mod state;
+
+pub use routes::app;
+pub use state::AppState;

@@ -1,0 +1,142 @@
+//! Execution records. The static part (template pin, name, creator) is a JSON record under
+//! `exe/<org>/<id>`; the dynamic part (status, engine state) is the head state of the
+//! execution's chain, written atomically with every append by its lane.
+
+use pled_core::{ExecutionId, OrgId, RecordedAt};
+use pled_engine::ExecState;
+use pled_store::{Store, WriteSet};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{get_json, put_json, scan_json};
+use crate::error::ApiError;
+
+/// Where an execution is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Started, no event applied yet.
+    Created,
+    /// Events are being applied.
+    Running,
+    /// Events are accepted and queued, not applied (operator control).
+    Paused,
+    /// A final state was entered.
+    Completed,
+    /// Stopped by an unrecoverable error or an operator.
+    Failed,
+    /// Stopped by an operator.
+    Cancelled,
+}
+
+impl Status {
+    /// Whether the execution still takes events.
+    pub fn accepts_events(self) -> bool {
+        matches!(self, Status::Created | Status::Running | Status::Paused)
+    }
+
+    /// The lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The static description of an execution.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionRecord {
+    /// Id (UUID v7); also the ledger's `execution_id`.
+    #[schema(value_type = String)]
+    pub id: ExecutionId,
+    /// Owning org.
+    #[schema(value_type = String)]
+    pub org: OrgId,
+    /// Template it runs.
+    pub template_id: String,
+    /// Pinned version.
+    pub version: u32,
+    /// BLAKE3 of the pinned version's canonical JSON (also in its `execution.created` entry).
+    pub template_hash: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// When created.
+    #[schema(value_type = String)]
+    pub created_at: RecordedAt,
+    /// Who created it.
+    pub created_by: String,
+}
+
+/// The head state bytes of an execution's chain: its status and its engine state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveState {
+    /// Lifecycle status.
+    pub status: Status,
+    /// The engine's state.
+    pub exec: ExecState,
+}
+
+impl LiveState {
+    /// Encodes for the head.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes a head's state bytes.
+    pub fn from_bytes(b: &[u8]) -> Result<Self, ApiError> {
+        serde_json::from_slice(b)
+            .map_err(|e| ApiError::Internal(format!("corrupt execution state: {e}")))
+    }
+}
+
+fn key(org: &OrgId, id: ExecutionId) -> String {
+    format!("exe/{org}/{id}")
+}
+
+/// One execution of the org (`None` for another org's, which the caller answers with 404).
+pub fn get(
+    store: &Store,
+    org: &OrgId,
+    id: ExecutionId,
+) -> Result<Option<ExecutionRecord>, ApiError> {
+    get_json(store, &key(org, id))
+}
+
+/// Adds a record to a write set.
+pub fn put(ws: WriteSet, rec: &ExecutionRecord) -> Result<WriteSet, ApiError> {
+    put_json(ws, &key(&rec.org, rec.id), rec)
+}
+
+/// The live state of an execution.
+pub fn live(
+    store: &Store,
+    id: ExecutionId,
+) -> Result<Option<(pled_core::ChainHead, LiveState)>, ApiError> {
+    match store.head(id)? {
+        Some(h) => Ok(Some((h.chain, LiveState::from_bytes(&h.state)?))),
+        None => Ok(None),
+    }
+}
+
+/// Up to `limit` records after `cursor` (exclusive), in id order.
+pub fn scan(
+    store: &Store,
+    org: &OrgId,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<Vec<ExecutionRecord>, ApiError> {
+    Ok(scan_json(store, &format!("exe/{org}/"), cursor, limit)?
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect())
+}

@@ -1,0 +1,148 @@
+//! PLED personal access tokens: `pled_pat_<id>_<secret>`, printed once, stored as the
+//! SHA-256 of the whole token, revocable. Records live under `pat/<id>` with an org index
+//! under `pat-org/<org>/<id>`.
+
+use pled_core::{OrgId, RecordedAt};
+use pled_store::{Store, WriteSet};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use super::{get_json, put_json, scan_json};
+use crate::auth::{Principal, Role};
+use crate::error::ApiError;
+
+/// Every access token starts with this.
+pub const PREFIX: &str = "pled_pat_";
+
+/// A stored access token (never its secret).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRecord {
+    /// The token's public id (the part after `pled_pat_`).
+    pub id: String,
+    /// Its org.
+    #[schema(value_type = String)]
+    pub org: OrgId,
+    /// Its role.
+    pub role: Role,
+    /// What it is for.
+    pub name: String,
+    /// When it was issued.
+    #[schema(value_type = String)]
+    pub created_at: RecordedAt,
+    /// Who issued it (`cli` for `pled token create`).
+    pub created_by: String,
+    /// When it was revoked, if it was.
+    #[schema(value_type = Option<String>)]
+    pub revoked_at: Option<RecordedAt>,
+    /// SHA-256 of the whole token, hex.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    #[schema(ignore)]
+    pub hash: String,
+}
+
+impl TokenRecord {
+    /// The record without its hash, for API answers.
+    pub fn public(mut self) -> Self {
+        self.hash.clear();
+        self
+    }
+}
+
+fn key(id: &str) -> String {
+    format!("pat/{id}")
+}
+
+fn org_key(org: &OrgId, id: &str) -> String {
+    format!("pat-org/{org}/{id}")
+}
+
+fn digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Issues a token: returns the token text (to show once) and the write set that stores it.
+pub fn issue(
+    org: &OrgId,
+    role: Role,
+    name: &str,
+    created_by: &str,
+    ws: WriteSet,
+) -> Result<(String, TokenRecord, WriteSet), ApiError> {
+    let mut id = [0u8; 8];
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut id);
+    rand::rng().fill_bytes(&mut secret);
+    let id = hex::encode(id);
+    let token = format!("{PREFIX}{id}_{}", hex::encode(secret));
+    let record = TokenRecord {
+        id: id.clone(),
+        org: org.clone(),
+        role,
+        name: name.to_owned(),
+        created_at: RecordedAt::now(),
+        created_by: created_by.to_owned(),
+        revoked_at: None,
+        hash: digest(&token),
+    };
+    let ws = put_json(ws, &key(&id), &record)?;
+    let ws = put_json(ws, &org_key(org, &id), &serde_json::json!({}))?;
+    Ok((token, record, ws))
+}
+
+/// Checks a presented token and returns its principal.
+pub fn verify(store: &Store, token: &str) -> Result<Principal, ApiError> {
+    let invalid = || ApiError::Unauthorized("invalid or revoked access token".into());
+    let rest = token.strip_prefix(PREFIX).ok_or_else(invalid)?;
+    let (id, _) = rest.split_once('_').ok_or_else(invalid)?;
+    if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid());
+    }
+    let record: TokenRecord = get_json(store, &key(id))?.ok_or_else(invalid)?;
+    if !constant_time_eq(record.hash.as_bytes(), digest(token).as_bytes())
+        || record.revoked_at.is_some()
+    {
+        return Err(invalid());
+    }
+    Ok(Principal {
+        org: record.org,
+        role: record.role,
+        subject: format!("pat:{id}"),
+    })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The org's tokens (without hashes), oldest id first.
+pub fn list(store: &Store, org: &OrgId) -> Result<Vec<TokenRecord>, ApiError> {
+    let prefix = format!("pat-org/{org}/");
+    let ids: Vec<(String, serde_json::Value)> = scan_json(store, &prefix, None, usize::MAX)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for (k, _) in ids {
+        if let Some(r) = get_json::<TokenRecord>(store, &key(&k[prefix.len()..]))? {
+            out.push(r.public());
+        }
+    }
+    Ok(out)
+}
+
+/// One of the org's tokens.
+pub fn get(store: &Store, org: &OrgId, id: &str) -> Result<Option<TokenRecord>, ApiError> {
+    Ok(get_json::<TokenRecord>(store, &key(id))?.filter(|r| &r.org == org))
+}
+
+/// Marks a token revoked.
+pub fn revoke(mut record: TokenRecord, ws: WriteSet) -> Result<(TokenRecord, WriteSet), ApiError> {
+    record.revoked_at = Some(RecordedAt::now());
+    let ws = put_json(ws, &key(&record.id), &record)?;
+    Ok((record.public(), ws))
+}
+
+/// Whether any token was ever issued (first-start detection).
+pub fn any(store: &Store) -> Result<bool, ApiError> {
+    Ok(!scan_json::<serde_json::Value>(store, "pat/", None, 1)?.is_empty())
+}

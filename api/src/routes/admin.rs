@@ -1,0 +1,140 @@
+//! Access tokens and the audit log (admin only).
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::PageQuery;
+use crate::auth::{Permission, Principal, Role};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::idempotency::{self, Created, Idempotency};
+use crate::repo::Page;
+use crate::repo::audit::{self, AuditRecord};
+use crate::repo::tokens::{self, TokenRecord};
+use crate::state::AppState;
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_token, list_tokens))
+        .routes(routes!(revoke_token))
+        .routes(routes!(list_audit))
+}
+
+/// A new access token for the caller's org.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct NewToken {
+    /// Its role.
+    role: Role,
+    /// What it is for (shown in listings).
+    name: String,
+}
+
+/// An issued token: the only time its secret is shown.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct IssuedToken {
+    /// The bearer token. Store it now: PLED keeps only its hash.
+    token: String,
+    /// The stored record.
+    record: TokenRecord,
+}
+
+/// Issue an access token in the caller's org (admin).
+#[utoipa::path(post, path = "/v1/tokens", tag = "admin", request_body = NewToken,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for the same body")),
+    responses((status = 201, body = IssuedToken), (status = 403, body = crate::error::Problem)))]
+pub(crate) async fn create_token(
+    State(s): State<AppState>,
+    who: Principal,
+    headers: HeaderMap,
+    body: ApiJson<NewToken>,
+) -> ApiResult<Response> {
+    who.require(Permission::Administer)?;
+    let req = body.value;
+    if req.name.trim().is_empty() || req.name.len() > 200 {
+        return Err(ApiError::bad_field("/name", "must be 1-200 characters"));
+    }
+    let idem = Idempotency::from_request(&headers, &who.org, "tokens", "/v1/tokens", &body.raw)?;
+    idempotency::create(&s, idem, || async {
+        let (token, record, ws) = tokens::issue(
+            &who.org,
+            req.role,
+            &req.name,
+            &who.subject,
+            pled_store::WriteSet::new(),
+        )?;
+        let ws = audit::by(
+            ws,
+            &who,
+            "token.issued",
+            &record.id,
+            serde_json::json!({ "role": req.role, "name": req.name }),
+        )?;
+        let location = format!("/v1/tokens/{}", record.id);
+        let body = serde_json::to_value(IssuedToken {
+            token,
+            record: record.public(),
+        })
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(Created {
+            status: StatusCode::CREATED,
+            body,
+            location: Some(location),
+            writes: ws,
+        })
+    })
+    .await
+}
+
+/// The org's access tokens (never their secrets).
+#[utoipa::path(get, path = "/v1/tokens", tag = "admin", responses((status = 200, body = Vec<TokenRecord>)))]
+pub(crate) async fn list_tokens(
+    State(s): State<AppState>,
+    who: Principal,
+) -> ApiResult<axum::Json<Vec<TokenRecord>>> {
+    who.require(Permission::Administer)?;
+    Ok(axum::Json(tokens::list(&s.store, &who.org)?))
+}
+
+/// Revoke an access token; it stops working at once.
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "admin", params(("id" = String, Path, description = "Token id")),
+    responses((status = 200, body = TokenRecord), (status = 404, body = crate::error::Problem)))]
+pub(crate) async fn revoke_token(
+    State(s): State<AppState>,
+    who: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<axum::Json<TokenRecord>> {
+    who.require(Permission::Administer)?;
+    let _guard = s.locks.lock(&format!("pat/{id}")).await;
+    let record =
+        tokens::get(&s.store, &who.org, &id)?.ok_or_else(|| ApiError::not_found("token", &id))?;
+    if record.revoked_at.is_some() {
+        return Ok(axum::Json(record.public()));
+    }
+    let (record, ws) = tokens::revoke(record, pled_store::WriteSet::new())?;
+    let ws = audit::by(ws, &who, "token.revoked", &id, serde_json::json!({}))?;
+    s.store.write(ws).await?;
+    Ok(axum::Json(record))
+}
+
+/// The org's audit log, oldest first.
+#[utoipa::path(get, path = "/v1/audit", tag = "admin", params(PageQuery), responses((status = 200, body = Page<AuditRecord>)))]
+pub(crate) async fn list_audit(
+    State(s): State<AppState>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<axum::Json<Page<AuditRecord>>> {
+    who.require(Permission::Administer)?;
+    Ok(axum::Json(audit::list(
+        &s.store,
+        &who.org,
+        q.cursor.as_deref(),
+        q.limit,
+    )?))
+}

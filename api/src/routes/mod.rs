@@ -1,0 +1,94 @@
+//! The router: every route, with its OpenAPI description collected from the handlers.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Method, header};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::middleware::{self, REQUEST_ID};
+use crate::openapi::ApiDoc;
+use crate::state::AppState;
+
+pub(crate) mod admin;
+pub(crate) mod executions;
+pub(crate) mod health;
+pub(crate) mod streams;
+pub(crate) mod templates;
+
+/// Pagination of list endpoints.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PageQuery {
+    /// Items per page (1-500, default 50).
+    pub(crate) limit: Option<usize>,
+    /// `nextCursor` of the previous page.
+    pub(crate) cursor: Option<String>,
+}
+
+/// All `/v1` routes and their OpenAPI description.
+pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(health::routes())
+        .merge(templates::routes())
+        .merge(executions::routes())
+        .merge(streams::routes())
+        .merge(admin::routes())
+}
+
+/// The whole service: routes, docs, and the layers every request passes through.
+pub fn app(state: AppState) -> Router {
+    let (router, spec) = api_routes().split_for_parts();
+    let config = state.config.clone();
+    let request_id = HeaderName::from_static(REQUEST_ID);
+    let router = router
+        .merge(crate::openapi::docs_routes(spec))
+        .fallback(middleware::not_found)
+        .layer(axum::middleware::from_fn(middleware::metrics))
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, config.request_timeout))
+        .layer(axum::middleware::from_fn(middleware::problems))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path(), org = tracing::field::Empty, execution_id = tracing::field::Empty)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
+    let router = match cors(&config.cors_origins) {
+        Some(layer) => router.layer(layer),
+        None => router,
+    };
+    router.with_state(state)
+}
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static("last-event-id"),
+            ])
+            .expose_headers([HeaderName::from_static(REQUEST_ID), header::LOCATION])
+            .max_age(Duration::from_secs(600)),
+    )
+}

@@ -1,0 +1,136 @@
+//! `pled serve`: open the store, build the app, listen, and shut down gracefully (stop
+//! accepting, finish in-flight requests, let the writer commit everything submitted).
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::Context;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use pled_store::{Store, StoreOptions};
+use tokio::net::TcpListener;
+
+use crate::auth::JwtConfig;
+use crate::config::ServeConfig;
+use crate::hub::Hub;
+use crate::lanes::Lanes;
+use crate::state::{AppState, KeyLocks};
+
+/// The process-wide Prometheus recorder (metrics macros report to one global recorder).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), &buckets)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (e.g. by a test harness): then our
+            // handle renders an empty page rather than failing the server.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// JWT settings from the config and the environment (`PLED_JWT_SECRET`).
+pub fn jwt_config(config: &ServeConfig) -> anyhow::Result<JwtConfig> {
+    let mut jwt = JwtConfig::default();
+    if let Ok(secret) = std::env::var("PLED_JWT_SECRET")
+        && !secret.is_empty()
+    {
+        anyhow::ensure!(
+            secret.len() >= 32,
+            "PLED_JWT_SECRET must be at least 32 bytes"
+        );
+        jwt.hs256_secret = Some(secret.into_bytes());
+    }
+    if let Some(path) = &config.jwt_jwks_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading JWKS file {}", path.display()))?;
+        jwt.load_jwks(&text)
+            .with_context(|| format!("JWKS file {}", path.display()))?;
+    }
+    if jwt.enabled() {
+        jwt.issuer = config
+            .jwt_issuer
+            .clone()
+            .context("JWTs are enabled: set --jwt-issuer (PLED_JWT_ISSUER)")?;
+        jwt.audience = config
+            .jwt_audience
+            .clone()
+            .context("JWTs are enabled: set --jwt-audience (PLED_JWT_AUDIENCE)")?;
+    }
+    Ok(jwt)
+}
+
+/// Builds the shared state over an open store.
+pub fn state(store: Store, config: ServeConfig, jwt: JwtConfig) -> AppState {
+    let hub = Arc::new(Hub::default());
+    let lanes = Lanes::new(store.clone(), hub.clone());
+    AppState {
+        store,
+        jwt: Arc::new(jwt),
+        config: Arc::new(config),
+        metrics: metrics_handle(),
+        locks: Arc::new(KeyLocks::default()),
+        lanes,
+        hub,
+    }
+}
+
+/// Runs the service until `shutdown` resolves.
+pub async fn run(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let jwt = jwt_config(&config)?;
+    let store = Store::open(&config.data_dir, StoreOptions::default())
+        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    if !crate::repo::tokens::any(&store).map_err(|e| anyhow::anyhow!("{e}"))? && !jwt.enabled() {
+        tracing::warn!(
+            "no access tokens exist yet. Stop the server and create the first admin token with: \
+             pled token create --data-dir {} --org <your-org> --role admin --name bootstrap \
+             (or set PLED_JWT_SECRET, --jwt-issuer and --jwt-audience to accept JWTs)",
+            config.data_dir.display()
+        );
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let app_state = state(store.clone(), config.clone(), jwt);
+    let app = crate::app(app_state);
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening on http://{addr}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving")?;
+    tracing::info!("stopped accepting requests; committing outstanding writes");
+    drop(store);
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown signal received");
+}

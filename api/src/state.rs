@@ -1,0 +1,63 @@
+//! What every request handler shares.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use pled_store::Store;
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::auth::JwtConfig;
+use crate::config::ServeConfig;
+use crate::hub::Hub;
+use crate::lanes::Lanes;
+
+/// Shared state of the service. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The ledger store.
+    pub store: Store,
+    /// JWT verification settings.
+    pub jwt: Arc<JwtConfig>,
+    /// The effective configuration.
+    pub config: Arc<ServeConfig>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Serialises read-modify-write of one record (and idempotent creation under one key).
+    pub locks: Arc<KeyLocks>,
+    /// The executions' processing lanes.
+    pub lanes: Arc<Lanes>,
+    /// Live updates for stream subscribers.
+    pub hub: Arc<Hub>,
+}
+
+/// A fixed set of async mutexes; a key always maps to the same one. Bounded memory, and two
+/// requests touching the same record (or retrying with the same idempotency key) never
+/// interleave their read-modify-write.
+pub struct KeyLocks {
+    stripes: Vec<Mutex<()>>,
+}
+
+impl KeyLocks {
+    /// `n` stripes.
+    pub fn new(n: usize) -> Self {
+        Self {
+            stripes: (0..n.max(1)).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    /// Locks the stripe of `key`.
+    pub async fn lock(&self, key: &str) -> MutexGuard<'_, ()> {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        self.stripes[(h.finish() % self.stripes.len() as u64) as usize]
+            .lock()
+            .await
+    }
+}
+
+impl Default for KeyLocks {
+    fn default() -> Self {
+        Self::new(1024)
+    }
+}

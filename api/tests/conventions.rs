@@ -1,0 +1,235 @@
+//! API conventions on every route: RFC 9457 problems for every kind of bad input,
+//! idempotency keys, health, metrics, OpenAPI and its docs page.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use common::{TestApp, assert_problem, example};
+use serde_json::json;
+
+fn raw_post(path: &str, token: &str, content_type: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", content_type)
+        .body(body.into())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn bad_bodies_are_problems_with_paths_and_change_nothing() {
+    let t = TestApp::new();
+    let admin = t.admin("acme");
+    let r = t
+        .raw(raw_post(
+            "/v1/templates",
+            admin,
+            "application/json",
+            "{\"name\": ",
+        ))
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("malformed JSON"),
+        "{:?}",
+        r.body
+    );
+
+    let r = t
+        .post("/v1/templates", admin, json!({ "name": 5, "states": [] }))
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(r.body["errors"][0]["path"], "/name");
+
+    let (mut template, _) = example("approval");
+    template["states"][1]["colour"] = json!("red");
+    let r = t.post("/v1/templates", admin, template).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(
+        r.body["errors"][0]["path"], "/states/1/colour",
+        "{:?}",
+        r.body
+    );
+    assert!(
+        r.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field")
+    );
+
+    let r = t
+        .raw(raw_post("/v1/templates", admin, "text/plain", "{}"))
+        .await;
+    assert_problem(
+        &r,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+
+    let huge = json!({ "name": "x".repeat(100 * 1024), "states": [] });
+    let r = t.post("/v1/templates", admin, huge).await;
+    assert_problem(&r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+
+    let r = t.get("/v1/templates?limit=abc", admin).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
+    let r = t.get("/v1/templates?colour=red", admin).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
+
+    // Nothing was created by any of it.
+    assert_eq!(t.get("/v1/templates", admin).await.body["items"], json!([]));
+}
+
+#[tokio::test]
+async fn routing_errors_are_problems_too() {
+    let t = TestApp::new();
+    assert_problem(
+        &t.get("/v1/nope", t.admin("acme")).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    let r = t
+        .call(Method::PATCH, "/v1/templates", Some(t.admin("acme")), None)
+        .await;
+    assert_problem(&r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    assert_problem(
+        &t.get("/v1/executions/not-a-uuid", t.admin("acme")).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}
+
+#[tokio::test]
+async fn idempotency_keys_replay_or_conflict_and_survive_a_restart() {
+    let t = TestApp::new();
+    let admin = t.admin("acme").to_owned();
+    let (template, _) = example("approval");
+    let key = [("idempotency-key", "create-approval-1")];
+    let first = t
+        .call_with(
+            Method::POST,
+            "/v1/templates",
+            Some(&admin),
+            Some(template.clone()),
+            &key,
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = t
+        .call_with(
+            Method::POST,
+            "/v1/templates",
+            Some(&admin),
+            Some(template.clone()),
+            &key,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.body["id"], first.body["id"]);
+    assert_eq!(again.headers.get("idempotency-replayed").unwrap(), "true");
+    let mut other = template.clone();
+    other["name"] = json!("something else");
+    let r = t
+        .call_with(
+            Method::POST,
+            "/v1/templates",
+            Some(&admin),
+            Some(other),
+            &key,
+        )
+        .await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, "idempotency_conflict");
+    assert_eq!(
+        t.get("/v1/templates", &admin).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // The same key in another org is another key.
+    let g = t
+        .call_with(
+            Method::POST,
+            "/v1/templates",
+            Some(t.admin("globex")),
+            Some(template.clone()),
+            &key,
+        )
+        .await;
+    assert_eq!(g.status, StatusCode::CREATED);
+    assert_ne!(g.body["id"], first.body["id"]);
+
+    // Records are in the store: a new app over the same store replays.
+    let store = t.store.clone();
+    let app2 = pled_api::app(pled_api::server::state(
+        store,
+        Default::default(),
+        Default::default(),
+    ));
+    let t2 = common::TestApp { app: app2, ..t };
+    let replay = t2
+        .call_with(
+            Method::POST,
+            "/v1/templates",
+            Some(&admin),
+            Some(template),
+            &key,
+        )
+        .await;
+    assert_eq!(replay.body["id"], first.body["id"]);
+}
+
+#[tokio::test]
+async fn health_metrics_openapi_and_docs() {
+    let t = TestApp::new();
+    let r = t.call(Method::GET, "/health", None, None).await;
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let r = t.call(Method::GET, "/health/ready", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    t.get("/v1/templates", t.admin("acme")).await;
+    let r = t.call(Method::GET, "/metrics", None, None).await;
+    let text = r.body.as_str().unwrap();
+    assert!(
+        text.contains("pled_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(text.contains("route=\"/v1/templates\""), "{text}");
+    let spec = t.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(spec.status, StatusCode::OK);
+    for path in [
+        "/v1/templates",
+        "/v1/templates/{id}/versions",
+        "/v1/executions/{id}/events",
+        "/v1/executions/{id}/stream",
+        "/v1/rules/{rule}/test",
+    ] {
+        assert!(
+            spec.body["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert!(spec.body["components"]["securitySchemes"]["bearer"].is_object());
+    let docs = t.call(Method::GET, "/docs", None, None).await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert!(docs.body.as_str().unwrap().contains("/openapi.json"));
+}
+
+#[tokio::test]
+async fn readiness_fails_when_the_store_refuses_writes() {
+    let t = TestApp::new();
+    t.store.inject_write_failure("IO error: disk gone");
+    let (template, _) = example("approval");
+    let r = t.post("/v1/templates", t.admin("acme"), template).await;
+    assert_problem(&r, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    let r = t.call(Method::GET, "/health/ready", None, None).await;
+    assert_problem(&r, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+}
