@@ -1,0 +1,453 @@
+//! The real `pled serve` binary on 127.0.0.1, driven over HTTP: the examples end to end, the
+//! ledger re-hashed by an independent implementation (Python blake3 + rfc8785), live streams
+//! over real sockets (late joiners, Last-Event-ID resume, a slow WebSocket client), graceful
+//! shutdown, and `pled verify` on the store afterwards.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{example, repo_root};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+const PLED: &str = env!("CARGO_BIN_EXE_pled");
+
+struct Server {
+    child: Child,
+    base: String,
+    token: String,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Server {
+    /// A test that fails (or never calls `stop`) must not leave a server running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(PLED)
+            .args([
+                "token",
+                "create",
+                "--org",
+                "acme",
+                "--role",
+                "admin",
+                "--name",
+                "e2e",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        Self::start_on(dir, token)
+    }
+
+    fn start_on(dir: tempfile::TempDir, token: String) -> Self {
+        let mut child = Command::new(PLED)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .unwrap();
+            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if let Some(a) = v["fields"]["addr"].as_str() {
+                break a.to_owned();
+            }
+        };
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        Self {
+            child,
+            base: format!("http://{addr}"),
+            token,
+            dir: Some(dir),
+        }
+    }
+
+    fn client(&self) -> reqwest::Client {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            "authorization",
+            format!("Bearer {}", self.token).parse().unwrap(),
+        );
+        reqwest::Client::builder()
+            .default_headers(h)
+            .build()
+            .unwrap()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .client()
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v: Value = r.json().await.unwrap();
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.client()
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// SIGTERM, then wait: a graceful shutdown exits 0.
+    fn stop(mut self) -> tempfile::TempDir {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "pled serve exited with {status}");
+        self.dir.take().unwrap()
+    }
+
+    async fn started_execution(&self, example_name: &str) -> (String, Vec<Value>) {
+        let (template, events) = example(example_name);
+        let tid = self.post("/v1/templates", template).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        self.post(&format!("/v1/templates/{tid}/versions"), json!({}))
+            .await;
+        let eid = self
+            .post(
+                "/v1/executions",
+                json!({ "templateId": tid, "name": "e2e" }),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (eid, events)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_runs_the_examples_and_an_independent_verifier_accepts_its_ledger() {
+    let server = Server::start();
+    assert_eq!(server.get("/health/ready").await["status"], "ok");
+    for name in ["approval", "tokens"] {
+        let (eid, events) = server.started_execution(name).await;
+        for ev in &events {
+            server
+                .post(&format!("/v1/executions/{eid}/events"), ev.clone())
+                .await;
+        }
+        assert_eq!(
+            server.get(&format!("/v1/executions/{eid}/state")).await["status"],
+            "completed"
+        );
+        let page = server
+            .get(&format!("/v1/executions/{eid}/ledger?limit=1000"))
+            .await;
+        let lines: Vec<String> = page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(Value::to_string)
+            .collect();
+        let file = server
+            .dir
+            .as_ref()
+            .unwrap()
+            .path()
+            .join(format!("{name}.jsonl"));
+        std::fs::write(&file, lines.join("\n")).unwrap();
+        let out = Command::new("python3")
+            .arg(repo_root().join("tools/auditor/verify_ledger.py"))
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("ok: {} entries in 1 executions", lines.len())
+        );
+    }
+    let dir = server.stop();
+    // After a graceful stop the store verifies offline.
+    let out = Command::new(PLED)
+        .args(["verify", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Reads SSE events (name, id, data) until `stop` says so.
+async fn read_sse(
+    res: reqwest::Response,
+    mut stop: impl FnMut(&str, Option<u64>, &Value) -> bool,
+) -> Vec<(String, Option<u64>, Value)> {
+    let mut out = Vec::new();
+    let mut buf = String::new();
+    let mut stream = res.bytes_stream();
+    let (mut name, mut id, mut data) = (String::new(), None, String::new());
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(20), stream.next())
+        .await
+        .expect("SSE stalled")
+    {
+        buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        while let Some(i) = buf.find('\n') {
+            let line: String = buf.drain(..=i).collect();
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                if !data.is_empty() {
+                    let v: Value = serde_json::from_str(&data).unwrap();
+                    let done = stop(&name, id, &v);
+                    out.push((std::mem::take(&mut name), id.take(), v));
+                    data.clear();
+                    if done {
+                        return out;
+                    }
+                }
+            } else if let Some(v) = line.strip_prefix("event: ") {
+                name = v.to_owned();
+            } else if let Some(v) = line.strip_prefix("id: ") {
+                id = v.parse().ok();
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data.push_str(v);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_sse_joiner_gets_every_entry_once_and_resumes_with_last_event_id() {
+    let server = std::sync::Arc::new(Server::start());
+    let template = json!({
+        "name": "pings",
+        "states": [{ "id": "open", "initial": true }],
+        "transitions": [{ "id": "count", "from": "open", "to": "open", "on": "ping" }]
+    });
+    let tid = server.post("/v1/templates", template).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server
+        .post(&format!("/v1/templates/{tid}/versions"), json!({}))
+        .await;
+    let eid = server
+        .post(
+            "/v1/executions",
+            json!({ "templateId": tid, "name": "race" }),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Appends race the connection.
+    let writer = {
+        let (server, eid) = (server.clone(), eid.clone());
+        tokio::spawn(async move {
+            for i in 0..150 {
+                server
+                    .post(
+                        &format!("/v1/executions/{eid}/events"),
+                        json!({ "type": "ping", "payload": { "i": i }, "source": "race" }),
+                    )
+                    .await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let res = server
+        .client()
+        .get(format!("{}/v1/executions/{eid}/stream", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    writer.await.unwrap();
+    let final_head = server.get(&format!("/v1/executions/{eid}/state")).await["headSeq"]
+        .as_u64()
+        .unwrap();
+    let events = read_sse(res, |name, id, _| name == "state" && id == Some(final_head)).await;
+    assert_eq!(events[0].0, "snapshot");
+    let from = events[0].1.unwrap();
+    let seqs: Vec<u64> = events
+        .iter()
+        .filter(|e| e.0 == "entry")
+        .map(|e| e.2["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        (from + 1..=final_head).collect::<Vec<_>>(),
+        "entries after the snapshot, each exactly once, in order"
+    );
+    // Entries arrive in export form and chain from the snapshot's head hash.
+    let first = events.iter().find(|e| e.0 == "entry").unwrap();
+    assert_eq!(first.2["prev_hash"], events[0].2["headHash"]);
+
+    // Resume: Last-Event-ID = a seq in the middle gives exactly the entries after it.
+    let resume_at = final_head - 10;
+    let res = server
+        .client()
+        .get(format!("{}/v1/executions/{eid}/stream", server.base))
+        .header("last-event-id", resume_at.to_string())
+        .send()
+        .await
+        .unwrap();
+    let events = read_sse(res, |name, id, _| name == "entry" && id == Some(final_head)).await;
+    let seqs: Vec<u64> = events
+        .iter()
+        .filter(|e| e.0 == "entry")
+        .map(|e| e.1.unwrap())
+        .collect();
+    assert_eq!(seqs, (resume_at + 1..=final_head).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_websocket_client_is_told_it_lagged_while_ingest_goes_on() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let server = Server::start();
+    let template = json!({
+        "name": "pings",
+        "states": [{ "id": "open", "initial": true }],
+        "transitions": [{ "id": "count", "from": "open", "to": "open", "on": "ping" }]
+    });
+    let tid = server.post("/v1/templates", template).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server
+        .post(&format!("/v1/templates/{tid}/versions"), json!({}))
+        .await;
+    let eid = server
+        .post(
+            "/v1/executions",
+            json!({ "templateId": tid, "name": "slow" }),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut req = format!(
+        "{}/v1/executions/{eid}/ws",
+        server.base.replace("http", "ws")
+    )
+    .into_client_request()
+    .unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", server.token).parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+
+    // The client reads nothing while ~50 MB of entries are appended: far more than the
+    // socket buffers and the subscriber's bound.
+    let pad = "x".repeat(3000);
+    for b in 0..30 {
+        let events: Vec<Value> = (0..200).map(|i| json!({ "type": "ping", "payload": { "b": b, "i": i, "pad": pad }, "source": "slow" })).collect();
+        let r = server
+            .post(
+                &format!("/v1/executions/{eid}/events/batch"),
+                json!({ "events": events }),
+            )
+            .await;
+        assert_eq!(
+            r["events"].as_array().unwrap().len(),
+            200,
+            "ingest must go on"
+        );
+    }
+    let mut seen_snapshot = false;
+    let lagged = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("no lag signal")
+            .unwrap()
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            match v["type"].as_str().unwrap() {
+                "snapshot" => seen_snapshot = true,
+                "lagged" => break v,
+                _ => {}
+            }
+        }
+    };
+    assert!(seen_snapshot);
+    let resume = lagged["resumeAfterSeq"].as_u64().unwrap();
+    let head = server.get(&format!("/v1/executions/{eid}/state")).await["headSeq"]
+        .as_u64()
+        .unwrap();
+    assert!(resume < head, "lagged at {resume}, head {head}");
+    // Resuming from the signal's seq picks up exactly where the client was.
+    let mut req = format!(
+        "{}/v1/executions/{eid}/ws?afterSeq={resume}",
+        server.base.replace("http", "ws")
+    )
+    .into_client_request()
+    .unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", server.token).parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut next = None;
+    while next.is_none() {
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = ws.next().await.unwrap().unwrap()
+        {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == "entry" {
+                next = v["entry"]["seq"].as_u64();
+            }
+        }
+    }
+    assert_eq!(next, Some(resume + 1));
+}
