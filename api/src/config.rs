@@ -33,6 +33,9 @@ pub struct ServeConfig {
     pub jwt_audience: Option<String>,
     /// JWKS file with RS256 public keys.
     pub jwt_jwks_file: Option<PathBuf>,
+    /// OpenAI-compatible chat-completions URL for AI rules (key from `PLED_AI_API_KEY`).
+    /// Without it, AI rules use cached outputs only.
+    pub ai_endpoint: Option<String>,
 }
 
 /// Log output format.
@@ -57,6 +60,7 @@ impl Default for ServeConfig {
             jwt_issuer: None,
             jwt_audience: None,
             jwt_jwks_file: None,
+            ai_endpoint: None,
         }
     }
 }
@@ -94,6 +98,9 @@ pub struct ServeArgs {
     /// JWKS file with RS256 public keys.
     #[arg(long, env = "PLED_JWT_JWKS_FILE")]
     pub jwt_jwks_file: Option<PathBuf>,
+    /// OpenAI-compatible chat-completions URL for AI rules.
+    #[arg(long, env = "PLED_AI_ENDPOINT")]
+    pub ai_endpoint: Option<String>,
 }
 
 impl ServeConfig {
@@ -125,6 +132,7 @@ impl ServeConfig {
         c.jwt_issuer = a.jwt_issuer.or(c.jwt_issuer);
         c.jwt_audience = a.jwt_audience.or(c.jwt_audience);
         c.jwt_jwks_file = a.jwt_jwks_file.or(c.jwt_jwks_file);
+        c.ai_endpoint = a.ai_endpoint.or(c.ai_endpoint);
         Ok(c)
     }
 

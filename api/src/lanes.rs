@@ -96,16 +96,22 @@ pub fn job_key(execution: ExecutionId, job_key: &str) -> Vec<u8> {
 pub struct Lanes {
     store: Store,
     hub: Arc<Hub>,
+    ai: Option<Arc<dyn crate::ai::AiProvider>>,
     machines: Mutex<HashMap<(String, String, u32), Arc<Machine>>>,
     lanes: Mutex<HashMap<ExecutionId, mpsc::Sender<Ingest>>>,
 }
 
 impl Lanes {
     /// Lanes over a store, publishing to `hub`.
-    pub fn new(store: Store, hub: Arc<Hub>) -> Arc<Self> {
+    pub fn new(
+        store: Store,
+        hub: Arc<Hub>,
+        ai: Option<Arc<dyn crate::ai::AiProvider>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             hub,
+            ai,
             machines: Mutex::default(),
             lanes: Mutex::default(),
         })
@@ -333,6 +339,8 @@ impl Lane {
         let mut staged = Vec::with_capacity(group.len());
         // Answers given earlier in this group, by idempotency key (not yet in the store).
         let mut fresh: HashMap<String, (Idempotency, Answer)> = HashMap::new();
+        // AI outputs obtained in this group (not yet in the store).
+        let mut ai_fresh: HashMap<String, Value> = HashMap::new();
 
         for job in group {
             let Ingest {
@@ -379,7 +387,10 @@ impl Lane {
             let (mut h, mut l, mut w) = (head, live.clone(), ws.clone());
             let first_new = entries.len();
             let mut mine = Vec::new();
-            match self.apply(&events, &mut h, &mut l, &mut mine, &mut w) {
+            match self
+                .apply(&events, &mut h, &mut l, &mut mine, &mut w, &mut ai_fresh)
+                .await
+            {
                 Ok(results) => {
                     let body = answer_body(batch, results, &h, &l);
                     let answer = Answer {
@@ -454,13 +465,14 @@ impl Lane {
     }
 
     /// Steps events through the engine, sealing their entries onto `head`.
-    fn apply(
+    async fn apply(
         &self,
         events: &[NewEvent],
         head: &mut ChainHead,
         live: &mut LiveState,
         out: &mut Vec<SealedEntry>,
         ws: &mut WriteSet,
+        ai_fresh: &mut HashMap<String, Value>,
     ) -> Result<Vec<Value>, ApiError> {
         if !live.status.accepts_events() {
             return Err(ApiError::Conflict {
@@ -486,10 +498,26 @@ impl Lane {
                 occurred_at: ev.occurred_at.clone(),
                 received_at: received_at.to_string(),
             };
+            let bad = |e: pled_engine::EngineError| ApiError::bad_field("/", e.to_string());
+            let requests = self.machine.ai_requests(&live.exec, &event).map_err(bad)?;
+            let ai = if requests.is_empty() {
+                AiOutputs::new()
+            } else {
+                let lanes = &self.lanes;
+                crate::ai::resolve(
+                    &lanes.store,
+                    lanes.ai.as_deref(),
+                    &self.record.org,
+                    &requests,
+                    ai_fresh,
+                    ws,
+                )
+                .await?
+            };
             let outcome: Outcome = self
                 .machine
-                .process_event(&live.exec, &event, &AiOutputs::new())
-                .map_err(|e| ApiError::bad_field("/", e.to_string()))?;
+                .process_event(&live.exec, &event, &ai)
+                .map_err(bad)?;
             let sealed = seal(head, &outcome.drafts, &received_at);
             *ws = enqueue_jobs(std::mem::take(ws), &self.record, &outcome.actions, &sealed)?;
             live.exec = outcome.state;

@@ -4,6 +4,7 @@
 //! [`app`] builds the router from an [`AppState`]; tests drive it without a port
 //! (`tower::ServiceExt::oneshot`), and `pled serve` binds it to a socket.
 
+pub mod ai;
 pub mod auth;
 pub mod config;
 pub mod error;

@@ -70,7 +70,13 @@ pub fn jwt_config(config: &ServeConfig) -> anyhow::Result<JwtConfig> {
 /// Builds the shared state over an open store.
 pub fn state(store: Store, config: ServeConfig, jwt: JwtConfig) -> AppState {
     let hub = Arc::new(Hub::default());
-    let lanes = Lanes::new(store.clone(), hub.clone());
+    let ai = config.ai_endpoint.clone().map(|url| {
+        Arc::new(crate::ai::HttpProvider::new(
+            url,
+            std::env::var("PLED_AI_API_KEY").ok(),
+        )) as Arc<dyn crate::ai::AiProvider>
+    });
+    let lanes = Lanes::new(store.clone(), hub.clone(), ai);
     AppState {
         store,
         jwt: Arc::new(jwt),
