@@ -1,0 +1,46 @@
+//! Template compile and rule evaluation, and one full engine step, on the approval example.
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use pled_engine::{AiOutputs, Event, Template, compile};
+
+fn example() -> (Template, Vec<serde_json::Value>) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/approval");
+    let t = Template::from_json(&std::fs::read_to_string(dir.join("template.json")).unwrap()).unwrap();
+    let events = std::fs::read_to_string(dir.join("events.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    (t, events)
+}
+
+fn event(v: &serde_json::Value, seq: u64) -> Event {
+    Event {
+        event_seq: seq,
+        r#type: v["type"].as_str().unwrap().to_owned(),
+        payload: v["payload"].clone(),
+        source: v["source"].as_str().unwrap().to_owned(),
+        occurred_at: None,
+        received_at: "2026-11-22T01:48:30.123456Z".to_owned(),
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let (template, events) = example();
+    c.bench_function("engine/compile/approval", |b| b.iter(|| compile(&template)));
+
+    let machine = compile(&template).machine.unwrap();
+    let first = event(&events[0], 1);
+    let rule = template.rules.iter().find(|r| r.on == first.r#type).map(|r| r.id.clone()).unwrap();
+    let vars: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    c.bench_function("engine/rule/approval", |b| b.iter(|| machine.test_rule(&rule, &first, &vars).unwrap()));
+
+    let start = machine.initial_state(None, "2026-11-22T01:48:30.000000Z").unwrap().state;
+    let mut g = c.benchmark_group("engine/step");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("approval/first_event", |b| b.iter(|| machine.process_event(&start, &first, &AiOutputs::new()).unwrap()));
+    g.finish();
+}
+
+criterion_group!(engine, benches);
+criterion_main!(engine);

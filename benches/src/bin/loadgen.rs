@@ -1,0 +1,201 @@
+//! HTTP load generator for PLED: starts a real `pled serve` (release build) on a fresh store,
+//! sets up a template and executions, then drives it with N keep-alive connections and reports
+//! throughput and latency percentiles (HdrHistogram, microsecond resolution).
+//!
+//! ```text
+//! cargo build --release -p pled-api -p pled-benches
+//! target/release/loadgen --pled target/release/pled --mode events --connections 64 --seconds 20
+//! target/release/loadgen --pled target/release/pled --mode reads  --connections 64 --rate 20000
+//! ```
+//!
+//! `events`: every request posts one event (full pipeline: auth, lane, engine, synced group
+//! commit) to one of `--executions` executions. `reads`: alternating `GET …/state` and
+//! `GET …/ledger?limit=50` on executions that already hold events. `templates`: alternating
+//! `GET /v1/templates/{id}` and `GET /v1/templates?limit=50`. With `--rate`, requests are sent
+//! open-loop at that rate (latency includes queueing when the server falls behind); without it,
+//! each connection sends as fast as answers come back.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// The `pled` binary to start.
+    #[arg(long)]
+    pled: String,
+    /// events | reads | templates
+    #[arg(long, default_value = "events")]
+    mode: String,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Executions to spread events over.
+    #[arg(long, default_value_t = 256)]
+    executions: usize,
+    /// Measurement time.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Warm-up time (not measured).
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
+    /// Open-loop request rate (requests/s in total); 0 = closed loop.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+}
+
+struct Target {
+    base: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl Target {
+    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let r = self.client.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(body).send().await?;
+        anyhow::ensure!(r.status().is_success(), "{path}: {}", r.status());
+        Ok(r.json().await?)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir()?;
+    let out = Command::new(&args.pled).args(["token", "create", "--org", "bench", "--role", "admin", "--data-dir"]).arg(dir.path()).output()?;
+    anyhow::ensure!(out.status.success(), "token create failed: {}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout)?.trim().to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut server = Command::new(&args.pled)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
+    let t = Arc::new(Target { base: format!("http://127.0.0.1:{port}"), token, client });
+    for _ in 0..100 {
+        if t.client.get(format!("{}/health", t.base)).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let result = run(&args, t.clone()).await;
+    server.kill()?;
+    server.wait()?;
+    result
+}
+
+async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
+    let template = json!({
+        "name": "bench",
+        "variables": [{ "name": "n", "type": "int", "default": 0 }],
+        "states": [{ "id": "open", "initial": true }, { "id": "closed", "final": true }],
+        "transitions": [
+            { "id": "count", "from": "open", "to": "open", "on": "order.line", "guard": "msg.data.qty > 0", "assign": { "n": "vars.n + msg.data.qty" } },
+            { "id": "close", "from": "open", "to": "closed", "on": "order.closed" }
+        ],
+        "rules": [{ "id": "line", "on": "order.line.added", "emit": { "type": "order.line", "data": { "qty": "event.payload.qty", "sku": "event.payload.sku" } } }]
+    });
+    let tid = t.post("/v1/templates", &template).await?["id"].as_str().unwrap_or_default().to_owned();
+    t.post(&format!("/v1/templates/{tid}/versions"), &json!({})).await?;
+    let mut executions = Vec::new();
+    for i in 0..args.executions {
+        let e = t.post("/v1/executions", &json!({ "templateId": tid, "name": format!("bench {i}") })).await?;
+        executions.push(e["id"].as_str().unwrap_or_default().to_owned());
+    }
+    if args.mode == "reads" {
+        // Give every execution a ledger worth paging.
+        for e in &executions {
+            let events: Vec<Value> = (0..50).map(|i| json!({ "type": "order.line.added", "payload": { "qty": 1, "sku": format!("S{i}") }, "source": "bench" })).collect();
+            t.post(&format!("/v1/executions/{e}/events/batch"), &json!({ "events": events })).await?;
+        }
+    }
+    let executions = Arc::new(executions);
+    let tid = Arc::new(tid);
+    eprintln!("setup done: {} executions; warming up {} s, measuring {} s with {} connections ({})", executions.len(), args.warmup, args.seconds, args.connections, if args.rate > 0 { format!("open loop at {} req/s", args.rate) } else { "closed loop".into() });
+
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let measure_from = started + Duration::from_secs(args.warmup);
+    let end = measure_from + Duration::from_secs(args.seconds);
+    let per_conn_interval = (args.rate > 0).then(|| Duration::from_secs_f64(args.connections as f64 / args.rate as f64));
+    let mut tasks = Vec::new();
+    for c in 0..args.connections {
+        let (t, executions, tid, hist, errors, mode) = (t.clone(), executions.clone(), tid.clone(), hist.clone(), errors.clone(), args.mode.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| unreachable!());
+            let mut n: u64 = c as u64;
+            let mut next_send = Instant::now();
+            loop {
+                // Open loop: latency counts from when the request was due, not when sent.
+                let due = match per_conn_interval {
+                    Some(iv) => {
+                        next_send += iv;
+                        let now = Instant::now();
+                        if next_send > now {
+                            tokio::time::sleep(next_send - now).await;
+                        }
+                        next_send - iv
+                    }
+                    None => Instant::now(),
+                };
+                if due >= end {
+                    break;
+                }
+                n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let e = &executions[(n >> 33) as usize % executions.len()];
+                let ok = match mode.as_str() {
+                    "events" => {
+                        let body = json!({ "type": "order.line.added", "payload": { "qty": 1 + (n >> 40) % 5, "sku": format!("SKU-{}", n >> 48) }, "source": "loadgen" });
+                        t.client.post(format!("{}/v1/executions/{e}/events", t.base)).bearer_auth(&t.token).json(&body).send().await
+                    }
+                    "reads" if n & 1 == 0 => t.client.get(format!("{}/v1/executions/{e}/state", t.base)).bearer_auth(&t.token).send().await,
+                    "reads" => t.client.get(format!("{}/v1/executions/{e}/ledger?limit=50", t.base)).bearer_auth(&t.token).send().await,
+                    _ if n & 1 == 0 => t.client.get(format!("{}/v1/templates/{tid}", t.base)).bearer_auth(&t.token).send().await,
+                    _ => t.client.get(format!("{}/v1/templates?limit=50", t.base)).bearer_auth(&t.token).send().await,
+                };
+                let ok = match ok {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                let done = Instant::now();
+                if due >= measure_from {
+                    if ok {
+                        let _ = local.record(done.duration_since(due).as_micros().max(1) as u64);
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            let _ = hist.lock().await.add(&local);
+        }));
+    }
+    for task in tasks {
+        task.await?;
+    }
+    let h = hist.lock().await;
+    let secs = args.seconds as f64;
+    let q = |p: f64| h.value_at_quantile(p) as f64 / 1000.0;
+    println!(
+        "mode={} connections={} executions={} rate={} -> {:.0} req/s ok, errors={}, latency ms: p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}",
+        args.mode,
+        args.connections,
+        args.executions,
+        if args.rate > 0 { args.rate.to_string() } else { "max".into() },
+        h.len() as f64 / secs,
+        errors.load(Ordering::Relaxed),
+        q(0.50),
+        q(0.95),
+        q(0.99),
+        h.max() as f64 / 1000.0
+    );
+    Ok(())
+}
