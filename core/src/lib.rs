@@ -24,6 +24,7 @@ mod entry;
 mod ids;
 pub mod jcs;
 pub mod merkle;
+pub mod proof;
 mod time;
 
 pub use body::{Body, BodyError, MAX_SAFE_INTEGER};

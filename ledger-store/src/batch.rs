@@ -16,6 +16,8 @@ pub enum Table {
     Meta,
     /// Durable work queues (action jobs), keyed by the caller.
     Jobs,
+    /// Commit rounds, their leaves and indexes, per-execution commitments (the committer's).
+    Commitments,
 }
 
 /// A run of new entries for one execution, and optionally its new state.

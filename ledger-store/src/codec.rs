@@ -71,6 +71,14 @@ pub(crate) fn decode_entry(
     ))
 }
 
+/// The entry hash of a stored entry, read without decoding: `StoredEntry` ends with the two
+/// fixed 32-byte arrays `prev_hash` and `hash`, which bincode writes raw, so the hash is
+/// always the last 32 bytes (checked by a test).
+pub(crate) fn stored_hash(bytes: &[u8]) -> Option<EntryHash> {
+    let tail: [u8; 32] = bytes.get(bytes.len().checked_sub(32)?..)?.try_into().ok()?;
+    Some(EntryHash::from_bytes(tail))
+}
+
 /// The recorded end of a chain and the execution's current state bytes.
 #[derive(Encode, Decode, Clone, Debug, PartialEq, Eq)]
 pub(crate) struct StoredHead {
@@ -108,4 +116,22 @@ pub(crate) fn decode<T: Decode<()>>(
         what: what(),
         detail,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use pled_core::{Body, ChainHead, ExecutionId, Kind, RecordedAt};
+
+    use super::*;
+
+    #[test]
+    fn the_hash_is_the_last_32_bytes_of_a_stored_entry() {
+        let head = ChainHead::genesis(ExecutionId::from_u128(5));
+        let e = head.next_entry(
+            Kind::new("k").unwrap(),
+            RecordedAt::now(),
+            Body::from_json_str(r#"{"a":"b"}"#).unwrap(),
+        );
+        assert_eq!(stored_hash(&encode_entry(&e)), Some(e.hash()));
+    }
 }

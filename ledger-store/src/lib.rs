@@ -2,7 +2,7 @@
 //!
 //! - Column families: `entries` (key `execution id || seq BE`), `heads` (last seq, last hash,
 //!   current state bytes per execution), `feed` (every append in durable order, for commit
-//!   rounds), `snapshots`, `idempotency`, `meta` (service records), `jobs` (work queues).
+//!   rounds), `snapshots`, `idempotency`, `meta` (service records), `jobs` (work queues), `commitments` (Merkle rounds).
 //! - Writes go through one group-commit writer thread ([`writer`]): each caller's
 //!   [`WriteSet`] is atomic, many share one synced `WriteBatch`, and a caller is answered only
 //!   after the sync. Appends carry the seq they expect, so a lost race is
@@ -68,7 +68,17 @@ pub(crate) mod cf {
     pub(crate) const IDEMPOTENCY: &str = "idempotency";
     pub(crate) const META: &str = "meta";
     pub(crate) const JOBS: &str = "jobs";
-    pub(crate) const ALL: [&str; 7] = [ENTRIES, HEADS, FEED, SNAPSHOTS, IDEMPOTENCY, META, JOBS];
+    pub(crate) const COMMITMENTS: &str = "commitments";
+    pub(crate) const ALL: [&str; 8] = [
+        ENTRIES,
+        HEADS,
+        FEED,
+        SNAPSHOTS,
+        IDEMPOTENCY,
+        META,
+        JOBS,
+        COMMITMENTS,
+    ];
 
     pub(crate) fn for_table(t: Table) -> &'static str {
         match t {
@@ -76,6 +86,7 @@ pub(crate) mod cf {
             Table::Idempotency => IDEMPOTENCY,
             Table::Meta => META,
             Table::Jobs => JOBS,
+            Table::Commitments => COMMITMENTS,
         }
     }
 }
@@ -435,6 +446,64 @@ impl Store {
             out.push((k.to_vec(), v.to_vec()));
         }
         Ok(out)
+    }
+
+    /// The last durable feed position (0 while the feed is empty).
+    pub fn feed_head(&self) -> u64 {
+        self.inner
+            .shared
+            .durable_feed
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The hashes of an execution's entries `from..=to`, in seq order, without decoding the
+    /// entries (the commit rounds' fast path). Missing entries end the list early.
+    pub fn entry_hashes(
+        &self,
+        execution: ExecutionId,
+        from: Seq,
+        to: Seq,
+    ) -> Result<Vec<EntryHash>, StoreError> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(codec::entry_key(execution, to.next()).to_vec());
+        let start = codec::entry_key(execution, from);
+        let mut out = Vec::with_capacity((to.get().saturating_sub(from.get()) + 1) as usize);
+        let mut expected = from;
+        for item in self.db().iterator_cf_opt(
+            cf(self.db(), cf::ENTRIES),
+            ro,
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
+            let (k, v) = item?;
+            match codec::split_entry_key(&k) {
+                Some((id, seq)) if id == execution && seq == expected => {}
+                _ => break,
+            }
+            out.push(codec::stored_hash(&v).ok_or_else(|| StoreError::Corrupt {
+                what: format!("entry {expected} of execution {execution}"),
+                detail: "shorter than a hash".into(),
+            })?);
+            expected = expected.next();
+        }
+        Ok(out)
+    }
+
+    /// The record of `table` with the greatest key `<= key`, if it starts with `prefix`.
+    pub fn seek_prev(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        key: &[u8],
+    ) -> Result<Option<Record>, StoreError> {
+        let mut it = self
+            .db()
+            .raw_iterator_cf(cf(self.db(), cf::for_table(table)));
+        it.seek_for_prev(key);
+        it.status()?;
+        Ok(match (it.key(), it.value()) {
+            (Some(k), Some(v)) if k.starts_with(prefix) => Some((k.to_vec(), v.to_vec())),
+            _ => None,
+        })
     }
 
     /// Up to `limit` feed items after position `after` (exclusive).

@@ -97,7 +97,7 @@ fn verify_one(
     progress: &mut impl FnMut(Progress),
 ) -> Result<(), VerifyError> {
     let mut v = ChainVerifier::new(id);
-    let mut chunk: Vec<(Box<[u8]>, Box<[u8]>)> = Vec::with_capacity(CHUNK);
+    let mut chunk: Vec<RawEntry> = Vec::with_capacity(CHUNK);
     loop {
         chunk.clear();
         while chunk.len() < CHUNK && peek_id(entries, 24)? == Some(id) {
@@ -142,10 +142,13 @@ const CHUNK: usize = 8192;
 
 type Decoded = Result<(SealedEntry, EntryHash), (Seq, String)>;
 
+/// A stored entry's key and value, as RocksDB returns them.
+type RawEntry = (Box<[u8]>, Box<[u8]>);
+
 /// Decodes and hashes a chunk of raw entries on all cores (hashes are independent; links are
 /// checked afterwards, in order).
-fn decode_and_hash(id: ExecutionId, chunk: &[(Box<[u8]>, Box<[u8]>)]) -> Vec<Decoded> {
-    let one = |(k, bytes): &(Box<[u8]>, Box<[u8]>)| -> Decoded {
+fn decode_and_hash(id: ExecutionId, chunk: &[RawEntry]) -> Vec<Decoded> {
+    let one = |(k, bytes): &RawEntry| -> Decoded {
         let Some((_, seq)) = codec::split_entry_key(k) else {
             return Err((Seq::ZERO, format!("entry key of {} bytes", k.len())));
         };

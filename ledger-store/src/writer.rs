@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     /// message instead of reaching RocksDB.
     pub(crate) inject_failure: std::sync::Mutex<Option<String>>,
     pub(crate) stats: WriterStats,
+    /// The last feed position that is durable (0 when the feed is empty).
+    pub(crate) durable_feed: AtomicU64,
 }
 
 /// Counters of the writer's work, for benchmarks and metrics.
@@ -62,6 +64,7 @@ pub(crate) struct Writer {
 impl Writer {
     pub(crate) fn new(db: Arc<DB>, shared: Arc<Shared>, sync: bool) -> Result<Self, StoreError> {
         let next_feed = last_feed_position(&db)? + 1;
+        shared.durable_feed.store(next_feed - 1, Ordering::Release);
         Ok(Self {
             db,
             shared,
@@ -144,6 +147,9 @@ impl Writer {
             .sets
             .fetch_add(accepted.len() as u64, Ordering::Relaxed);
         stats.entries.fetch_add(entries, Ordering::Relaxed);
+        self.shared
+            .durable_feed
+            .store(self.next_feed - 1, Ordering::Release);
         for (reply, appended) in accepted {
             let _ = reply.send(Ok(appended));
         }

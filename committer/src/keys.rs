@@ -1,0 +1,75 @@
+//! Keys of the `commitments` table (one-byte prefixes, big-endian numbers so keys sort as the
+//! numbers do):
+//!
+//! - `r | round`: the round record (JSON)
+//! - `l | round | chunk`: leaves `chunk*LEAF_CHUNK ..`, 32 bytes each
+//! - `x | execution | first seq`: `round | leaf offset | last seq` for the entries
+//!   `first..=last` of one append (one key per append, not per entry)
+//! - `c | execution | commitment`: a per-execution commitment (JSON)
+
+use pled_core::{ExecutionId, Seq};
+
+pub(crate) const ROUND: u8 = b'r';
+pub(crate) const LEAVES: u8 = b'l';
+pub(crate) const INDEX: u8 = b'x';
+pub(crate) const COMMITMENT: u8 = b'c';
+
+/// Leaves per stored chunk.
+pub(crate) const LEAF_CHUNK: u64 = 4096;
+
+pub(crate) fn round(id: u64) -> Vec<u8> {
+    [&[ROUND][..], &id.to_be_bytes()].concat()
+}
+
+pub(crate) fn leaves(round: u64, chunk: u32) -> Vec<u8> {
+    [&[LEAVES][..], &round.to_be_bytes(), &chunk.to_be_bytes()].concat()
+}
+
+pub(crate) fn index(execution: ExecutionId, first: Seq) -> Vec<u8> {
+    [
+        &[INDEX][..],
+        execution.as_bytes(),
+        &first.get().to_be_bytes(),
+    ]
+    .concat()
+}
+
+pub(crate) fn index_prefix(execution: ExecutionId) -> Vec<u8> {
+    [&[INDEX][..], execution.as_bytes()].concat()
+}
+
+pub(crate) fn commitment(execution: ExecutionId, id: u64) -> Vec<u8> {
+    [&[COMMITMENT][..], execution.as_bytes(), &id.to_be_bytes()].concat()
+}
+
+pub(crate) fn commitment_prefix(execution: ExecutionId) -> Vec<u8> {
+    [&[COMMITMENT][..], execution.as_bytes()].concat()
+}
+
+/// `round | leaf offset | last seq`.
+pub(crate) fn index_value(round: u64, offset: u64, last: Seq) -> Vec<u8> {
+    [
+        round.to_be_bytes(),
+        offset.to_be_bytes(),
+        last.get().to_be_bytes(),
+    ]
+    .concat()
+}
+
+pub(crate) fn parse_index_value(v: &[u8]) -> Option<(u64, u64, Seq)> {
+    let n = |i: usize| {
+        v.get(i * 8..i * 8 + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+    };
+    (v.len() == 24).then_some(())?;
+    Some((n(0)?, n(1)?, Seq::new(n(2)?)))
+}
+
+pub(crate) fn parse_seq_suffix(key: &[u8]) -> Option<Seq> {
+    key.get(key.len().checked_sub(8)?..)?
+        .try_into()
+        .ok()
+        .map(u64::from_be_bytes)
+        .map(Seq::new)
+}

@@ -1,0 +1,553 @@
+//! Commit rounds: planning, building, recovery, proofs, and the loop that closes them.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pled_core::merkle::{MerkleTree, Node, leaf_hash, to_0x};
+use pled_core::proof::{ProofDocument, Scope};
+use pled_core::{EntryHash, ExecutionId, RecordedAt, SealedEntry, Seq};
+use pled_store::{FeedItem, Store, Table, WriteSet};
+use serde::{Deserialize, Serialize};
+
+use crate::error::CommitError;
+use crate::keys::{self, LEAF_CHUNK};
+
+/// A round closes at least this often when entries are pending: short enough that proofs
+/// are available within seconds, long enough that one transaction anchors many entries.
+pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(2);
+/// A round closes early once this many entries are pending (a 1M-leaf tree builds in well
+/// under a second and its root costs one transaction).
+pub const DEFAULT_MAX_ROUND_ENTRIES: u64 = 1_000_000;
+/// Built trees kept in memory for fast proofs, counted in leaves (about 64 bytes each).
+const TREE_CACHE_LEAVES: usize = 4_000_000;
+
+/// When rounds close.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitConfig {
+    /// Close a round this often (when anything is pending).
+    pub interval: Duration,
+    /// Close a round once this many entries are pending. Rounds end on append boundaries,
+    /// so a round may exceed it by less than one append.
+    pub max_round_entries: u64,
+}
+
+impl Default for CommitConfig {
+    fn default() -> Self {
+        Self {
+            interval: DEFAULT_COMMIT_INTERVAL,
+            max_round_entries: DEFAULT_MAX_ROUND_ENTRIES,
+        }
+    }
+}
+
+/// Where a root stands on the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AnchorStatus {
+    /// The chain is off: the root is kept locally only.
+    #[default]
+    Unanchored,
+    /// Built, waiting for the publisher.
+    Built,
+    /// A transaction was sent (tx hash and nonce recorded).
+    Submitted,
+    /// The transaction is in a block.
+    Included,
+    /// The block has the configured confirmations.
+    Confirmed,
+}
+
+/// The anchoring of a root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Anchor {
+    /// Status.
+    pub status: AnchorStatus,
+    /// EVM chain id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain_id: Option<u64>,
+    /// `PLEDRegistry` address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contract: Option<String>,
+    /// Transaction hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx_hash: Option<String>,
+    /// Sender nonce of the transaction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<u64>,
+    /// Block that includes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_number: Option<u64>,
+    /// That block's hash (a reorg changes it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_hash: Option<String>,
+    /// Confirmations seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmations: Option<u64>,
+}
+
+/// A commit round.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoundRecord {
+    /// 1, 2, 3, …
+    pub id: u64,
+    /// Covers feed positions after this one…
+    pub feed_from: u64,
+    /// …up to and including this one.
+    pub feed_to: u64,
+    /// Leaves (entries) in the round.
+    pub leaf_count: u64,
+    /// The Merkle root (`0x` hex); absent while only planned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// When planned.
+    pub planned_at: RecordedAt,
+    /// When built.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub built_at: Option<RecordedAt>,
+    /// Anchoring.
+    pub anchor: Anchor,
+}
+
+/// The answer to a proof request.
+#[derive(Debug, Clone)]
+pub enum ProofAnswer {
+    /// The entry is in a closed round (or the commitment asked for).
+    Included(Box<ProofDocument>),
+    /// The entry is not in a closed round yet; it will be in this one.
+    Pending {
+        /// The round that will cover it.
+        until_round: u64,
+    },
+}
+
+struct TreeCache {
+    trees: HashMap<u64, Arc<MerkleTree>>,
+    order: VecDeque<u64>,
+    leaves: usize,
+}
+
+impl TreeCache {
+    fn get(&self, id: u64) -> Option<Arc<MerkleTree>> {
+        self.trees.get(&id).cloned()
+    }
+
+    fn put(&mut self, id: u64, tree: Arc<MerkleTree>) {
+        if self.trees.insert(id, tree.clone()).is_none() {
+            self.order.push_back(id);
+            self.leaves += tree.len();
+        }
+        while self.leaves > TREE_CACHE_LEAVES && self.order.len() > 1 {
+            if let Some(old) = self.order.pop_front()
+                && let Some(t) = self.trees.remove(&old)
+            {
+                self.leaves -= t.len();
+            }
+        }
+    }
+}
+
+/// Builds rounds and answers proofs over one store.
+pub struct Committer {
+    pub(crate) store: Store,
+    config: CommitConfig,
+    /// The anchor status of a freshly built round: `Built` when a publisher will anchor it,
+    /// `Unanchored` when the chain is off.
+    initial_anchor: AnchorStatus,
+    trees: Mutex<TreeCache>,
+    /// Serialises round closing (and commitment numbering).
+    pub(crate) closing: Mutex<()>,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> CommitError {
+    CommitError::Corrupt(e.to_string())
+}
+
+impl Committer {
+    /// A committer over `store`. Finishes a round that was planned but not built (after a
+    /// crash), over the same range, so it gets the root it would have had.
+    pub fn open(
+        store: Store,
+        config: CommitConfig,
+        anchoring: bool,
+    ) -> Result<Arc<Self>, CommitError> {
+        let c = Arc::new(Self {
+            store,
+            config,
+            initial_anchor: if anchoring {
+                AnchorStatus::Built
+            } else {
+                AnchorStatus::Unanchored
+            },
+            trees: Mutex::new(TreeCache {
+                trees: HashMap::new(),
+                order: VecDeque::new(),
+                leaves: 0,
+            }),
+            closing: Mutex::new(()),
+        });
+        if let Some(last) = c.last_round()?
+            && last.root.is_none()
+        {
+            tracing::info!(
+                round = last.id,
+                "finishing a round planned before a restart"
+            );
+            c.build(last)?;
+        }
+        Ok(c)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> CommitConfig {
+        self.config
+    }
+
+    /// One round.
+    pub fn round(&self, id: u64) -> Result<Option<RoundRecord>, CommitError> {
+        self.store
+            .get(Table::Commitments, &keys::round(id))?
+            .map(|b| serde_json::from_slice(&b).map_err(corrupt))
+            .transpose()
+    }
+
+    /// The newest round.
+    pub fn last_round(&self) -> Result<Option<RoundRecord>, CommitError> {
+        match self
+            .store
+            .seek_prev(Table::Commitments, &[keys::ROUND], &keys::round(u64::MAX))?
+        {
+            Some((_, v)) => Ok(Some(serde_json::from_slice(&v).map_err(corrupt)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` rounds after `after`, oldest first.
+    pub fn rounds_after(&self, after: u64, limit: usize) -> Result<Vec<RoundRecord>, CommitError> {
+        let rows = self.store.scan(
+            Table::Commitments,
+            &[keys::ROUND],
+            &keys::round(after),
+            limit,
+        )?;
+        rows.into_iter()
+            .map(|(_, v)| serde_json::from_slice(&v).map_err(corrupt))
+            .collect()
+    }
+
+    /// Records a round's new anchoring (the publisher's progress).
+    pub fn set_anchor(&self, id: u64, anchor: Anchor) -> Result<RoundRecord, CommitError> {
+        let mut r = self
+            .round(id)?
+            .ok_or_else(|| CommitError::NotFound(format!("round {id}")))?;
+        r.anchor = anchor;
+        self.store.write_blocking(WriteSet::new().put(
+            Table::Commitments,
+            keys::round(id),
+            serde_json::to_vec(&r).map_err(corrupt)?,
+        ))?;
+        Ok(r)
+    }
+
+    /// Closes the next round over everything appended since the last one (at most about
+    /// `max_round_entries`). Blocking: call it from a blocking thread. `None` when nothing is
+    /// pending.
+    pub fn close_round(&self) -> Result<Option<RoundRecord>, CommitError> {
+        let _guard = self.closing.lock().unwrap_or_else(|p| p.into_inner());
+        let last = self.last_round()?;
+        if let Some(r) = &last
+            && r.root.is_none()
+        {
+            return self.build(r.clone()).map(Some);
+        }
+        let from = last.as_ref().map_or(0, |r| r.feed_to);
+        let head = self.store.feed_head();
+        if head <= from {
+            return Ok(None);
+        }
+        // Plan: the feed range and its size, on append boundaries.
+        let (mut to, mut leaves, mut at) = (from, 0u64, from);
+        'plan: while at < head {
+            let page = self.store.feed(at, 4096)?;
+            if page.is_empty() {
+                break;
+            }
+            for item in page {
+                if item.position > head {
+                    break 'plan;
+                }
+                at = item.position;
+                to = item.position;
+                leaves += item.last_seq.get() - item.first_seq.get() + 1;
+                if leaves >= self.config.max_round_entries {
+                    break 'plan;
+                }
+            }
+        }
+        if to == from {
+            return Ok(None);
+        }
+        let plan = RoundRecord {
+            id: last.map_or(1, |r| r.id + 1),
+            feed_from: from,
+            feed_to: to,
+            leaf_count: leaves,
+            root: None,
+            planned_at: RecordedAt::now(),
+            built_at: None,
+            anchor: Anchor::default(),
+        };
+        self.store.write_blocking(WriteSet::new().put(
+            Table::Commitments,
+            keys::round(plan.id),
+            serde_json::to_vec(&plan).map_err(corrupt)?,
+        ))?;
+        self.build(plan).map(Some)
+    }
+
+    /// The feed items of a round, in order.
+    fn items(&self, r: &RoundRecord) -> Result<Vec<FeedItem>, CommitError> {
+        let mut items = Vec::new();
+        let mut at = r.feed_from;
+        while at < r.feed_to {
+            let page = self.store.feed(at, 4096)?;
+            if page.is_empty() {
+                return Err(CommitError::Corrupt(format!(
+                    "round {}: feed ends at {at}, before {}",
+                    r.id, r.feed_to
+                )));
+            }
+            for item in page {
+                if item.position > r.feed_to {
+                    break;
+                }
+                at = item.position;
+                items.push(item);
+            }
+        }
+        Ok(items)
+    }
+
+    /// Builds a planned round: leaves, tree, root, index; one write.
+    fn build(&self, mut r: RoundRecord) -> Result<RoundRecord, CommitError> {
+        let started = Instant::now();
+        let items = self.items(&r)?;
+        let mut triples: Vec<(ExecutionId, Seq, EntryHash)> =
+            Vec::with_capacity(r.leaf_count as usize);
+        let mut ws = WriteSet::new();
+        for item in &items {
+            let hashes =
+                self.store
+                    .entry_hashes(item.execution_id, item.first_seq, item.last_seq)?;
+            if hashes.len() as u64 != item.last_seq.get() - item.first_seq.get() + 1 {
+                return Err(CommitError::Corrupt(format!(
+                    "feed item {} names entries the ledger lacks",
+                    item.position
+                )));
+            }
+            ws = ws.put(
+                Table::Commitments,
+                keys::index(item.execution_id, item.first_seq),
+                keys::index_value(r.id, triples.len() as u64, item.last_seq),
+            );
+            for (i, h) in hashes.into_iter().enumerate() {
+                triples.push((
+                    item.execution_id,
+                    Seq::new(item.first_seq.get() + i as u64),
+                    h,
+                ));
+            }
+        }
+        let leaves = hash_leaves(&triples);
+        let tree = Arc::new(MerkleTree::from_leaves(&leaves));
+        let root = tree
+            .root()
+            .ok_or_else(|| CommitError::Corrupt(format!("round {} has no leaves", r.id)))?;
+        for (chunk, part) in leaves.chunks(LEAF_CHUNK as usize).enumerate() {
+            ws = ws.put(
+                Table::Commitments,
+                keys::leaves(r.id, chunk as u32),
+                part.concat(),
+            );
+        }
+        r.leaf_count = leaves.len() as u64;
+        r.root = Some(to_0x(&root));
+        r.built_at = Some(RecordedAt::now());
+        r.anchor = Anchor {
+            status: self.initial_anchor,
+            ..Anchor::default()
+        };
+        ws = ws.put(
+            Table::Commitments,
+            keys::round(r.id),
+            serde_json::to_vec(&r).map_err(corrupt)?,
+        );
+        self.store.write_blocking(ws)?;
+        self.trees
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(r.id, tree);
+        tracing::info!(round = r.id, leaves = r.leaf_count, root = %to_0x(&root), ms = started.elapsed().as_millis() as u64, "round built");
+        Ok(r)
+    }
+
+    /// The tree of a built round (cached; rebuilt from its stored leaves otherwise).
+    fn tree(&self, r: &RoundRecord) -> Result<Arc<MerkleTree>, CommitError> {
+        if let Some(t) = self
+            .trees
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(r.id)
+        {
+            return Ok(t);
+        }
+        let mut leaves: Vec<Node> = Vec::with_capacity(r.leaf_count as usize);
+        let chunks = r.leaf_count.div_ceil(LEAF_CHUNK);
+        for chunk in 0..chunks {
+            let bytes = self
+                .store
+                .get(Table::Commitments, &keys::leaves(r.id, chunk as u32))?
+                .ok_or_else(|| corrupt(format!("round {} lacks leaf chunk {chunk}", r.id)))?;
+            leaves.extend(
+                bytes
+                    .chunks_exact(32)
+                    .filter_map(|c| <[u8; 32]>::try_from(c).ok()),
+            );
+        }
+        let tree = Arc::new(MerkleTree::from_leaves(&leaves));
+        if tree.root().map(|x| to_0x(&x)) != r.root {
+            return Err(corrupt(format!(
+                "round {}: stored leaves do not give the stored root",
+                r.id
+            )));
+        }
+        self.trees
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(r.id, tree.clone());
+        Ok(tree)
+    }
+
+    /// The proof that entry `seq` of `execution` is in its round, or when it will be.
+    pub fn proof(&self, execution: ExecutionId, seq: Seq) -> Result<ProofAnswer, CommitError> {
+        let entry = self.store.entry(execution, seq)?.ok_or_else(|| {
+            CommitError::NotFound(format!("entry {seq} of execution {execution}"))
+        })?;
+        let found = self.store.seek_prev(
+            Table::Commitments,
+            &keys::index_prefix(execution),
+            &keys::index(execution, seq),
+        )?;
+        let located = found.and_then(|(k, v)| {
+            let first = keys::parse_seq_suffix(&k)?;
+            let (round, offset, last) = keys::parse_index_value(&v)?;
+            (seq <= last).then_some((round, offset + (seq.get() - first.get())))
+        });
+        let Some((round_id, leaf_index)) = located else {
+            let next = self
+                .last_round()?
+                .map_or(1, |r| if r.root.is_some() { r.id + 1 } else { r.id });
+            return Ok(ProofAnswer::Pending { until_round: next });
+        };
+        let r = self
+            .round(round_id)?
+            .ok_or_else(|| corrupt(format!("index names round {round_id}, which is missing")))?;
+        if r.root.is_none() {
+            return Ok(ProofAnswer::Pending { until_round: r.id });
+        }
+        let tree = self.tree(&r)?;
+        let doc = self.document(
+            &entry,
+            &tree,
+            leaf_index,
+            Scope::Round {
+                round: r.id,
+                leaf_index,
+                leaf_count: r.leaf_count,
+            },
+            &r.anchor,
+        )?;
+        Ok(ProofAnswer::Included(Box::new(doc)))
+    }
+
+    pub(crate) fn document(
+        &self,
+        entry: &SealedEntry,
+        tree: &MerkleTree,
+        leaf_index: u64,
+        scope: Scope,
+        anchor: &Anchor,
+    ) -> Result<ProofDocument, CommitError> {
+        let path = tree
+            .proof(leaf_index as usize)
+            .ok_or_else(|| corrupt(format!("leaf {leaf_index} outside its tree")))?;
+        let root = tree.root().ok_or_else(|| corrupt("empty tree"))?;
+        let anchor = serde_json::to_value(anchor).map_err(corrupt)?;
+        let doc = ProofDocument::new(entry, &path, &root, scope, anchor);
+        // The stored entry must be the one the tree committed to.
+        doc.verify().map_err(|e| {
+            corrupt(format!(
+                "entry {} of {}: {e}",
+                entry.seq(),
+                entry.entry().execution_id
+            ))
+        })?;
+        Ok(doc)
+    }
+
+    /// Closes rounds every interval (or at `max_round_entries`) until `shutdown` says stop,
+    /// then closes a last round over what is pending.
+    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let stats_entries = || self.store.writer_stats().entries.load(Ordering::Relaxed);
+        let mut closed_at = Instant::now();
+        let mut entries_at_close = stats_entries();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(25)) => {}
+                _ = shutdown.changed() => break,
+            }
+            let pending = stats_entries().saturating_sub(entries_at_close);
+            let due = closed_at.elapsed() >= self.config.interval;
+            if !(due || pending >= self.config.max_round_entries) {
+                continue;
+            }
+            closed_at = Instant::now();
+            entries_at_close = stats_entries();
+            let me = self.clone();
+            match tokio::task::spawn_blocking(move || me.close_round()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "closing a round failed; retrying next interval")
+                }
+                Err(e) => tracing::error!(error = %e, "round task panicked"),
+            }
+        }
+        let me = self.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || me.close_round()).await {
+            tracing::error!(error = %e, "closing the last round failed");
+        }
+    }
+}
+
+/// Leaf hashes of `(execution, seq, hash)` triples, on all cores.
+pub(crate) fn hash_leaves(triples: &[(ExecutionId, Seq, EntryHash)]) -> Vec<Node> {
+    let one = |(e, s, h): &(ExecutionId, Seq, EntryHash)| leaf_hash(e, *s, h);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads == 1 || triples.len() < 4096 {
+        return triples.iter().map(one).collect();
+    }
+    let per = triples.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = triples
+            .chunks(per)
+            .map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
