@@ -20,10 +20,7 @@ use crate::repo::{get_json, put_json};
 pub trait AiProvider: Send + Sync {
     /// The model's output for a request: a JSON value (an object becomes message data as is;
     /// anything else is wrapped as `{"text": ...}`).
-    fn complete<'a>(
-        &'a self,
-        req: &'a AiRequest,
-    ) -> Pin<Box<dyn Future<Output = Result<Value, String>> + Send + 'a>>;
+    fn complete<'a>(&'a self, req: &'a AiRequest) -> Pin<Box<dyn Future<Output = Result<Value, String>> + Send + 'a>>;
 }
 
 /// A cached output.
@@ -70,11 +67,7 @@ pub async fn resolve(
         let Some(p) = provider else { continue };
         match p.complete(r).await {
             Ok(output) => {
-                let output = if output.is_object() {
-                    output
-                } else {
-                    json!({ "text": output })
-                };
+                let output = if output.is_object() { output } else { json!({ "text": output }) };
                 let cached = CachedOutput {
                     model: r.model.clone(),
                     prompt: r.prompt.clone(),
@@ -104,23 +97,13 @@ pub struct HttpProvider {
 impl HttpProvider {
     /// A provider at `endpoint` (e.g. `http://127.0.0.1:11434/v1/chat/completions`).
     pub fn new(endpoint: String, api_key: Option<String>) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .unwrap_or_default();
-        Self {
-            client,
-            endpoint,
-            api_key,
-        }
+        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap_or_default();
+        Self { client, endpoint, api_key }
     }
 }
 
 impl AiProvider for HttpProvider {
-    fn complete<'a>(
-        &'a self,
-        req: &'a AiRequest,
-    ) -> Pin<Box<dyn Future<Output = Result<Value, String>> + Send + 'a>> {
+    fn complete<'a>(&'a self, req: &'a AiRequest) -> Pin<Box<dyn Future<Output = Result<Value, String>> + Send + 'a>> {
         Box::pin(async move {
             let body = json!({ "model": req.model, "messages": [{ "role": "user", "content": req.prompt }], "temperature": 0 });
             let mut call = self.client.post(&self.endpoint).json(&body);
@@ -133,9 +116,8 @@ impl AiProvider for HttpProvider {
             if !status.is_success() {
                 return Err(format!("provider answered {status}: {v}"));
             }
-            let text = v["choices"][0]["message"]["content"]
-                .as_str()
-                .ok_or("no choices[0].message.content in the answer")?;
+            let text =
+                v["choices"][0]["message"]["content"].as_str().ok_or("no choices[0].message.content in the answer")?;
             Ok(serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned())))
         })
     }

@@ -87,9 +87,7 @@ impl FromStr for Role {
             "editor" => Ok(Role::Editor),
             "operator" => Ok(Role::Operator),
             "viewer" => Ok(Role::Viewer),
-            other => Err(format!(
-                "unknown role {other:?} (admin, editor, operator, viewer)"
-            )),
+            other => Err(format!("unknown role {other:?} (admin, editor, operator, viewer)")),
         }
     }
 }
@@ -117,11 +115,7 @@ impl Principal {
         if self.role.allows(p) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!(
-                "role {} may not {}",
-                self.role,
-                describe(p)
-            )))
+            Err(ApiError::Forbidden(format!("role {} may not {}", self.role, describe(p))))
         }
     }
 }
@@ -167,11 +161,7 @@ impl JwtConfig {
     pub fn load_jwks(&mut self, json: &str) -> anyhow::Result<()> {
         let set: JwkSet = serde_json::from_str(json)?;
         for jwk in &set.keys {
-            let kid = jwk
-                .common
-                .key_id
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("a JWKS key has no kid"))?;
+            let kid = jwk.common.key_id.clone().ok_or_else(|| anyhow::anyhow!("a JWKS key has no kid"))?;
             self.rs256_keys.insert(kid, DecodingKey::from_jwk(jwk)?);
         }
         Ok(())
@@ -205,26 +195,16 @@ impl JwtConfig {
     pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
         let bad = |why: String| ApiError::Unauthorized(format!("invalid token: {why}"));
         if !self.enabled() {
-            return Err(bad(
-                "JWTs are not enabled on this server; use a PLED access token".into(),
-            ));
+            return Err(bad("JWTs are not enabled on this server; use a PLED access token".into()));
         }
         let header = jsonwebtoken::decode_header(token).map_err(|e| bad(e.to_string()))?;
         let key = match header.alg {
             Algorithm::HS256 => DecodingKey::from_secret(
-                self.hs256_secret
-                    .as_deref()
-                    .ok_or_else(|| bad("HS256 is not enabled".into()))?,
+                self.hs256_secret.as_deref().ok_or_else(|| bad("HS256 is not enabled".into()))?,
             ),
             Algorithm::RS256 => {
-                let kid = header
-                    .kid
-                    .as_deref()
-                    .ok_or_else(|| bad("RS256 token without kid".into()))?;
-                self.rs256_keys
-                    .get(kid)
-                    .cloned()
-                    .ok_or_else(|| bad(format!("unknown key id {kid:?}")))?
+                let kid = header.kid.as_deref().ok_or_else(|| bad("RS256 token without kid".into()))?;
+                self.rs256_keys.get(kid).cloned().ok_or_else(|| bad(format!("unknown key id {kid:?}")))?
             }
             other => return Err(bad(format!("algorithm {other:?} is not accepted"))),
         };
@@ -233,8 +213,7 @@ impl JwtConfig {
         v.set_audience(&[&self.audience]);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         v.leeway = 30;
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &key, &v).map_err(|e| bad(e.to_string()))?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &v).map_err(|e| bad(e.to_string()))?;
         let c = data.claims;
         Ok(Principal {
             org: OrgId::new(&c.org).map_err(|e| bad(e.to_string()))?,

@@ -36,6 +36,11 @@ pub struct ServeConfig {
     /// OpenAI-compatible chat-completions URL for AI rules (key from `PLED_AI_API_KEY`).
     /// Without it, AI rules use cached outputs only.
     pub ai_endpoint: Option<String>,
+    /// A commit round closes this often (when entries are pending). Default 2 s.
+    #[serde(with = "duration_text")]
+    pub commit_interval: Duration,
+    /// …or once this many entries are pending. Default 1,000,000.
+    pub max_round_entries: u64,
 }
 
 /// Log output format.
@@ -61,6 +66,8 @@ impl Default for ServeConfig {
             jwt_audience: None,
             jwt_jwks_file: None,
             ai_endpoint: None,
+            commit_interval: pled_committer::DEFAULT_COMMIT_INTERVAL,
+            max_round_entries: pled_committer::DEFAULT_MAX_ROUND_ENTRIES,
         }
     }
 }
@@ -101,6 +108,30 @@ pub struct ServeArgs {
     /// OpenAI-compatible chat-completions URL for AI rules.
     #[arg(long, env = "PLED_AI_ENDPOINT")]
     pub ai_endpoint: Option<String>,
+    /// Close a commit round this often: `2s`, `500ms`, `1m` [default: 2s].
+    #[arg(long, env = "PLED_COMMIT_INTERVAL", value_parser = parse_duration)]
+    pub commit_interval: Option<Duration>,
+    /// Close a commit round once this many entries are pending [default: 1000000].
+    #[arg(long, env = "PLED_MAX_ROUND_ENTRIES")]
+    pub max_round_entries: Option<u64>,
+}
+
+/// Parses `250ms`, `2s`, `1m`, `1h` (or plain seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, "s"), |i| s.split_at(i));
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 500ms, 2s, 1m"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("{s:?}: unit must be ms, s, m or h")),
+    };
+    if d.is_zero() {
+        return Err("duration must be positive".into());
+    }
+    Ok(d)
 }
 
 impl ServeConfig {
@@ -133,13 +164,28 @@ impl ServeConfig {
         c.jwt_audience = a.jwt_audience.or(c.jwt_audience);
         c.jwt_jwks_file = a.jwt_jwks_file.or(c.jwt_jwks_file);
         c.ai_endpoint = a.ai_endpoint.or(c.ai_endpoint);
+        if let Some(v) = a.commit_interval {
+            c.commit_interval = v;
+        }
+        if let Some(v) = a.max_round_entries {
+            c.max_round_entries = v.max(1);
+        }
         Ok(c)
     }
 
     fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+    }
+}
+
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        super::parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -161,12 +207,9 @@ mod tests {
     fn flags_win_over_the_file_which_wins_over_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pled.toml");
-        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nbody_limit = 2048\ncors_origins = [\"https://a.example\"]\n").unwrap();
-        let args = ServeArgs {
-            config: Some(file),
-            body_limit: Some(4096),
-            ..Default::default()
-        };
+        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nbody_limit = 2048\ncors_origins = [\"https://a.example\"]\n")
+            .unwrap();
+        let args = ServeArgs { config: Some(file), body_limit: Some(4096), ..Default::default() };
         let c = ServeConfig::load(&args).unwrap();
         assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
         assert_eq!(c.body_limit, 4096);
@@ -179,11 +222,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pled.toml");
         std::fs::write(&file, "listne = \"0.0.0.0:9000\"\n").unwrap();
-        let err = ServeConfig::load(&ServeArgs {
-            config: Some(file),
-            ..Default::default()
-        })
-        .unwrap_err();
+        let err = ServeConfig::load(&ServeArgs { config: Some(file), ..Default::default() }).unwrap_err();
         assert!(format!("{err:#}").contains("listne"), "{err:#}");
     }
 }

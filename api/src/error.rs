@@ -105,10 +105,7 @@ impl ApiError {
     /// A 400 with one field error.
     pub fn bad_field(path: impl Into<String>, message: impl Into<String>) -> Self {
         let (path, message) = (path.into(), message.into());
-        Self::BadRequest {
-            detail: format!("{path}: {message}"),
-            errors: vec![FieldError { path, message }],
-        }
+        Self::BadRequest { detail: format!("{path}: {message}"), errors: vec![FieldError { path, message }] }
     }
 
     /// A 404 for a resource kind and id (the same answer whether it does not exist or
@@ -119,10 +116,7 @@ impl ApiError {
 
     /// A 409 without extra members.
     pub fn conflict(detail: impl Into<String>) -> Self {
-        Self::Conflict {
-            detail: detail.into(),
-            extra: None,
-        }
+        Self::Conflict { detail: detail.into(), extra: None }
     }
 
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
@@ -132,31 +126,13 @@ impl ApiError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "Not found"),
             Self::Conflict { .. } => (StatusCode::CONFLICT, "conflict", "Conflict"),
-            Self::PayloadTooLarge(_) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "Payload too large",
-            ),
-            Self::UnsupportedMediaType(_) => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "Unsupported media type",
-            ),
-            Self::Unprocessable { code, .. } => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                code,
-                "Unprocessable request",
-            ),
-            Self::Unavailable(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "Service unavailable",
-            ),
-            Self::Internal(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "Internal server error",
-            ),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large"),
+            Self::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Unsupported media type")
+            }
+            Self::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code, "Unprocessable request"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal server error"),
         }
     }
 
@@ -165,15 +141,12 @@ impl ApiError {
         let (status, code, title) = self.parts();
         let detail = match self {
             Self::Internal(_) => {
-                "the server failed to handle the request; the trace id locates it in the logs"
-                    .to_owned()
+                "the server failed to handle the request; the trace id locates it in the logs".to_owned()
             }
             other => other.to_string(),
         };
         let (errors, extra) = match self {
-            Self::BadRequest { errors, .. } | Self::Unprocessable { errors, .. } => {
-                (errors.clone(), None)
-            }
+            Self::BadRequest { errors, .. } | Self::Unprocessable { errors, .. } => (errors.clone(), None),
             Self::Conflict { extra, .. } => (Vec::new(), extra.clone()),
             _ => (Vec::new(), None),
         };
@@ -205,8 +178,7 @@ pub fn problem_response(problem: Problem) -> Response {
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = serde_json::to_vec(&problem).unwrap_or_default();
     let mut res = (status, body).into_response();
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     res.extensions_mut().insert(problem);
     res
 }

@@ -31,17 +31,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .and_then(|v| v.split(';').next())
             .map(|m| {
                 let m = m.trim();
-                m.eq_ignore_ascii_case("application/json")
-                    || (m.starts_with("application/") && m.ends_with("+json"))
+                m.eq_ignore_ascii_case("application/json") || (m.starts_with("application/") && m.ends_with("+json"))
             });
         if json_type != Some(true) {
             return Err(ApiError::UnsupportedMediaType(
                 "the body must be JSON (Content-Type: application/json)".into(),
             ));
         }
-        let raw = Bytes::from_request(req, state)
-            .await
-            .map_err(body_rejection)?;
+        let raw = Bytes::from_request(req, state).await.map_err(body_rejection)?;
         let value = parse_json(&raw)?;
         Ok(Self { value, raw })
     }
@@ -54,31 +51,18 @@ pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
         let inner = e.inner();
         let pointer = to_pointer(&e.path().to_string());
         if inner.is_syntax() || inner.is_eof() {
-            ApiError::BadRequest {
-                detail: format!("malformed JSON: {inner}"),
-                errors: vec![],
-            }
+            ApiError::BadRequest { detail: format!("malformed JSON: {inner}"), errors: vec![] }
         } else {
             let message = inner.to_string();
             // serde's message ends with " at line L column C"; the path says more.
-            let message = message
-                .split(" at line ")
-                .next()
-                .unwrap_or(&message)
-                .to_owned();
+            let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
             ApiError::BadRequest {
                 detail: format!("invalid body at {pointer}: {message}"),
-                errors: vec![FieldError {
-                    path: pointer,
-                    message,
-                }],
+                errors: vec![FieldError { path: pointer, message }],
             }
         }
     })?;
-    de.end().map_err(|e| ApiError::BadRequest {
-        detail: format!("malformed JSON: {e}"),
-        errors: vec![],
-    })?;
+    de.end().map_err(|e| ApiError::BadRequest { detail: format!("malformed JSON: {e}"), errors: vec![] })?;
     Ok(value)
 }
 
@@ -114,10 +98,7 @@ fn body_rejection(e: BytesRejection) -> ApiError {
     if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge(format!("request body is larger than the limit: {e}"))
     } else {
-        ApiError::BadRequest {
-            detail: format!("could not read the request body: {e}"),
-            errors: vec![],
-        }
+        ApiError::BadRequest { detail: format!("could not read the request body: {e}"), errors: vec![] }
     }
 }
 
@@ -129,13 +110,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|p| Self(p.0))
-            .map_err(|e| ApiError::BadRequest {
-                detail: format!("invalid path parameter: {}", e.body_text()),
-                errors: vec![],
-            })
+        axum::extract::Path::<T>::from_request_parts(parts, state).await.map(|p| Self(p.0)).map_err(|e| {
+            ApiError::BadRequest { detail: format!("invalid path parameter: {}", e.body_text()), errors: vec![] }
+        })
     }
 }
 
@@ -156,22 +133,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 
 fn serde_urlencoded_de<T: DeserializeOwned>(q: &str) -> Result<T, ApiError> {
     axum::extract::Query::<T>::try_from_uri(
-        &format!("/?{q}")
-            .parse()
-            .map_err(|_| ApiError::bad_field("query", "unparseable query string"))?,
+        &format!("/?{q}").parse().map_err(|_| ApiError::bad_field("query", "unparseable query string"))?,
     )
     .map(|v| v.0)
     .map_err(|e| {
         let text = e.body_text();
-        let message = text
-            .trim_start_matches("Failed to deserialize query string: ")
-            .to_owned();
+        let message = text.trim_start_matches("Failed to deserialize query string: ").to_owned();
         ApiError::BadRequest {
             detail: format!("invalid query parameter: {message}"),
-            errors: vec![FieldError {
-                path: "query".into(),
-                message,
-            }],
+            errors: vec![FieldError { path: "query".into(), message }],
         }
     })
 }

@@ -48,9 +48,7 @@ impl Hub {
     /// afterwards is missed).
     pub fn subscribe(&self, id: ExecutionId) -> broadcast::Receiver<Update> {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(id)
-            .or_insert_with(|| broadcast::channel(STREAM_BUFFER).0)
-            .subscribe()
+        map.entry(id).or_insert_with(|| broadcast::channel(STREAM_BUFFER).0).subscribe()
     }
 
     /// Publishes to an execution's subscribers, if it has any.

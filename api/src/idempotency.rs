@@ -54,9 +54,7 @@ impl Idempotency {
             .to_str()
             .ok()
             .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
-            .ok_or_else(|| {
-                ApiError::bad_field("Idempotency-Key", "must be 1-255 visible ASCII characters")
-            })?;
+            .ok_or_else(|| ApiError::bad_field("Idempotency-Key", "must be 1-255 visible ASCII characters"))?;
         // Hash the canonical form of the body, so whitespace or key order do not matter.
         let canonical = match serde_json::from_slice::<serde_json::Value>(body) {
             Ok(v) => {
@@ -71,10 +69,7 @@ impl Idempotency {
         h.update(path.as_bytes());
         h.update(b"\n");
         h.update(&canonical);
-        Ok(Some(Self {
-            key: format!("{org}/{scope}/{key}").into_bytes(),
-            request_hash: hex::encode(h.finalize()),
-        }))
+        Ok(Some(Self { key: format!("{org}/{scope}/{key}").into_bytes(), request_hash: hex::encode(h.finalize()) }))
     }
 
     /// The lock key for serialising retries of this request.
@@ -138,13 +133,8 @@ impl Idempotency {
 fn replay(rec: &Record) -> Response {
     let status = StatusCode::from_u16(rec.status).unwrap_or(StatusCode::OK);
     let mut res = (status, axum::Json(rec.body.clone())).into_response();
-    res.headers_mut()
-        .insert("idempotency-replayed", HeaderValue::from_static("true"));
-    if let Some(loc) = rec
-        .location
-        .as_deref()
-        .and_then(|l| HeaderValue::from_str(l).ok())
-    {
+    res.headers_mut().insert("idempotency-replayed", HeaderValue::from_static("true"));
+    if let Some(loc) = rec.location.as_deref().and_then(|l| HeaderValue::from_str(l).ok()) {
         res.headers_mut().insert(header::LOCATION, loc);
     }
     res
@@ -186,20 +176,11 @@ where
     let created = make().await?;
     let mut writes = created.writes;
     if let Some(i) = &idem {
-        writes = i.record(
-            writes,
-            created.status,
-            &created.body,
-            created.location.as_deref(),
-        )?;
+        writes = i.record(writes, created.status, &created.body, created.location.as_deref())?;
     }
     state.store.write(writes).await?;
     let mut res = (created.status, axum::Json(created.body)).into_response();
-    if let Some(loc) = created
-        .location
-        .as_deref()
-        .and_then(|l| HeaderValue::from_str(l).ok())
-    {
+    if let Some(loc) = created.location.as_deref().and_then(|l| HeaderValue::from_str(l).ok()) {
         res.headers_mut().insert(header::LOCATION, loc);
     }
     Ok(res)

@@ -103,50 +103,23 @@ pub struct Lanes {
 
 impl Lanes {
     /// Lanes over a store, publishing to `hub`.
-    pub fn new(
-        store: Store,
-        hub: Arc<Hub>,
-        ai: Option<Arc<dyn crate::ai::AiProvider>>,
-    ) -> Arc<Self> {
-        Arc::new(Self {
-            store,
-            hub,
-            ai,
-            machines: Mutex::default(),
-            lanes: Mutex::default(),
-        })
+    pub fn new(store: Store, hub: Arc<Hub>, ai: Option<Arc<dyn crate::ai::AiProvider>>) -> Arc<Self> {
+        Arc::new(Self { store, hub, ai, machines: Mutex::default(), lanes: Mutex::default() })
     }
 
     /// The compiled machine of a published template version (cached).
-    pub fn machine(
-        &self,
-        org: &pled_core::OrgId,
-        template_id: &str,
-        version: u32,
-    ) -> Result<Arc<Machine>, ApiError> {
+    pub fn machine(&self, org: &pled_core::OrgId, template_id: &str, version: u32) -> Result<Arc<Machine>, ApiError> {
         let key = (org.to_string(), template_id.to_owned(), version);
-        if let Some(m) = self
-            .machines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
+        if let Some(m) = self.machines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(m.clone());
         }
-        let v =
-            templates::get_version(&self.store, org, template_id, version)?.ok_or_else(|| {
-                ApiError::not_found("template version", format!("{template_id}/{version}"))
-            })?;
+        let v = templates::get_version(&self.store, org, template_id, version)?
+            .ok_or_else(|| ApiError::not_found("template version", format!("{template_id}/{version}")))?;
         let compiled = pled_engine::compile(&v.template);
         let machine = Arc::new(compiled.machine.ok_or_else(|| {
-            ApiError::Internal(format!(
-                "published version {template_id}/{version} does not compile"
-            ))
+            ApiError::Internal(format!("published version {template_id}/{version} does not compile"))
         })?);
-        self.machines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, machine.clone());
+        self.machines.lock().unwrap_or_else(|p| p.into_inner()).insert(key, machine.clone());
         Ok(machine)
     }
 
@@ -159,33 +132,21 @@ impl Lanes {
         idem: Option<Idempotency>,
     ) -> Result<Answer, ApiError> {
         let (reply, rx) = oneshot::channel();
-        let mut job = Ingest {
-            events,
-            batch,
-            idem,
-            reply,
-        };
+        let mut job = Ingest { events, batch, idem, reply };
         for _ in 0..2 {
             let tx = self.lane(record)?;
             match tx.send(job).await {
                 Ok(()) => {
-                    return rx.await.map_err(|_| {
-                        ApiError::Unavailable("the execution's lane stopped".into())
-                    })?;
+                    return rx.await.map_err(|_| ApiError::Unavailable("the execution's lane stopped".into()))?;
                 }
                 // The lane exited between lookup and send: start a new one.
                 Err(mpsc::error::SendError(back)) => {
                     job = back;
-                    self.lanes
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&record.id);
+                    self.lanes.lock().unwrap_or_else(|p| p.into_inner()).remove(&record.id);
                 }
             }
         }
-        Err(ApiError::Unavailable(
-            "could not start the execution's lane".into(),
-        ))
+        Err(ApiError::Unavailable("could not start the execution's lane".into()))
     }
 
     fn lane(self: &Arc<Self>, record: &ExecutionRecord) -> Result<mpsc::Sender<Ingest>, ApiError> {
@@ -200,46 +161,20 @@ impl Lanes {
             .ok_or_else(|| ApiError::Internal(format!("execution {} has no ledger", record.id)))?;
         let (tx, rx) = mpsc::channel(LANE_QUEUE);
         lanes.insert(record.id, tx.clone());
-        let lane = Lane {
-            lanes: self.clone(),
-            record: record.clone(),
-            machine,
-            head,
-            live,
-        };
+        let lane = Lane { lanes: self.clone(), record: record.clone(), machine, head, live };
         tokio::spawn(lane.run(rx));
         Ok(tx)
     }
 
     /// Publishes a write's entries and the state after it.
-    pub fn publish(
-        &self,
-        id: ExecutionId,
-        entries: Vec<SealedEntry>,
-        head: &ChainHead,
-        live: &LiveState,
-    ) {
-        let change = StateChange {
-            head_seq: head.seq.get(),
-            head_hash: head.hash.to_hex(),
-            live: live.clone(),
-        };
-        self.hub.publish(
-            id,
-            [
-                Update::Entries(Arc::new(entries)),
-                Update::State(Arc::new(change)),
-            ],
-        );
+    pub fn publish(&self, id: ExecutionId, entries: Vec<SealedEntry>, head: &ChainHead, live: &LiveState) {
+        let change = StateChange { head_seq: head.seq.get(), head_hash: head.hash.to_hex(), live: live.clone() };
+        self.hub.publish(id, [Update::Entries(Arc::new(entries)), Update::State(Arc::new(change))]);
     }
 }
 
 /// Seals engine drafts onto a chain, all recorded at `at`.
-pub fn seal(
-    head: &mut ChainHead,
-    drafts: &[pled_engine::Draft],
-    at: &RecordedAt,
-) -> Vec<SealedEntry> {
+pub fn seal(head: &mut ChainHead, drafts: &[pled_engine::Draft], at: &RecordedAt) -> Vec<SealedEntry> {
     drafts
         .iter()
         .map(|d| {
@@ -278,10 +213,7 @@ pub fn enqueue_jobs(
 /// The answer's view of entries.
 pub fn entry_refs(entries: &[SealedEntry]) -> Value {
     Value::Array(
-        entries
-            .iter()
-            .map(|e| json!({ "seq": e.seq(), "kind": e.entry().kind, "entryHash": e.hash() }))
-            .collect(),
+        entries.iter().map(|e| json!({ "seq": e.seq(), "kind": e.entry().kind, "entryHash": e.hash() })).collect(),
     )
 }
 
@@ -343,19 +275,12 @@ impl Lane {
         let mut ai_fresh: HashMap<String, Value> = HashMap::new();
 
         for job in group {
-            let Ingest {
-                events,
-                batch,
-                idem,
-                reply,
-            } = job;
+            let Ingest { events, batch, idem, reply } = job;
             if let Some(i) = &idem {
                 let replay = match fresh.get(&i.lock_key()) {
-                    Some((first, answer)) if first.same_request(i) => Ok(Some(Answer {
-                        status: answer.status,
-                        body: answer.body.clone(),
-                        replayed: true,
-                    })),
+                    Some((first, answer)) if first.same_request(i) => {
+                        Ok(Some(Answer { status: answer.status, body: answer.body.clone(), replayed: true }))
+                    }
                     Some(_) => Err(i.conflict()),
                     None => i.lookup_record(&store).map(|r| {
                         r.map(|r| Answer {
@@ -367,18 +292,12 @@ impl Lane {
                 };
                 match replay {
                     Ok(Some(answer)) => {
-                        staged.push(Staged {
-                            reply,
-                            answer: Ok(answer),
-                        });
+                        staged.push(Staged { reply, answer: Ok(answer) });
                         continue;
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        staged.push(Staged {
-                            reply,
-                            answer: Err(e),
-                        });
+                        staged.push(Staged { reply, answer: Err(e) });
                         continue;
                     }
                 }
@@ -387,38 +306,21 @@ impl Lane {
             let (mut h, mut l, mut w) = (head, live.clone(), ws.clone());
             let first_new = entries.len();
             let mut mine = Vec::new();
-            match self
-                .apply(&events, &mut h, &mut l, &mut mine, &mut w, &mut ai_fresh)
-                .await
-            {
+            match self.apply(&events, &mut h, &mut l, &mut mine, &mut w, &mut ai_fresh).await {
                 Ok(results) => {
                     let body = answer_body(batch, results, &h, &l);
-                    let answer = Answer {
-                        status: StatusCode::CREATED,
-                        body,
-                        replayed: false,
-                    };
+                    let answer = Answer { status: StatusCode::CREATED, body, replayed: false };
                     if let Some(i) = idem {
                         match i.record(w.clone(), answer.status, &answer.body, None) {
                             Ok(with) => w = with,
                             Err(e) => {
-                                staged.push(Staged {
-                                    reply,
-                                    answer: Err(e),
-                                });
+                                staged.push(Staged { reply, answer: Err(e) });
                                 continue;
                             }
                         }
                         fresh.insert(
                             i.lock_key(),
-                            (
-                                i,
-                                Answer {
-                                    status: answer.status,
-                                    body: answer.body.clone(),
-                                    replayed: false,
-                                },
-                            ),
+                            (i, Answer { status: answer.status, body: answer.body.clone(), replayed: false }),
                         );
                     }
                     head = h;
@@ -426,15 +328,9 @@ impl Lane {
                     ws = w;
                     entries.extend(mine);
                     debug_assert!(entries.len() >= first_new);
-                    staged.push(Staged {
-                        reply,
-                        answer: Ok(answer),
-                    });
+                    staged.push(Staged { reply, answer: Ok(answer) });
                 }
-                Err(e) => staged.push(Staged {
-                    reply,
-                    answer: Err(e),
-                }),
+                Err(e) => staged.push(Staged { reply, answer: Err(e) }),
             }
         }
 
@@ -476,15 +372,8 @@ impl Lane {
     ) -> Result<Vec<Value>, ApiError> {
         if !live.status.accepts_events() {
             return Err(ApiError::Conflict {
-                detail: format!(
-                    "execution {} is {} and takes no more events",
-                    self.record.id,
-                    live.status.as_str()
-                ),
-                extra: Some(serde_json::Map::from_iter([(
-                    "executionStatus".to_owned(),
-                    json!(live.status),
-                )])),
+                detail: format!("execution {} is {} and takes no more events", self.record.id, live.status.as_str()),
+                extra: Some(serde_json::Map::from_iter([("executionStatus".to_owned(), json!(live.status))])),
             });
         }
         let mut results = Vec::with_capacity(events.len());
@@ -504,33 +393,16 @@ impl Lane {
                 AiOutputs::new()
             } else {
                 let lanes = &self.lanes;
-                crate::ai::resolve(
-                    &lanes.store,
-                    lanes.ai.as_deref(),
-                    &self.record.org,
-                    &requests,
-                    ai_fresh,
-                    ws,
-                )
-                .await?
+                crate::ai::resolve(&lanes.store, lanes.ai.as_deref(), &self.record.org, &requests, ai_fresh, ws).await?
             };
-            let outcome: Outcome = self
-                .machine
-                .process_event(&live.exec, &event, &ai)
-                .map_err(bad)?;
+            let outcome: Outcome = self.machine.process_event(&live.exec, &event, &ai).map_err(bad)?;
             let sealed = seal(head, &outcome.drafts, &received_at);
             *ws = enqueue_jobs(std::mem::take(ws), &self.record, &outcome.actions, &sealed)?;
             live.exec = outcome.state;
-            live.status = if live.exec.completed {
-                Status::Completed
-            } else {
-                Status::Running
-            };
+            live.status = if live.exec.completed { Status::Completed } else { Status::Running };
             metrics::counter!("pled_events_ingested_total").increment(1);
-            metrics::counter!("pled_messages_derived_total")
-                .increment(outcome.messages.len() as u64);
-            metrics::counter!("pled_transitions_fired_total")
-                .increment(outcome.transitions.len() as u64);
+            metrics::counter!("pled_messages_derived_total").increment(outcome.messages.len() as u64);
+            metrics::counter!("pled_transitions_fired_total").increment(outcome.transitions.len() as u64);
             results.push(json!({
                 "eventSeq": event.event_seq,
                 "entries": entry_refs(&sealed),
@@ -552,11 +424,8 @@ impl Lane {
 
 fn answer_body(batch: bool, mut results: Vec<Value>, head: &ChainHead, live: &LiveState) -> Value {
     let tail = json!({ "headSeq": head.seq, "headHash": head.hash, "status": live.status, "state": live.exec });
-    let mut body = if batch || results.len() != 1 {
-        json!({ "events": results })
-    } else {
-        results.pop().unwrap_or(Value::Null)
-    };
+    let mut body =
+        if batch || results.len() != 1 { json!({ "events": results }) } else { results.pop().unwrap_or(Value::Null) };
     if let (Some(b), Some(t)) = (body.as_object_mut(), tail.as_object()) {
         b.extend(t.clone());
     }
@@ -568,11 +437,7 @@ fn fail_all(staged: Vec<Staged>, e: ApiError) {
     for s in staged {
         let answer = match &s.answer {
             // Replays did not depend on this write.
-            Ok(a) if a.replayed => Ok(Answer {
-                status: a.status,
-                body: a.body.clone(),
-                replayed: true,
-            }),
+            Ok(a) if a.replayed => Ok(Answer { status: a.status, body: a.body.clone(), replayed: true }),
             _ => Err(match &e {
                 ApiError::Unavailable(_) => ApiError::Unavailable(msg.clone()),
                 _ => ApiError::Internal(msg.clone()),

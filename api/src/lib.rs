@@ -8,6 +8,7 @@ pub mod ai;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod evidence;
 pub mod extract;
 pub mod hub;
 pub mod idempotency;

@@ -19,11 +19,7 @@ pub(crate) const REQUEST_ID: &str = "x-request-id";
 /// from the timeout layer, 413 from the body limit) into problems.
 pub(crate) async fn problems(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
-    let trace_id = req
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let trace_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let res = next.run(req).await;
     let status = res.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -32,10 +28,8 @@ pub(crate) async fn problems(req: Request, next: Next) -> Response {
     let mut problem = match res.extensions().get::<Problem>() {
         Some(p) => p.clone(),
         None => {
-            let is_problem = res
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+            let is_problem =
+                res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
             if is_problem {
                 return res;
             }
@@ -57,19 +51,11 @@ pub(crate) async fn problems(req: Request, next: Next) -> Response {
 fn bare_problem(status: StatusCode) -> Problem {
     let (code, detail) = match status {
         StatusCode::NOT_FOUND => ("not_found", "no such route"),
-        StatusCode::METHOD_NOT_ALLOWED => (
-            "method_not_allowed",
-            "this route does not accept that method",
-        ),
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            ("payload_too_large", "request body is larger than the limit")
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this route does not accept that method"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body is larger than the limit"),
+        StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
+            ("timeout", "the request took longer than the server's request timeout")
         }
-        StatusCode::REQUEST_TIMEOUT
-        | StatusCode::SERVICE_UNAVAILABLE
-        | StatusCode::GATEWAY_TIMEOUT => (
-            "timeout",
-            "the request took longer than the server's request timeout",
-        ),
         _ => ("error", "the request failed"),
     };
     Problem {
@@ -88,10 +74,7 @@ fn bare_problem(status: StatusCode) -> Problem {
 pub(crate) async fn metrics(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let res = next.run(req).await;
     let status = res.status().as_u16().to_string();
     metrics::histogram!("pled_http_request_duration_seconds", "method" => method, "route" => route, "status" => status)

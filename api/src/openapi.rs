@@ -40,24 +40,17 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-        );
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
     }
 }
 
 /// `/openapi.json` and `/docs`.
 pub(crate) fn docs_routes(spec: utoipa::openapi::OpenApi) -> Router<AppState> {
-    let json = spec
-        .to_pretty_json()
-        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    let json = spec.to_pretty_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     Router::new()
         .route(
             "/openapi.json",
-            get(move || async move {
-                ([(header::CONTENT_TYPE, "application/json")], json).into_response()
-            }),
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], json).into_response() }),
         )
         .route("/docs", get(|| async { Html(DOCS_PAGE) }))
 }

@@ -20,9 +20,7 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let buckets = [
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ];
+            let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), &buckets)
                 .unwrap_or_else(|_| PrometheusBuilder::new());
@@ -42,42 +40,34 @@ pub fn jwt_config(config: &ServeConfig) -> anyhow::Result<JwtConfig> {
     if let Ok(secret) = std::env::var("PLED_JWT_SECRET")
         && !secret.is_empty()
     {
-        anyhow::ensure!(
-            secret.len() >= 32,
-            "PLED_JWT_SECRET must be at least 32 bytes"
-        );
+        anyhow::ensure!(secret.len() >= 32, "PLED_JWT_SECRET must be at least 32 bytes");
         jwt.hs256_secret = Some(secret.into_bytes());
     }
     if let Some(path) = &config.jwt_jwks_file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading JWKS file {}", path.display()))?;
-        jwt.load_jwks(&text)
-            .with_context(|| format!("JWKS file {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading JWKS file {}", path.display()))?;
+        jwt.load_jwks(&text).with_context(|| format!("JWKS file {}", path.display()))?;
     }
     if jwt.enabled() {
-        jwt.issuer = config
-            .jwt_issuer
-            .clone()
-            .context("JWTs are enabled: set --jwt-issuer (PLED_JWT_ISSUER)")?;
-        jwt.audience = config
-            .jwt_audience
-            .clone()
-            .context("JWTs are enabled: set --jwt-audience (PLED_JWT_AUDIENCE)")?;
+        jwt.issuer = config.jwt_issuer.clone().context("JWTs are enabled: set --jwt-issuer (PLED_JWT_ISSUER)")?;
+        jwt.audience =
+            config.jwt_audience.clone().context("JWTs are enabled: set --jwt-audience (PLED_JWT_AUDIENCE)")?;
     }
     Ok(jwt)
 }
 
 /// Builds the shared state over an open store.
-pub fn state(store: Store, config: ServeConfig, jwt: JwtConfig) -> AppState {
+pub fn state(store: Store, config: ServeConfig, jwt: JwtConfig) -> anyhow::Result<AppState> {
     let hub = Arc::new(Hub::default());
     let ai = config.ai_endpoint.clone().map(|url| {
-        Arc::new(crate::ai::HttpProvider::new(
-            url,
-            std::env::var("PLED_AI_API_KEY").ok(),
-        )) as Arc<dyn crate::ai::AiProvider>
+        Arc::new(crate::ai::HttpProvider::new(url, std::env::var("PLED_AI_API_KEY").ok()))
+            as Arc<dyn crate::ai::AiProvider>
     });
     let lanes = Lanes::new(store.clone(), hub.clone(), ai);
-    AppState {
+    let commit =
+        pled_committer::CommitConfig { interval: config.commit_interval, max_round_entries: config.max_round_entries };
+    let committer = pled_committer::Committer::open(store.clone(), commit, false)
+        .map_err(|e| anyhow::anyhow!("opening the committer: {e}"))?;
+    Ok(AppState {
         store,
         jwt: Arc::new(jwt),
         config: Arc::new(config),
@@ -85,14 +75,12 @@ pub fn state(store: Store, config: ServeConfig, jwt: JwtConfig) -> AppState {
         locks: Arc::new(KeyLocks::default()),
         lanes,
         hub,
-    }
+        committer,
+    })
 }
 
 /// Runs the service until `shutdown` resolves.
-pub async fn run(
-    config: ServeConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let jwt = jwt_config(&config)?;
     let store = Store::open(&config.data_dir, StoreOptions::default())
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
@@ -104,18 +92,17 @@ pub async fn run(
             config.data_dir.display()
         );
     }
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let app_state = state(store.clone(), config.clone(), jwt);
+    let app_state = state(store.clone(), config.clone(), jwt)?;
+    let (stop_rounds, rounds_stopped) = tokio::sync::watch::channel(false);
+    let rounds = tokio::spawn(app_state.committer.clone().run(rounds_stopped));
     let app = crate::app(app_state);
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening on http://{addr}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving")?;
-    tracing::info!("stopped accepting requests; committing outstanding writes");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving")?;
+    tracing::info!("stopped accepting requests; closing the last round and committing outstanding writes");
+    let _ = stop_rounds.send(true);
+    let _ = rounds.await;
     drop(store);
     tracing::info!("shutdown complete");
     Ok(())

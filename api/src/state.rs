@@ -29,6 +29,8 @@ pub struct AppState {
     pub lanes: Arc<Lanes>,
     /// Live updates for stream subscribers.
     pub hub: Arc<Hub>,
+    /// Commit rounds, proofs and commitments.
+    pub committer: Arc<pled_committer::Committer>,
 }
 
 /// A fixed set of async mutexes; a key always maps to the same one. Bounded memory, and two
@@ -41,18 +43,14 @@ pub struct KeyLocks {
 impl KeyLocks {
     /// `n` stripes.
     pub fn new(n: usize) -> Self {
-        Self {
-            stripes: (0..n.max(1)).map(|_| Mutex::new(())).collect(),
-        }
+        Self { stripes: (0..n.max(1)).map(|_| Mutex::new(())).collect() }
     }
 
     /// Locks the stripe of `key`.
     pub async fn lock(&self, key: &str) -> MutexGuard<'_, ()> {
         let mut h = DefaultHasher::new();
         key.hash(&mut h);
-        self.stripes[(h.finish() % self.stripes.len() as u64) as usize]
-            .lock()
-            .await
+        self.stripes[(h.finish() % self.stripes.len() as u64) as usize].lock().await
     }
 }
 

@@ -24,7 +24,9 @@ async fn stub_provider() -> (String, Arc<AtomicUsize>) {
                 counter.fetch_add(1, Ordering::SeqCst);
                 let prompt = body["messages"][0]["content"].as_str().unwrap_or("");
                 let category = if prompt.contains("invoice") { "invoice" } else { "other" };
-                axum::Json(json!({ "choices": [{ "message": { "content": json!({ "category": category }).to_string() } }] }))
+                axum::Json(
+                    json!({ "choices": [{ "message": { "content": json!({ "category": category }).to_string() } }] }),
+                )
             }
         }),
     );
@@ -55,9 +57,7 @@ async fn the_model_is_asked_once_and_the_cache_answers_after() {
     let upload = json!({ "type": "doc.uploaded", "payload": { "text": "invoice #42" }, "source": "scanner" });
 
     let a = t.execution("acme", &tid).await;
-    let r = t
-        .post(&format!("/v1/executions/{a}/events"), admin, upload.clone())
-        .await;
+    let r = t.post(&format!("/v1/executions/{a}/events"), admin, upload.clone()).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let msg = &r.body["messages"][0];
     assert_eq!(msg["data"]["category"], "invoice");
@@ -69,19 +69,10 @@ async fn the_model_is_asked_once_and_the_cache_answers_after() {
 
     // The same input in another execution: answered from the cache.
     let b = t.execution("acme", &tid).await;
-    let r = t
-        .post(&format!("/v1/executions/{b}/events"), admin, upload)
-        .await;
-    assert_eq!(
-        r.body["messages"][0]["ai"]["inputHash"],
-        msg["ai"]["inputHash"]
-    );
+    let r = t.post(&format!("/v1/executions/{b}/events"), admin, upload).await;
+    assert_eq!(r.body["messages"][0]["ai"]["inputHash"], msg["ai"]["inputHash"]);
     assert_eq!(r.body["state"]["state"], "invoices");
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        1,
-        "cached outputs are not asked for again"
-    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "cached outputs are not asked for again");
 }
 
 #[tokio::test]
@@ -98,12 +89,8 @@ async fn without_an_output_the_rule_fails_visibly_and_the_event_is_still_recorde
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
-    let kinds: Vec<_> = r.body["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap().to_owned())
-        .collect();
+    let kinds: Vec<_> =
+        r.body["entries"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect();
     assert_eq!(kinds, ["event.received", "rule.failed"]);
     assert_eq!(r.body["state"]["state"], "inbox");
 }

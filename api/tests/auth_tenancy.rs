@@ -13,21 +13,9 @@ async fn missing_malformed_invalid_expired_and_revoked_credentials_are_401() {
     let t = TestApp::new();
     let r = t.call(Method::GET, "/v1/templates", None, None).await;
     assert_problem(&r, StatusCode::UNAUTHORIZED, "unauthorized");
-    let r = t
-        .call_with(
-            Method::GET,
-            "/v1/templates",
-            None,
-            None,
-            &[("authorization", "Basic abc")],
-        )
-        .await;
+    let r = t.call_with(Method::GET, "/v1/templates", None, None, &[("authorization", "Basic abc")]).await;
     assert_problem(&r, StatusCode::UNAUTHORIZED, "unauthorized");
-    for bad in [
-        "pled_pat_0000000000000000_00",
-        "pled_pat_nonsense",
-        "not.a.jwt",
-    ] {
+    for bad in ["pled_pat_0000000000000000_00", "pled_pat_nonsense", "not.a.jwt"] {
         let r = t.call(Method::GET, "/v1/templates", Some(bad), None).await;
         assert_problem(&r, StatusCode::UNAUTHORIZED, "unauthorized");
     }
@@ -36,40 +24,30 @@ async fn missing_malformed_invalid_expired_and_revoked_credentials_are_401() {
     let last = forged.pop().unwrap();
     forged.push(if last == '0' { '1' } else { '0' });
     assert_problem(
-        &t.call(Method::GET, "/v1/templates", Some(&forged), None)
-            .await,
+        &t.call(Method::GET, "/v1/templates", Some(&forged), None).await,
         StatusCode::UNAUTHORIZED,
         "unauthorized",
     );
 
     let expired = TestApp::jwt("acme", "admin", -3600, ISSUER, AUDIENCE);
-    let r = t
-        .call(Method::GET, "/v1/templates", Some(&expired), None)
-        .await;
+    let r = t.call(Method::GET, "/v1/templates", Some(&expired), None).await;
     assert_problem(&r, StatusCode::UNAUTHORIZED, "unauthorized");
-    assert!(
-        r.body["detail"].as_str().unwrap().contains("xpired"),
-        "{:?}",
-        r.body
-    );
+    assert!(r.body["detail"].as_str().unwrap().contains("xpired"), "{:?}", r.body);
     let wrong_iss = TestApp::jwt("acme", "admin", 3600, "https://evil.test", AUDIENCE);
     assert_problem(
-        &t.call(Method::GET, "/v1/templates", Some(&wrong_iss), None)
-            .await,
+        &t.call(Method::GET, "/v1/templates", Some(&wrong_iss), None).await,
         StatusCode::UNAUTHORIZED,
         "unauthorized",
     );
     let wrong_aud = TestApp::jwt("acme", "admin", 3600, ISSUER, "other");
     assert_problem(
-        &t.call(Method::GET, "/v1/templates", Some(&wrong_aud), None)
-            .await,
+        &t.call(Method::GET, "/v1/templates", Some(&wrong_aud), None).await,
         StatusCode::UNAUTHORIZED,
         "unauthorized",
     );
     let bad_role = TestApp::jwt("acme", "root", 3600, ISSUER, AUDIENCE);
     assert_problem(
-        &t.call(Method::GET, "/v1/templates", Some(&bad_role), None)
-            .await,
+        &t.call(Method::GET, "/v1/templates", Some(&bad_role), None).await,
         StatusCode::UNAUTHORIZED,
         "unauthorized",
     );
@@ -79,31 +57,14 @@ async fn missing_malformed_invalid_expired_and_revoked_credentials_are_401() {
     assert_eq!(t.get("/v1/templates", &good).await.status, StatusCode::OK);
 
     // Revoke a token through the API: it stops working at once.
-    let issued = t
-        .post(
-            "/v1/tokens",
-            t.admin("acme"),
-            json!({ "role": "viewer", "name": "temp" }),
-        )
-        .await;
+    let issued = t.post("/v1/tokens", t.admin("acme"), json!({ "role": "viewer", "name": "temp" })).await;
     assert_eq!(issued.status, StatusCode::CREATED);
     let token = issued.body["token"].as_str().unwrap().to_owned();
     assert_eq!(t.get("/v1/templates", &token).await.status, StatusCode::OK);
     let id = issued.body["record"]["id"].as_str().unwrap();
-    let r = t
-        .call(
-            Method::DELETE,
-            &format!("/v1/tokens/{id}"),
-            Some(t.admin("acme")),
-            None,
-        )
-        .await;
+    let r = t.call(Method::DELETE, &format!("/v1/tokens/{id}"), Some(t.admin("acme")), None).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_problem(
-        &t.get("/v1/templates", &token).await,
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-    );
+    assert_problem(&t.get("/v1/templates", &token).await, StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
 #[tokio::test]
@@ -112,79 +73,40 @@ async fn the_role_table_is_enforced() {
     let (template, _) = example("approval");
     // Viewers and operators cannot edit templates; editors can.
     for role in [Role::Viewer, Role::Operator] {
-        let r = t
-            .post("/v1/templates", t.token("acme", role), template.clone())
-            .await;
+        let r = t.post("/v1/templates", t.token("acme", role), template.clone()).await;
         assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
     }
     assert_eq!(
-        t.post(
-            "/v1/templates",
-            t.token("acme", Role::Editor),
-            template.clone()
-        )
-        .await
-        .status,
+        t.post("/v1/templates", t.token("acme", Role::Editor), template.clone()).await.status,
         StatusCode::CREATED
     );
     let tid = t.published_template("acme", &template).await;
     // Viewers cannot start executions or post events; operators can.
     let body = json!({ "templateId": tid, "name": "x" });
     assert_problem(
-        &t.post(
-            "/v1/executions",
-            t.token("acme", Role::Viewer),
-            body.clone(),
-        )
-        .await,
+        &t.post("/v1/executions", t.token("acme", Role::Viewer), body.clone()).await,
         StatusCode::FORBIDDEN,
         "forbidden",
     );
-    let r = t
-        .post("/v1/executions", t.token("acme", Role::Operator), body)
-        .await;
+    let r = t.post("/v1/executions", t.token("acme", Role::Operator), body).await;
     assert_eq!(r.status, StatusCode::CREATED);
     let eid = r.body["id"].as_str().unwrap();
     let ev = json!({ "type": "order.submitted", "payload": {}, "source": "t" });
     assert_problem(
-        &t.post(
-            &format!("/v1/executions/{eid}/events"),
-            t.token("acme", Role::Viewer),
-            ev,
-        )
-        .await,
+        &t.post(&format!("/v1/executions/{eid}/events"), t.token("acme", Role::Viewer), ev).await,
         StatusCode::FORBIDDEN,
         "forbidden",
     );
     // Only admins manage tokens and read the audit log.
     for role in [Role::Editor, Role::Operator, Role::Viewer] {
-        assert_problem(
-            &t.get("/v1/tokens", t.token("acme", role)).await,
-            StatusCode::FORBIDDEN,
-            "forbidden",
-        );
-        assert_problem(
-            &t.get("/v1/audit", t.token("acme", role)).await,
-            StatusCode::FORBIDDEN,
-            "forbidden",
-        );
-        let r = t
-            .post(
-                "/v1/tokens",
-                t.token("acme", role),
-                json!({ "role": "admin", "name": "escalate" }),
-            )
-            .await;
+        assert_problem(&t.get("/v1/tokens", t.token("acme", role)).await, StatusCode::FORBIDDEN, "forbidden");
+        assert_problem(&t.get("/v1/audit", t.token("acme", role)).await, StatusCode::FORBIDDEN, "forbidden");
+        let r = t.post("/v1/tokens", t.token("acme", role), json!({ "role": "admin", "name": "escalate" })).await;
         assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
     }
     // Everyone reads.
     for role in common::ROLES {
-        assert_eq!(
-            t.get(&format!("/v1/executions/{eid}"), t.token("acme", role))
-                .await
-                .status,
-            StatusCode::OK
-        );
+        assert_eq!(t.get(&format!("/v1/executions/{eid}"), t.token("acme", role)).await.status, StatusCode::OK);
     }
 }
 
@@ -194,12 +116,7 @@ async fn another_orgs_resources_are_404_everywhere() {
     let (template, events) = example("approval");
     let tid = t.published_template("acme", &template).await;
     let eid = t.execution("acme", &tid).await;
-    t.post(
-        &format!("/v1/executions/{eid}/events"),
-        t.admin("acme"),
-        events[0].clone(),
-    )
-    .await;
+    t.post(&format!("/v1/executions/{eid}/events"), t.admin("acme"), events[0].clone()).await;
     // globex has data of its own.
     let gtid = t.published_template("globex", &template).await;
     t.execution("globex", &gtid).await;
@@ -221,82 +138,36 @@ async fn another_orgs_resources_are_404_everywhere() {
         format!("/v1/executions/{eid}/ws"),
     ];
     for path in &gets {
-        assert_problem(
-            &t.get(path, other).await,
-            StatusCode::NOT_FOUND,
-            "not_found",
-        );
+        assert_problem(&t.get(path, other).await, StatusCode::NOT_FOUND, "not_found");
     }
     let posts = [
         (format!("/v1/templates/{tid}/versions"), json!({})),
         (format!("/v1/templates/{tid}/duplicate"), json!({})),
-        (
-            format!("/v1/templates/{tid}/rules"),
-            json!({ "id": "r", "on": "x", "emit": { "type": "y" } }),
-        ),
-        (
-            format!("/v1/rules/{tid}:submit/test"),
-            json!({ "event": { "type": "x", "payload": {} } }),
-        ),
+        (format!("/v1/templates/{tid}/rules"), json!({ "id": "r", "on": "x", "emit": { "type": "y" } })),
+        (format!("/v1/rules/{tid}:submit/test"), json!({ "event": { "type": "x", "payload": {} } })),
         (format!("/v1/executions/{eid}/events"), events[1].clone()),
-        (
-            format!("/v1/executions/{eid}/events/batch"),
-            json!({ "events": [events[1].clone()] }),
-        ),
-        (
-            "/v1/executions".to_owned(),
-            json!({ "templateId": tid, "name": "steal" }),
-        ),
+        (format!("/v1/executions/{eid}/events/batch"), json!({ "events": [events[1].clone()] })),
+        ("/v1/executions".to_owned(), json!({ "templateId": tid, "name": "steal" })),
     ];
     for (path, body) in &posts {
-        assert_problem(
-            &t.post(path, other, body.clone()).await,
-            StatusCode::NOT_FOUND,
-            "not_found",
-        );
+        assert_problem(&t.post(path, other, body.clone()).await, StatusCode::NOT_FOUND, "not_found");
     }
     assert_problem(
-        &t.call(
-            Method::PUT,
-            &format!("/v1/templates/{tid}"),
-            Some(other),
-            Some(template.clone()),
-        )
-        .await,
+        &t.call(Method::PUT, &format!("/v1/templates/{tid}"), Some(other), Some(template.clone())).await,
         StatusCode::NOT_FOUND,
         "not_found",
     );
     assert_problem(
-        &t.call(
-            Method::DELETE,
-            &format!("/v1/templates/{tid}"),
-            Some(other),
-            None,
-        )
-        .await,
+        &t.call(Method::DELETE, &format!("/v1/templates/{tid}"), Some(other), None).await,
         StatusCode::NOT_FOUND,
         "not_found",
     );
     // Lists show only the caller's org.
     let list = t.get("/v1/executions", other).await;
-    assert!(
-        list.body["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|e| e["org"] == "globex")
-    );
+    assert!(list.body["items"].as_array().unwrap().iter().all(|e| e["org"] == "globex"));
     let list = t.get("/v1/templates", other).await;
-    assert!(
-        list.body["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|e| e["id"] != tid.as_str())
-    );
+    assert!(list.body["items"].as_array().unwrap().iter().all(|e| e["id"] != tid.as_str()));
     // And nothing changed for acme.
-    let state = t
-        .get(&format!("/v1/executions/{eid}/state"), t.admin("acme"))
-        .await;
+    let state = t.get(&format!("/v1/executions/{eid}/state"), t.admin("acme")).await;
     assert_eq!(state.body["eventCount"], 1);
 }

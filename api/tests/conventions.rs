@@ -23,27 +23,11 @@ fn raw_post(path: &str, token: &str, content_type: &str, body: impl Into<Body>) 
 async fn bad_bodies_are_problems_with_paths_and_change_nothing() {
     let t = TestApp::new();
     let admin = t.admin("acme");
-    let r = t
-        .raw(raw_post(
-            "/v1/templates",
-            admin,
-            "application/json",
-            "{\"name\": ",
-        ))
-        .await;
+    let r = t.raw(raw_post("/v1/templates", admin, "application/json", "{\"name\": ")).await;
     assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
-    assert!(
-        r.body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("malformed JSON"),
-        "{:?}",
-        r.body
-    );
+    assert!(r.body["detail"].as_str().unwrap().contains("malformed JSON"), "{:?}", r.body);
 
-    let r = t
-        .post("/v1/templates", admin, json!({ "name": 5, "states": [] }))
-        .await;
+    let r = t.post("/v1/templates", admin, json!({ "name": 5, "states": [] })).await;
     assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
     assert_eq!(r.body["errors"][0]["path"], "/name");
 
@@ -51,26 +35,11 @@ async fn bad_bodies_are_problems_with_paths_and_change_nothing() {
     template["states"][1]["colour"] = json!("red");
     let r = t.post("/v1/templates", admin, template).await;
     assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
-    assert_eq!(
-        r.body["errors"][0]["path"], "/states/1/colour",
-        "{:?}",
-        r.body
-    );
-    assert!(
-        r.body["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("unknown field")
-    );
+    assert_eq!(r.body["errors"][0]["path"], "/states/1/colour", "{:?}", r.body);
+    assert!(r.body["errors"][0]["message"].as_str().unwrap().contains("unknown field"));
 
-    let r = t
-        .raw(raw_post("/v1/templates", admin, "text/plain", "{}"))
-        .await;
-    assert_problem(
-        &r,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
-    );
+    let r = t.raw(raw_post("/v1/templates", admin, "text/plain", "{}")).await;
+    assert_problem(&r, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
 
     let huge = json!({ "name": "x".repeat(100 * 1024), "states": [] });
     let r = t.post("/v1/templates", admin, huge).await;
@@ -88,20 +57,10 @@ async fn bad_bodies_are_problems_with_paths_and_change_nothing() {
 #[tokio::test]
 async fn routing_errors_are_problems_too() {
     let t = TestApp::new();
-    assert_problem(
-        &t.get("/v1/nope", t.admin("acme")).await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    );
-    let r = t
-        .call(Method::PATCH, "/v1/templates", Some(t.admin("acme")), None)
-        .await;
+    assert_problem(&t.get("/v1/nope", t.admin("acme")).await, StatusCode::NOT_FOUND, "not_found");
+    let r = t.call(Method::PATCH, "/v1/templates", Some(t.admin("acme")), None).await;
     assert_problem(&r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
-    assert_problem(
-        &t.get("/v1/executions/not-a-uuid", t.admin("acme")).await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    );
+    assert_problem(&t.get("/v1/executions/not-a-uuid", t.admin("acme")).await, StatusCode::NOT_FOUND, "not_found");
 }
 
 #[tokio::test]
@@ -110,78 +69,28 @@ async fn idempotency_keys_replay_or_conflict_and_survive_a_restart() {
     let admin = t.admin("acme").to_owned();
     let (template, _) = example("approval");
     let key = [("idempotency-key", "create-approval-1")];
-    let first = t
-        .call_with(
-            Method::POST,
-            "/v1/templates",
-            Some(&admin),
-            Some(template.clone()),
-            &key,
-        )
-        .await;
+    let first = t.call_with(Method::POST, "/v1/templates", Some(&admin), Some(template.clone()), &key).await;
     assert_eq!(first.status, StatusCode::CREATED);
-    let again = t
-        .call_with(
-            Method::POST,
-            "/v1/templates",
-            Some(&admin),
-            Some(template.clone()),
-            &key,
-        )
-        .await;
+    let again = t.call_with(Method::POST, "/v1/templates", Some(&admin), Some(template.clone()), &key).await;
     assert_eq!(again.status, StatusCode::CREATED);
     assert_eq!(again.body["id"], first.body["id"]);
     assert_eq!(again.headers.get("idempotency-replayed").unwrap(), "true");
     let mut other = template.clone();
     other["name"] = json!("something else");
-    let r = t
-        .call_with(
-            Method::POST,
-            "/v1/templates",
-            Some(&admin),
-            Some(other),
-            &key,
-        )
-        .await;
+    let r = t.call_with(Method::POST, "/v1/templates", Some(&admin), Some(other), &key).await;
     assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, "idempotency_conflict");
-    assert_eq!(
-        t.get("/v1/templates", &admin).await.body["items"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(t.get("/v1/templates", &admin).await.body["items"].as_array().unwrap().len(), 1);
 
     // The same key in another org is another key.
-    let g = t
-        .call_with(
-            Method::POST,
-            "/v1/templates",
-            Some(t.admin("globex")),
-            Some(template.clone()),
-            &key,
-        )
-        .await;
+    let g = t.call_with(Method::POST, "/v1/templates", Some(t.admin("globex")), Some(template.clone()), &key).await;
     assert_eq!(g.status, StatusCode::CREATED);
     assert_ne!(g.body["id"], first.body["id"]);
 
     // Records are in the store: a new app over the same store replays.
     let store = t.store.clone();
-    let app2 = pled_api::app(pled_api::server::state(
-        store,
-        Default::default(),
-        Default::default(),
-    ));
+    let app2 = pled_api::app(pled_api::server::state(store, Default::default(), Default::default()).unwrap());
     let t2 = common::TestApp { app: app2, ..t };
-    let replay = t2
-        .call_with(
-            Method::POST,
-            "/v1/templates",
-            Some(&admin),
-            Some(template),
-            &key,
-        )
-        .await;
+    let replay = t2.call_with(Method::POST, "/v1/templates", Some(&admin), Some(template), &key).await;
     assert_eq!(replay.body["id"], first.body["id"]);
 }
 
@@ -189,19 +98,13 @@ async fn idempotency_keys_replay_or_conflict_and_survive_a_restart() {
 async fn health_metrics_openapi_and_docs() {
     let t = TestApp::new();
     let r = t.call(Method::GET, "/health", None, None).await;
-    assert_eq!(
-        (r.status, r.body["status"].as_str()),
-        (StatusCode::OK, Some("ok"))
-    );
+    assert_eq!((r.status, r.body["status"].as_str()), (StatusCode::OK, Some("ok")));
     let r = t.call(Method::GET, "/health/ready", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     t.get("/v1/templates", t.admin("acme")).await;
     let r = t.call(Method::GET, "/metrics", None, None).await;
     let text = r.body.as_str().unwrap();
-    assert!(
-        text.contains("pled_http_request_duration_seconds_bucket"),
-        "{text}"
-    );
+    assert!(text.contains("pled_http_request_duration_seconds_bucket"), "{text}");
     assert!(text.contains("route=\"/v1/templates\""), "{text}");
     let spec = t.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(spec.status, StatusCode::OK);
@@ -212,10 +115,7 @@ async fn health_metrics_openapi_and_docs() {
         "/v1/executions/{id}/stream",
         "/v1/rules/{rule}/test",
     ] {
-        assert!(
-            spec.body["paths"][path].is_object(),
-            "{path} missing from the OpenAPI document"
-        );
+        assert!(spec.body["paths"][path].is_object(), "{path} missing from the OpenAPI document");
     }
     assert!(spec.body["components"]["securitySchemes"]["bearer"].is_object());
     let docs = t.call(Method::GET, "/docs", None, None).await;

@@ -13,12 +13,7 @@ use pled_core::{ExecutionId, SealedEntry, verify_chain};
 use serde_json::{Value, json};
 
 fn ledger(v: &Value) -> Vec<SealedEntry> {
-    v["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| SealedEntry::from_export_value(e).unwrap())
-        .collect()
+    v["entries"].as_array().unwrap().iter().map(|e| SealedEntry::from_export_value(e).unwrap()).collect()
 }
 
 #[tokio::test]
@@ -31,39 +26,21 @@ async fn the_examples_run_to_completion_and_their_ledgers_verify() {
         let eid = t.execution("acme", &tid).await;
         let mut last_seq = 0;
         for (i, ev) in events.iter().enumerate() {
-            let r = t
-                .post(&format!("/v1/executions/{eid}/events"), admin, ev.clone())
-                .await;
-            assert_eq!(
-                r.status,
-                StatusCode::CREATED,
-                "{name} event {i}: {:?}",
-                r.body
-            );
+            let r = t.post(&format!("/v1/executions/{eid}/events"), admin, ev.clone()).await;
+            assert_eq!(r.status, StatusCode::CREATED, "{name} event {i}: {:?}", r.body);
             assert_eq!(r.body["eventSeq"], i as u64 + 1);
             let entries = r.body["entries"].as_array().unwrap();
             assert_eq!(entries[0]["kind"], "event.received");
             assert_eq!(
                 entries[0]["seq"].as_u64().unwrap(),
-                last_seq
-                    + if i == 0 {
-                        entries[0]["seq"].as_u64().unwrap() - last_seq
-                    } else {
-                        1
-                    }
+                last_seq + if i == 0 { entries[0]["seq"].as_u64().unwrap() - last_seq } else { 1 }
             );
             last_seq = r.body["headSeq"].as_u64().unwrap();
         }
         let state = t.get(&format!("/v1/executions/{eid}/state"), admin).await;
-        assert_eq!(
-            state.body["status"], "completed",
-            "{name}: {:?}",
-            state.body
-        );
+        assert_eq!(state.body["status"], "completed", "{name}: {:?}", state.body);
         assert_eq!(state.body["headSeq"].as_u64(), Some(last_seq));
-        let page = t
-            .get(&format!("/v1/executions/{eid}/ledger?limit=1000"), admin)
-            .await;
+        let page = t.get(&format!("/v1/executions/{eid}/ledger?limit=1000"), admin).await;
         let chain = ledger(&page.body);
         let head = verify_chain(eid.parse::<ExecutionId>().unwrap(), &chain).unwrap();
         assert_eq!(head.hash.to_hex(), state.body["headHash"].as_str().unwrap());
@@ -72,18 +49,10 @@ async fn the_examples_run_to_completion_and_their_ledgers_verify() {
         let evs = t.get(&format!("/v1/executions/{eid}/events"), admin).await;
         assert_eq!(evs.body["items"].as_array().unwrap().len(), events.len());
         assert_eq!(evs.body["items"][0]["type"], events[0]["type"]);
-        let msgs = t
-            .get(&format!("/v1/executions/{eid}/messages"), admin)
-            .await;
+        let msgs = t.get(&format!("/v1/executions/{eid}/messages"), admin).await;
         assert!(!msgs.body["items"].as_array().unwrap().is_empty());
         // Completed: further events are refused and nothing is written.
-        let r = t
-            .post(
-                &format!("/v1/executions/{eid}/events"),
-                admin,
-                events[0].clone(),
-            )
-            .await;
+        let r = t.post(&format!("/v1/executions/{eid}/events"), admin, events[0].clone()).await;
         assert_problem(&r, StatusCode::CONFLICT, "conflict");
         let after = t.get(&format!("/v1/executions/{eid}/state"), admin).await;
         assert_eq!(after.body["headSeq"].as_u64(), Some(last_seq));
@@ -98,20 +67,13 @@ async fn token_accounting_is_listed_and_conserved() {
     let tid = t.published_template("acme", &template).await;
     let eid = t.execution("acme", &tid).await;
     for ev in &events {
-        t.post(&format!("/v1/executions/{eid}/events"), admin, ev.clone())
-            .await;
+        t.post(&format!("/v1/executions/{eid}/events"), admin, ev.clone()).await;
     }
     let tokens = t.get(&format!("/v1/executions/{eid}/tokens"), admin).await;
     assert_eq!(tokens.status, StatusCode::OK);
     let movements = tokens.body["movements"].as_array().unwrap();
-    let kinds: HashSet<_> = movements
-        .iter()
-        .map(|m| m["kind"].as_str().unwrap())
-        .collect();
-    assert!(
-        kinds.contains("token.minted") && kinds.contains("token.consumed"),
-        "{kinds:?}"
-    );
+    let kinds: HashSet<_> = movements.iter().map(|m| m["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains("token.minted") && kinds.contains("token.consumed"), "{kinds:?}");
     // Conservation: every balance is what was minted minus what left.
     let minted: u128 = movements
         .iter()
@@ -139,12 +101,7 @@ async fn the_same_event_posted_50_times_in_parallel_is_applied_once() {
     let (template, events) = example("approval");
     let tid = t.published_template("acme", &template).await;
     let eid = t.execution("acme", &tid).await;
-    let before = t
-        .get(&format!("/v1/executions/{eid}/state"), t.admin("acme"))
-        .await
-        .body["headSeq"]
-        .as_u64()
-        .unwrap();
+    let before = t.get(&format!("/v1/executions/{eid}/state"), t.admin("acme")).await.body["headSeq"].as_u64().unwrap();
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let (t, eid, ev) = (t.clone(), eid.clone(), events[0].clone());
@@ -165,19 +122,11 @@ async fn the_same_event_posted_50_times_in_parallel_is_applied_once() {
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         bodies.push(r.body);
     }
-    assert!(
-        bodies.iter().all(|b| b == &bodies[0]),
-        "every caller gets the same answer"
-    );
-    let state = t
-        .get(&format!("/v1/executions/{eid}/state"), t.admin("acme"))
-        .await;
+    assert!(bodies.iter().all(|b| b == &bodies[0]), "every caller gets the same answer");
+    let state = t.get(&format!("/v1/executions/{eid}/state"), t.admin("acme")).await;
     assert_eq!(state.body["eventCount"], 1);
     let added = state.body["headSeq"].as_u64().unwrap() - before;
-    assert_eq!(
-        added as usize,
-        bodies[0]["entries"].as_array().unwrap().len()
-    );
+    assert_eq!(added as usize, bodies[0]["entries"].as_array().unwrap().len());
     // Same key, other body: 422, nothing written.
     let r = t
         .call_with(
@@ -225,16 +174,9 @@ async fn concurrent_events_get_contiguous_seqs_and_one_chain() {
         event_seqs.insert(r.body["eventSeq"].as_u64().unwrap());
     }
     assert_eq!(event_seqs, (1..=40).collect());
-    let state = t
-        .get(&format!("/v1/executions/{eid}/state"), t.admin("acme"))
-        .await;
+    let state = t.get(&format!("/v1/executions/{eid}/state"), t.admin("acme")).await;
     assert_eq!(state.body["vars"]["n"], 40);
-    let page = t
-        .get(
-            &format!("/v1/executions/{eid}/ledger?limit=1000"),
-            t.admin("acme"),
-        )
-        .await;
+    let page = t.get(&format!("/v1/executions/{eid}/ledger?limit=1000"), t.admin("acme")).await;
     let chain = ledger(&page.body);
     verify_chain(eid.parse().unwrap(), &chain).unwrap();
     assert_eq!(chain.len() as u64, state.body["headSeq"].as_u64().unwrap());
@@ -248,43 +190,19 @@ async fn batches_are_all_or_nothing() {
     let tid = t.published_template("acme", &template).await;
     let eid = t.execution("acme", &tid).await;
     let head = |b: &Value| b["headSeq"].as_u64().unwrap();
-    let before = head(
-        &t.get(&format!("/v1/executions/{eid}/state"), admin)
-            .await
-            .body,
-    );
+    let before = head(&t.get(&format!("/v1/executions/{eid}/state"), admin).await.body);
     // One bad event (integer too large) refuses the whole batch.
     let bad = json!({ "events": [events[0].clone(), { "type": "x", "payload": { "n": 9007199254740993u64 }, "source": "t" }] });
-    let r = t
-        .post(&format!("/v1/executions/{eid}/events/batch"), admin, bad)
-        .await;
+    let r = t.post(&format!("/v1/executions/{eid}/events/batch"), admin, bad).await;
     assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
     assert_eq!(r.body["errors"][0]["path"], "/events/1/payload");
-    assert_eq!(
-        head(
-            &t.get(&format!("/v1/executions/{eid}/state"), admin)
-                .await
-                .body
-        ),
-        before
-    );
-    let ok = t
-        .post(
-            &format!("/v1/executions/{eid}/events/batch"),
-            admin,
-            json!({ "events": events.clone() }),
-        )
-        .await;
+    assert_eq!(head(&t.get(&format!("/v1/executions/{eid}/state"), admin).await.body), before);
+    let ok = t.post(&format!("/v1/executions/{eid}/events/batch"), admin, json!({ "events": events.clone() })).await;
     assert_eq!(ok.status, StatusCode::CREATED, "{:?}", ok.body);
     assert_eq!(ok.body["events"].as_array().unwrap().len(), events.len());
     assert_eq!(ok.body["status"], "completed");
     assert_problem(
-        &t.post(
-            &format!("/v1/executions/{eid}/events/batch"),
-            admin,
-            json!({ "events": [] }),
-        )
-        .await,
+        &t.post(&format!("/v1/executions/{eid}/events/batch"), admin, json!({ "events": [] })).await,
         StatusCode::BAD_REQUEST,
         "bad_request",
     );
@@ -300,64 +218,32 @@ async fn bad_event_input_is_refused_and_writes_nothing() {
     let unknown = ExecutionId::new_v7();
     let ev = json!({ "type": "order.submitted", "payload": {}, "source": "t" });
     assert_problem(
-        &t.post(&format!("/v1/executions/{unknown}/events"), admin, ev)
-            .await,
+        &t.post(&format!("/v1/executions/{unknown}/events"), admin, ev).await,
         StatusCode::NOT_FOUND,
         "not_found",
     );
     for (body, path) in [
-        (
-            json!({ "type": "x", "payload": [1], "source": "t" }),
-            "/payload",
-        ),
+        (json!({ "type": "x", "payload": [1], "source": "t" }), "/payload"),
         (json!({ "type": "", "payload": {}, "source": "t" }), "/type"),
-        (
-            json!({ "type": "x", "payload": {}, "source": "" }),
-            "/source",
-        ),
-        (
-            json!({ "type": "x", "payload": { "big": 18446744073709551615u64 }, "source": "t" }),
-            "/payload",
-        ),
-        (
-            json!({ "type": "x", "payload": {}, "source": "t", "extra": 1 }),
-            "/extra",
-        ),
+        (json!({ "type": "x", "payload": {}, "source": "" }), "/source"),
+        (json!({ "type": "x", "payload": { "big": 18446744073709551615u64 }, "source": "t" }), "/payload"),
+        (json!({ "type": "x", "payload": {}, "source": "t", "extra": 1 }), "/extra"),
         (json!({ "payload": {}, "source": "t" }), "/"),
     ] {
-        let r = t
-            .post(&format!("/v1/executions/{eid}/events"), admin, body)
-            .await;
+        let r = t.post(&format!("/v1/executions/{eid}/events"), admin, body).await;
         assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
-        assert!(
-            r.body["errors"][0]["path"]
-                .as_str()
-                .unwrap_or("/")
-                .starts_with(path),
-            "{path}: {:?}",
-            r.body
-        );
+        assert!(r.body["errors"][0]["path"].as_str().unwrap_or("/").starts_with(path), "{path}: {:?}", r.body);
     }
     let state = t.get(&format!("/v1/executions/{eid}/state"), admin).await;
     assert_eq!(state.body["eventCount"], 0);
     // Unknown template, unknown version.
     assert_problem(
-        &t.post(
-            "/v1/executions",
-            admin,
-            json!({ "templateId": "nope", "name": "x" }),
-        )
-        .await,
+        &t.post("/v1/executions", admin, json!({ "templateId": "nope", "name": "x" })).await,
         StatusCode::NOT_FOUND,
         "not_found",
     );
     assert_problem(
-        &t.post(
-            "/v1/executions",
-            admin,
-            json!({ "templateId": tid, "version": 9, "name": "x" }),
-        )
-        .await,
+        &t.post("/v1/executions", admin, json!({ "templateId": tid, "version": 9, "name": "x" })).await,
         StatusCode::NOT_FOUND,
         "not_found",
     );
@@ -371,41 +257,16 @@ async fn lists_filter_by_template_and_status_and_wait_returns_when_reached() {
     let tid = t.published_template("acme", &template).await;
     let done = t.execution("acme", &tid).await;
     let open = t.execution("acme", &tid).await;
-    t.post(
-        &format!("/v1/executions/{done}/events/batch"),
-        admin,
-        json!({ "events": events }),
-    )
-    .await;
+    t.post(&format!("/v1/executions/{done}/events/batch"), admin, json!({ "events": events })).await;
     let completed = t.get("/v1/executions?status=completed", admin).await;
-    let ids: Vec<_> = completed.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_str().unwrap().to_owned())
-        .collect();
+    let ids: Vec<_> =
+        completed.body["items"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ids, std::slice::from_ref(&done));
-    let by_template = t
-        .get(&format!("/v1/executions?templateId={tid}"), admin)
-        .await;
+    let by_template = t.get(&format!("/v1/executions?templateId={tid}"), admin).await;
     assert_eq!(by_template.body["items"].as_array().unwrap().len(), 2);
-    let r = t
-        .get(
-            &format!("/v1/executions/{done}/wait?status=completed&timeoutMs=10"),
-            admin,
-        )
-        .await;
+    let r = t.get(&format!("/v1/executions/{done}/wait?status=completed&timeoutMs=10"), admin).await;
     assert_eq!(r.body["reached"], true);
-    let r = t
-        .get(
-            &format!("/v1/executions/{open}/wait?status=completed&timeoutMs=50"),
-            admin,
-        )
-        .await;
+    let r = t.get(&format!("/v1/executions/{open}/wait?status=completed&timeoutMs=50"), admin).await;
     assert_eq!(r.body["reached"], false);
-    assert_problem(
-        &t.get(&format!("/v1/executions/{open}/wait"), admin).await,
-        StatusCode::BAD_REQUEST,
-        "bad_request",
-    );
+    assert_problem(&t.get(&format!("/v1/executions/{open}/wait"), admin).await, StatusCode::BAD_REQUEST, "bad_request");
 }

@@ -35,39 +35,18 @@ impl Server {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new(PLED)
-            .args([
-                "token",
-                "create",
-                "--org",
-                "acme",
-                "--role",
-                "admin",
-                "--name",
-                "e2e",
-                "--data-dir",
-            ])
+            .args(["token", "create", "--org", "acme", "--role", "admin", "--name", "e2e", "--data-dir"])
             .arg(dir.path())
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
         Self::start_on(dir, token)
     }
 
     fn start_on(dir: tempfile::TempDir, token: String) -> Self {
         let mut child = Command::new(PLED)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-                "--data-dir",
-            ])
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
             .arg(dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -75,10 +54,7 @@ impl Server {
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let addr = loop {
-            let line = lines
-                .next()
-                .expect("server exited before listening")
-                .unwrap();
+            let line = lines.next().expect("server exited before listening").unwrap();
             let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
             if let Some(a) = v["fields"]["addr"].as_str() {
                 break a.to_owned();
@@ -86,34 +62,17 @@ impl Server {
         };
         // Keep draining the log so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines.by_ref() {});
-        Self {
-            child,
-            base: format!("http://{addr}"),
-            token,
-            dir: Some(dir),
-        }
+        Self { child, base: format!("http://{addr}"), token, dir: Some(dir) }
     }
 
     fn client(&self) -> reqwest::Client {
         let mut h = reqwest::header::HeaderMap::new();
-        h.insert(
-            "authorization",
-            format!("Bearer {}", self.token).parse().unwrap(),
-        );
-        reqwest::Client::builder()
-            .default_headers(h)
-            .build()
-            .unwrap()
+        h.insert("authorization", format!("Bearer {}", self.token).parse().unwrap());
+        reqwest::Client::builder().default_headers(h).build().unwrap()
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
-        let r = self
-            .client()
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let r = self.client().post(format!("{}{path}", self.base)).json(&body).send().await.unwrap();
         let status = r.status();
         let v: Value = r.json().await.unwrap();
         assert!(status.is_success(), "{path}: {status} {v}");
@@ -121,22 +80,12 @@ impl Server {
     }
 
     async fn get(&self, path: &str) -> Value {
-        self.client()
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.client().get(format!("{}{path}", self.base)).send().await.unwrap().json().await.unwrap()
     }
 
     /// SIGTERM, then wait: a graceful shutdown exits 0.
     fn stop(mut self) -> tempfile::TempDir {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "pled serve exited with {status}");
         self.dir.take().unwrap()
@@ -144,18 +93,9 @@ impl Server {
 
     async fn started_execution(&self, example_name: &str) -> (String, Vec<Value>) {
         let (template, events) = example(example_name);
-        let tid = self.post("/v1/templates", template).await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        self.post(&format!("/v1/templates/{tid}/versions"), json!({}))
-            .await;
-        let eid = self
-            .post(
-                "/v1/executions",
-                json!({ "templateId": tid, "name": "e2e" }),
-            )
-            .await["id"]
+        let tid = self.post("/v1/templates", template).await["id"].as_str().unwrap().to_owned();
+        self.post(&format!("/v1/templates/{tid}/versions"), json!({})).await;
+        let eid = self.post("/v1/executions", json!({ "templateId": tid, "name": "e2e" })).await["id"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -167,32 +107,16 @@ impl Server {
 async fn the_binary_runs_the_examples_and_an_independent_verifier_accepts_its_ledger() {
     let server = Server::start();
     assert_eq!(server.get("/health/ready").await["status"], "ok");
+    let mut executions: Vec<String> = Vec::new();
     for name in ["approval", "tokens"] {
         let (eid, events) = server.started_execution(name).await;
         for ev in &events {
-            server
-                .post(&format!("/v1/executions/{eid}/events"), ev.clone())
-                .await;
+            server.post(&format!("/v1/executions/{eid}/events"), ev.clone()).await;
         }
-        assert_eq!(
-            server.get(&format!("/v1/executions/{eid}/state")).await["status"],
-            "completed"
-        );
-        let page = server
-            .get(&format!("/v1/executions/{eid}/ledger?limit=1000"))
-            .await;
-        let lines: Vec<String> = page["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(Value::to_string)
-            .collect();
-        let file = server
-            .dir
-            .as_ref()
-            .unwrap()
-            .path()
-            .join(format!("{name}.jsonl"));
+        assert_eq!(server.get(&format!("/v1/executions/{eid}/state")).await["status"], "completed");
+        let page = server.get(&format!("/v1/executions/{eid}/ledger?limit=1000")).await;
+        let lines: Vec<String> = page["entries"].as_array().unwrap().iter().map(Value::to_string).collect();
+        let file = server.dir.as_ref().unwrap().path().join(format!("{name}.jsonl"));
         std::fs::write(&file, lines.join("\n")).unwrap();
         let out = Command::new("python3")
             .arg(repo_root().join("tools/auditor/verify_ledger.py"))
@@ -205,23 +129,54 @@ async fn the_binary_runs_the_examples_and_an_independent_verifier_accepts_its_le
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            format!("ok: {} entries in 1 executions", lines.len())
-        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("ok: {} entries in 1 executions", lines.len()));
+        executions.push(eid);
     }
+
+    // Within a commit interval the entries are in a round; `pled proof verify` checks a
+    // served proof offline, and refuses it once tampered with.
+    let eid = &executions[0];
+    let mut proof = server.get(&format!("/v1/executions/{eid}/ledger/2/proof")).await;
+    for _ in 0..100 {
+        if proof["status"] != "pending" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        proof = server.get(&format!("/v1/executions/{eid}/ledger/2/proof")).await;
+    }
+    assert_eq!(proof["format"], "pled-proof-v1", "{proof}");
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("proof.json");
+    std::fs::write(&file, proof.to_string()).unwrap();
+    let out = Command::new(PLED).args(["proof", "verify"]).arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    proof["entry"]["body"]["eventSeq"] = json!(99);
+    std::fs::write(&file, proof.to_string()).unwrap();
+    let out = Command::new(PLED).args(["proof", "verify"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("entry hash mismatch"));
+
     let dir = server.stop();
-    // After a graceful stop the store verifies offline.
+    // After a graceful stop the store verifies offline, and evidence exports and verifies.
+    let out = Command::new(PLED).args(["verify", "--data-dir"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let bundle = work.path().join("evidence.jsonl");
     let out = Command::new(PLED)
-        .args(["verify", "--data-dir"])
+        .args(["audit", "export", "--execution", eid, "--out"])
+        .arg(&bundle)
+        .arg("--data-dir")
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(PLED).args(["audit", "verify"]).arg(&bundle).output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success() && report.contains("VERIFIED"), "{report}");
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    assert!(text.contains("Checking the supplier"));
+    std::fs::write(&bundle, text.replacen("Checking the supplier", "Checking the supplies", 1)).unwrap();
+    let out = Command::new(PLED).args(["audit", "verify"]).arg(&bundle).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
 /// Reads SSE events (name, id, data) until `stop` says so.
@@ -233,10 +188,7 @@ async fn read_sse(
     let mut buf = String::new();
     let mut stream = res.bytes_stream();
     let (mut name, mut id, mut data) = (String::new(), None, String::new());
-    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(20), stream.next())
-        .await
-        .expect("SSE stalled")
-    {
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(20), stream.next()).await.expect("SSE stalled") {
         buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
         while let Some(i) = buf.find('\n') {
             let line: String = buf.drain(..=i).collect();
@@ -271,19 +223,9 @@ async fn a_late_sse_joiner_gets_every_entry_once_and_resumes_with_last_event_id(
         "states": [{ "id": "open", "initial": true }],
         "transitions": [{ "id": "count", "from": "open", "to": "open", "on": "ping" }]
     });
-    let tid = server.post("/v1/templates", template).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    server
-        .post(&format!("/v1/templates/{tid}/versions"), json!({}))
-        .await;
-    let eid = server
-        .post(
-            "/v1/executions",
-            json!({ "templateId": tid, "name": "race" }),
-        )
-        .await["id"]
+    let tid = server.post("/v1/templates", template).await["id"].as_str().unwrap().to_owned();
+    server.post(&format!("/v1/templates/{tid}/versions"), json!({})).await;
+    let eid = server.post("/v1/executions", json!({ "templateId": tid, "name": "race" })).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -303,25 +245,14 @@ async fn a_late_sse_joiner_gets_every_entry_once_and_resumes_with_last_event_id(
         })
     };
     tokio::time::sleep(Duration::from_millis(30)).await;
-    let res = server
-        .client()
-        .get(format!("{}/v1/executions/{eid}/stream", server.base))
-        .send()
-        .await
-        .unwrap();
+    let res = server.client().get(format!("{}/v1/executions/{eid}/stream", server.base)).send().await.unwrap();
     assert_eq!(res.headers()["content-type"], "text/event-stream");
     writer.await.unwrap();
-    let final_head = server.get(&format!("/v1/executions/{eid}/state")).await["headSeq"]
-        .as_u64()
-        .unwrap();
+    let final_head = server.get(&format!("/v1/executions/{eid}/state")).await["headSeq"].as_u64().unwrap();
     let events = read_sse(res, |name, id, _| name == "state" && id == Some(final_head)).await;
     assert_eq!(events[0].0, "snapshot");
     let from = events[0].1.unwrap();
-    let seqs: Vec<u64> = events
-        .iter()
-        .filter(|e| e.0 == "entry")
-        .map(|e| e.2["seq"].as_u64().unwrap())
-        .collect();
+    let seqs: Vec<u64> = events.iter().filter(|e| e.0 == "entry").map(|e| e.2["seq"].as_u64().unwrap()).collect();
     assert_eq!(
         seqs,
         (from + 1..=final_head).collect::<Vec<_>>(),
@@ -341,11 +272,7 @@ async fn a_late_sse_joiner_gets_every_entry_once_and_resumes_with_last_event_id(
         .await
         .unwrap();
     let events = read_sse(res, |name, id, _| name == "entry" && id == Some(final_head)).await;
-    let seqs: Vec<u64> = events
-        .iter()
-        .filter(|e| e.0 == "entry")
-        .map(|e| e.1.unwrap())
-        .collect();
+    let seqs: Vec<u64> = events.iter().filter(|e| e.0 == "entry").map(|e| e.1.unwrap()).collect();
     assert_eq!(seqs, (resume_at + 1..=final_head).collect::<Vec<_>>());
 }
 
@@ -359,59 +286,32 @@ async fn a_slow_websocket_client_is_told_it_lagged_while_ingest_goes_on() {
         "states": [{ "id": "open", "initial": true }],
         "transitions": [{ "id": "count", "from": "open", "to": "open", "on": "ping" }]
     });
-    let tid = server.post("/v1/templates", template).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    server
-        .post(&format!("/v1/templates/{tid}/versions"), json!({}))
-        .await;
-    let eid = server
-        .post(
-            "/v1/executions",
-            json!({ "templateId": tid, "name": "slow" }),
-        )
-        .await["id"]
+    let tid = server.post("/v1/templates", template).await["id"].as_str().unwrap().to_owned();
+    server.post(&format!("/v1/templates/{tid}/versions"), json!({})).await;
+    let eid = server.post("/v1/executions", json!({ "templateId": tid, "name": "slow" })).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
 
-    let mut req = format!(
-        "{}/v1/executions/{eid}/ws",
-        server.base.replace("http", "ws")
-    )
-    .into_client_request()
-    .unwrap();
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", server.token).parse().unwrap(),
-    );
+    let mut req =
+        format!("{}/v1/executions/{eid}/ws", server.base.replace("http", "ws")).into_client_request().unwrap();
+    req.headers_mut().insert("authorization", format!("Bearer {}", server.token).parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
 
     // The client reads nothing while ~50 MB of entries are appended: far more than the
     // socket buffers and the subscriber's bound.
     let pad = "x".repeat(3000);
     for b in 0..30 {
-        let events: Vec<Value> = (0..200).map(|i| json!({ "type": "ping", "payload": { "b": b, "i": i, "pad": pad }, "source": "slow" })).collect();
-        let r = server
-            .post(
-                &format!("/v1/executions/{eid}/events/batch"),
-                json!({ "events": events }),
-            )
-            .await;
-        assert_eq!(
-            r["events"].as_array().unwrap().len(),
-            200,
-            "ingest must go on"
-        );
+        let events: Vec<Value> = (0..200)
+            .map(|i| json!({ "type": "ping", "payload": { "b": b, "i": i, "pad": pad }, "source": "slow" }))
+            .collect();
+        let r = server.post(&format!("/v1/executions/{eid}/events/batch"), json!({ "events": events })).await;
+        assert_eq!(r["events"].as_array().unwrap().len(), 200, "ingest must go on");
     }
     let mut seen_snapshot = false;
     let lagged = loop {
-        let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
-            .await
-            .expect("no lag signal")
-            .unwrap()
-            .unwrap();
+        let msg =
+            tokio::time::timeout(Duration::from_secs(20), ws.next()).await.expect("no lag signal").unwrap().unwrap();
         if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
             let v: Value = serde_json::from_str(&t).unwrap();
             match v["type"].as_str().unwrap() {
@@ -423,26 +323,17 @@ async fn a_slow_websocket_client_is_told_it_lagged_while_ingest_goes_on() {
     };
     assert!(seen_snapshot);
     let resume = lagged["resumeAfterSeq"].as_u64().unwrap();
-    let head = server.get(&format!("/v1/executions/{eid}/state")).await["headSeq"]
-        .as_u64()
-        .unwrap();
+    let head = server.get(&format!("/v1/executions/{eid}/state")).await["headSeq"].as_u64().unwrap();
     assert!(resume < head, "lagged at {resume}, head {head}");
     // Resuming from the signal's seq picks up exactly where the client was.
-    let mut req = format!(
-        "{}/v1/executions/{eid}/ws?afterSeq={resume}",
-        server.base.replace("http", "ws")
-    )
-    .into_client_request()
-    .unwrap();
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", server.token).parse().unwrap(),
-    );
+    let mut req = format!("{}/v1/executions/{eid}/ws?afterSeq={resume}", server.base.replace("http", "ws"))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("authorization", format!("Bearer {}", server.token).parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     let mut next = None;
     while next.is_none() {
-        if let tokio_tungstenite::tungstenite::Message::Text(t) = ws.next().await.unwrap().unwrap()
-        {
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = ws.next().await.unwrap().unwrap() {
             let v: Value = serde_json::from_str(&t).unwrap();
             if v["type"] == "entry" {
                 next = v["entry"]["seq"].as_u64();

@@ -31,35 +31,21 @@ fn verify_memory(c: &mut Criterion) {
     let mut g = c.benchmark_group("verify");
     g.sample_size(10).measurement_time(Duration::from_secs(15));
     g.throughput(Throughput::Elements(ENTRIES as u64));
-    g.bench_function("memory/entries=1M", |b| {
-        b.iter(|| verify_chain(execution(1), &chain).unwrap())
-    });
+    g.bench_function("memory/entries=1M", |b| b.iter(|| verify_chain(execution(1), &chain).unwrap()));
     g.finish();
 }
 
 fn verify_rocksdb(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        dir.path(),
-        StoreOptions {
-            sync: false,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let store = Store::open(dir.path(), StoreOptions { sync: false, ..Default::default() }).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let at = RecordedAt::now();
     // 100 executions x 10,000 entries.
     rt.block_on(async {
         for i in 0..100 {
             let mut head = ChainHead::genesis(execution(i));
             for _ in 0..10 {
-                store
-                    .append(Append::new(seal_run(&mut head, 1000, &at)).unwrap())
-                    .await
-                    .unwrap();
+                store.append(Append::new(seal_run(&mut head, 1000, &at)).unwrap()).await.unwrap();
             }
         }
     });
@@ -67,12 +53,7 @@ fn verify_rocksdb(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     g.throughput(Throughput::Elements(ENTRIES as u64));
     g.bench_function("rocksdb/entries=1M", |b| {
-        b.iter(|| {
-            assert_eq!(
-                verify_store(&store, |_| {}).unwrap().entries,
-                ENTRIES as u64
-            )
-        })
+        b.iter(|| assert_eq!(verify_store(&store, |_| {}).unwrap().entries, ENTRIES as u64))
     });
     g.finish();
 }

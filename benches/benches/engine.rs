@@ -10,7 +10,11 @@ use pled_engine::{AiOutputs, Event, Template, compile};
 fn example() -> (Template, Vec<serde_json::Value>) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/approval");
     let t = Template::from_json(&std::fs::read_to_string(dir.join("template.json")).unwrap()).unwrap();
-    let events = std::fs::read_to_string(dir.join("events.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events = std::fs::read_to_string(dir.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     (t, events)
 }
 
@@ -38,7 +42,9 @@ fn benches(c: &mut Criterion) {
     let start = machine.initial_state(None, "2026-11-22T01:48:30.000000Z").unwrap().state;
     let mut g = c.benchmark_group("engine/step");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("approval/first_event", |b| b.iter(|| machine.process_event(&start, &first, &AiOutputs::new()).unwrap()));
+    g.bench_function("approval/first_event", |b| {
+        b.iter(|| machine.process_event(&start, &first, &AiOutputs::new()).unwrap())
+    });
     g.finish();
 }
 

@@ -11,11 +11,7 @@ use pled_core::{ChainHead, RecordedAt, Seq};
 use pled_store::{Append, Store, StoreOptions};
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
 /// One caller (or a few) appending runs of `batch` entries, each append synced.
@@ -27,9 +23,7 @@ fn append_batches(c: &mut Criterion) {
     for (batch, callers) in [(1usize, 1usize), (100, 1), (1000, 1), (1000, 4)] {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        let mut heads: Vec<_> = (0..callers as u64)
-            .map(|i| ChainHead::genesis(execution(i)))
-            .collect();
+        let mut heads: Vec<_> = (0..callers as u64).map(|i| ChainHead::genesis(execution(i))).collect();
         g.throughput(Throughput::Elements((batch * callers) as u64));
         let id = BenchmarkId::from_parameter(format!("batch={batch}/callers={callers}"));
         g.bench_function(id, |b| {
@@ -45,9 +39,7 @@ fn append_batches(c: &mut Criterion) {
                             .into_iter()
                             .map(|r| {
                                 let s = store.clone();
-                                tokio::spawn(async move {
-                                    s.append(Append::new(r).unwrap()).await.unwrap()
-                                })
+                                tokio::spawn(async move { s.append(Append::new(r).unwrap()).await.unwrap() })
                             })
                             .collect();
                         for p in pending {
@@ -74,38 +66,33 @@ fn append_concurrent(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     g.throughput(Throughput::Elements(WRITERS * PER_WRITER as u64));
-    g.bench_function(
-        BenchmarkId::from_parameter(format!("writers={WRITERS}/entries=1")),
-        |b| {
-            b.iter(|| {
-                rt.block_on(async {
-                    let tasks: Vec<_> = (0..WRITERS)
-                        .map(|w| {
-                            let store = store.clone();
-                            tokio::spawn(async move {
-                                let id = execution(1000 + w);
-                                let mut head = store.chain_head(id).unwrap();
-                                let at = RecordedAt::now();
-                                for _ in 0..PER_WRITER {
-                                    let run = seal_run(&mut head, 1, &at);
-                                    store.append(Append::new(run).unwrap()).await.unwrap();
-                                }
-                            })
+    g.bench_function(BenchmarkId::from_parameter(format!("writers={WRITERS}/entries=1")), |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let tasks: Vec<_> = (0..WRITERS)
+                    .map(|w| {
+                        let store = store.clone();
+                        tokio::spawn(async move {
+                            let id = execution(1000 + w);
+                            let mut head = store.chain_head(id).unwrap();
+                            let at = RecordedAt::now();
+                            for _ in 0..PER_WRITER {
+                                let run = seal_run(&mut head, 1, &at);
+                                store.append(Append::new(run).unwrap()).await.unwrap();
+                            }
                         })
-                        .collect();
-                    for t in tasks {
-                        t.await.unwrap();
-                    }
-                })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.unwrap();
+                }
             })
-        },
-    );
+        })
+    });
     g.finish();
     let s = store.writer_stats();
-    let (groups, sets) = (
-        s.groups.load(std::sync::atomic::Ordering::Relaxed),
-        s.sets.load(std::sync::atomic::Ordering::Relaxed),
-    );
+    let (groups, sets) =
+        (s.groups.load(std::sync::atomic::Ordering::Relaxed), s.sets.load(std::sync::atomic::Ordering::Relaxed));
     eprintln!(
         "append_concurrent: {sets} appends in {groups} synced groups ({:.1} per sync)",
         sets as f64 / groups.max(1) as f64
@@ -116,22 +103,12 @@ fn append_concurrent(c: &mut Criterion) {
 fn reads(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        dir.path(),
-        StoreOptions {
-            sync: false,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let store = Store::open(dir.path(), StoreOptions { sync: false, ..Default::default() }).unwrap();
     let at = RecordedAt::now();
     rt.block_on(async {
         for i in 0..1000 {
             let mut head = ChainHead::genesis(execution(i));
-            store
-                .append(Append::new(seal_run(&mut head, 1000, &at)).unwrap())
-                .await
-                .unwrap();
+            store.append(Append::new(seal_run(&mut head, 1000, &at)).unwrap()).await.unwrap();
         }
     });
     let mut g = c.benchmark_group("read");
@@ -139,19 +116,14 @@ fn reads(c: &mut Criterion) {
     g.bench_function("entry", |b| {
         b.iter(|| {
             n = n.wrapping_add(7919);
-            store
-                .entry(execution(n % 1000), Seq::new(1 + n % 1000))
-                .unwrap()
-                .unwrap()
+            store.entry(execution(n % 1000), Seq::new(1 + n % 1000)).unwrap().unwrap()
         })
     });
     g.throughput(Throughput::Elements(100));
     g.bench_function("page/limit=100", |b| {
         b.iter(|| {
             n = n.wrapping_add(7919);
-            let page = store
-                .entries(execution(n % 1000), Seq::new(n % 900), 100)
-                .unwrap();
+            let page = store.entries(execution(n % 1000), Seq::new(n % 900), 100).unwrap();
             assert_eq!(page.len(), 100);
             page
         })

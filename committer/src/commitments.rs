@@ -40,29 +40,15 @@ pub struct CommitmentRecord {
 
 impl Committer {
     /// The execution's commitments, oldest first.
-    pub fn commitments(
-        &self,
-        execution: ExecutionId,
-    ) -> Result<Vec<CommitmentRecord>, CommitError> {
-        let rows = self.store.scan(
-            Table::Commitments,
-            &keys::commitment_prefix(execution),
-            &[],
-            usize::MAX,
-        )?;
+    pub fn commitments(&self, execution: ExecutionId) -> Result<Vec<CommitmentRecord>, CommitError> {
+        let rows = self.store.scan(Table::Commitments, &keys::commitment_prefix(execution), &[], usize::MAX)?;
         rows.into_iter()
-            .map(|(_, v)| {
-                serde_json::from_slice(&v).map_err(|e| CommitError::Corrupt(e.to_string()))
-            })
+            .map(|(_, v)| serde_json::from_slice(&v).map_err(|e| CommitError::Corrupt(e.to_string())))
             .collect()
     }
 
     /// One commitment.
-    pub fn commitment(
-        &self,
-        execution: ExecutionId,
-        id: u64,
-    ) -> Result<Option<CommitmentRecord>, CommitError> {
+    pub fn commitment(&self, execution: ExecutionId, id: u64) -> Result<Option<CommitmentRecord>, CommitError> {
         self.store
             .get(Table::Commitments, &keys::commitment(execution, id))?
             .map(|v| serde_json::from_slice(&v).map_err(|e| CommitError::Corrupt(e.to_string())))
@@ -88,18 +74,11 @@ impl Committer {
                 "range {start}..={end} is not within 1..={head} (the execution's entries), or is empty"
             )));
         }
-        let hashes = self
-            .store
-            .entry_hashes(execution, Seq::new(start), Seq::new(end))?;
-        let triples: Vec<_> = hashes
-            .into_iter()
-            .enumerate()
-            .map(|(i, h)| (execution, Seq::new(start + i as u64), h))
-            .collect();
+        let hashes = self.store.entry_hashes(execution, Seq::new(start), Seq::new(end))?;
+        let triples: Vec<_> =
+            hashes.into_iter().enumerate().map(|(i, h)| (execution, Seq::new(start + i as u64), h)).collect();
         let tree = MerkleTree::from_leaves(&hash_leaves(&triples));
-        let root = tree
-            .root()
-            .ok_or_else(|| CommitError::Corrupt("empty range".into()))?;
+        let root = tree.root().ok_or_else(|| CommitError::Corrupt("empty range".into()))?;
         let rec = CommitmentRecord {
             id: previous.last().map_or(1, |c| c.id + 1),
             execution_id: execution,
@@ -121,47 +100,30 @@ impl Committer {
     }
 
     /// The proof that entry `seq` is in commitment `id` of its execution.
-    pub fn commitment_proof(
-        &self,
-        execution: ExecutionId,
-        seq: Seq,
-        id: u64,
-    ) -> Result<ProofAnswer, CommitError> {
-        let c = self.commitment(execution, id)?.ok_or_else(|| {
-            CommitError::NotFound(format!("commitment {id} of execution {execution}"))
-        })?;
+    pub fn commitment_proof(&self, execution: ExecutionId, seq: Seq, id: u64) -> Result<ProofAnswer, CommitError> {
+        let c = self
+            .commitment(execution, id)?
+            .ok_or_else(|| CommitError::NotFound(format!("commitment {id} of execution {execution}")))?;
         if seq.get() < c.range_start || seq.get() > c.range_end {
             return Err(CommitError::Invalid(format!(
                 "seq {seq} is outside commitment {id} ({}..={})",
                 c.range_start, c.range_end
             )));
         }
-        let entry = self.store.entry(execution, seq)?.ok_or_else(|| {
-            CommitError::NotFound(format!("entry {seq} of execution {execution}"))
-        })?;
-        let hashes =
-            self.store
-                .entry_hashes(execution, Seq::new(c.range_start), Seq::new(c.range_end))?;
-        let triples: Vec<_> = hashes
-            .into_iter()
-            .enumerate()
-            .map(|(i, h)| (execution, Seq::new(c.range_start + i as u64), h))
-            .collect();
+        let entry = self
+            .store
+            .entry(execution, seq)?
+            .ok_or_else(|| CommitError::NotFound(format!("entry {seq} of execution {execution}")))?;
+        let hashes = self.store.entry_hashes(execution, Seq::new(c.range_start), Seq::new(c.range_end))?;
+        let triples: Vec<_> =
+            hashes.into_iter().enumerate().map(|(i, h)| (execution, Seq::new(c.range_start + i as u64), h)).collect();
         let tree = Arc::new(MerkleTree::from_leaves(&hash_leaves(&triples)));
         if tree.root().map(|r| to_0x(&r)).as_deref() != Some(c.root.as_str()) {
-            return Err(CommitError::Corrupt(format!(
-                "commitment {id}: the ledger no longer gives its root"
-            )));
+            return Err(CommitError::Corrupt(format!("commitment {id}: the ledger no longer gives its root")));
         }
         let leaf_index = seq.get() - c.range_start;
-        let scope = Scope::Commitment {
-            commitment_id: id,
-            range_start: c.range_start,
-            range_end: c.range_end,
-            leaf_index,
-        };
-        Ok(ProofAnswer::Included(Box::new(
-            self.document(&entry, &tree, leaf_index, scope, &c.anchor)?,
-        )))
+        let scope =
+            Scope::Commitment { commitment_id: id, range_start: c.range_start, range_end: c.range_end, leaf_index };
+        Ok(ProofAnswer::Included(Box::new(self.document(&entry, &tree, leaf_index, scope, &c.anchor)?)))
     }
 }

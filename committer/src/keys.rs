@@ -26,12 +26,7 @@ pub(crate) fn leaves(round: u64, chunk: u32) -> Vec<u8> {
 }
 
 pub(crate) fn index(execution: ExecutionId, first: Seq) -> Vec<u8> {
-    [
-        &[INDEX][..],
-        execution.as_bytes(),
-        &first.get().to_be_bytes(),
-    ]
-    .concat()
+    [&[INDEX][..], execution.as_bytes(), &first.get().to_be_bytes()].concat()
 }
 
 pub(crate) fn index_prefix(execution: ExecutionId) -> Vec<u8> {
@@ -48,28 +43,15 @@ pub(crate) fn commitment_prefix(execution: ExecutionId) -> Vec<u8> {
 
 /// `round | leaf offset | last seq`.
 pub(crate) fn index_value(round: u64, offset: u64, last: Seq) -> Vec<u8> {
-    [
-        round.to_be_bytes(),
-        offset.to_be_bytes(),
-        last.get().to_be_bytes(),
-    ]
-    .concat()
+    [round.to_be_bytes(), offset.to_be_bytes(), last.get().to_be_bytes()].concat()
 }
 
 pub(crate) fn parse_index_value(v: &[u8]) -> Option<(u64, u64, Seq)> {
-    let n = |i: usize| {
-        v.get(i * 8..i * 8 + 8)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_be_bytes)
-    };
+    let n = |i: usize| v.get(i * 8..i * 8 + 8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
     (v.len() == 24).then_some(())?;
     Some((n(0)?, n(1)?, Seq::new(n(2)?)))
 }
 
 pub(crate) fn parse_seq_suffix(key: &[u8]) -> Option<Seq> {
-    key.get(key.len().checked_sub(8)?..)?
-        .try_into()
-        .ok()
-        .map(u64::from_be_bytes)
-        .map(Seq::new)
+    key.get(key.len().checked_sub(8)?..)?.try_into().ok().map(u64::from_be_bytes).map(Seq::new)
 }

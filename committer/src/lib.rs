@@ -21,6 +21,6 @@ mod rounds;
 pub use commitments::CommitmentRecord;
 pub use error::CommitError;
 pub use rounds::{
-    Anchor, AnchorStatus, CommitConfig, Committer, DEFAULT_COMMIT_INTERVAL,
-    DEFAULT_MAX_ROUND_ENTRIES, ProofAnswer, RoundRecord,
+    Anchor, AnchorStatus, CommitConfig, Committer, DEFAULT_COMMIT_INTERVAL, DEFAULT_MAX_ROUND_ENTRIES, ProofAnswer,
+    RoundRecord,
 };

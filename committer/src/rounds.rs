@@ -35,10 +35,7 @@ pub struct CommitConfig {
 
 impl Default for CommitConfig {
     fn default() -> Self {
-        Self {
-            interval: DEFAULT_COMMIT_INTERVAL,
-            max_round_entries: DEFAULT_MAX_ROUND_ENTRIES,
-        }
+        Self { interval: DEFAULT_COMMIT_INTERVAL, max_round_entries: DEFAULT_MAX_ROUND_ENTRIES }
     }
 }
 
@@ -169,33 +166,18 @@ fn corrupt(e: impl std::fmt::Display) -> CommitError {
 impl Committer {
     /// A committer over `store`. Finishes a round that was planned but not built (after a
     /// crash), over the same range, so it gets the root it would have had.
-    pub fn open(
-        store: Store,
-        config: CommitConfig,
-        anchoring: bool,
-    ) -> Result<Arc<Self>, CommitError> {
+    pub fn open(store: Store, config: CommitConfig, anchoring: bool) -> Result<Arc<Self>, CommitError> {
         let c = Arc::new(Self {
             store,
             config,
-            initial_anchor: if anchoring {
-                AnchorStatus::Built
-            } else {
-                AnchorStatus::Unanchored
-            },
-            trees: Mutex::new(TreeCache {
-                trees: HashMap::new(),
-                order: VecDeque::new(),
-                leaves: 0,
-            }),
+            initial_anchor: if anchoring { AnchorStatus::Built } else { AnchorStatus::Unanchored },
+            trees: Mutex::new(TreeCache { trees: HashMap::new(), order: VecDeque::new(), leaves: 0 }),
             closing: Mutex::new(()),
         });
         if let Some(last) = c.last_round()?
             && last.root.is_none()
         {
-            tracing::info!(
-                round = last.id,
-                "finishing a round planned before a restart"
-            );
+            tracing::info!(round = last.id, "finishing a round planned before a restart");
             c.build(last)?;
         }
         Ok(c)
@@ -216,10 +198,7 @@ impl Committer {
 
     /// The newest round.
     pub fn last_round(&self) -> Result<Option<RoundRecord>, CommitError> {
-        match self
-            .store
-            .seek_prev(Table::Commitments, &[keys::ROUND], &keys::round(u64::MAX))?
-        {
+        match self.store.seek_prev(Table::Commitments, &[keys::ROUND], &keys::round(u64::MAX))? {
             Some((_, v)) => Ok(Some(serde_json::from_slice(&v).map_err(corrupt)?)),
             None => Ok(None),
         }
@@ -227,22 +206,13 @@ impl Committer {
 
     /// Up to `limit` rounds after `after`, oldest first.
     pub fn rounds_after(&self, after: u64, limit: usize) -> Result<Vec<RoundRecord>, CommitError> {
-        let rows = self.store.scan(
-            Table::Commitments,
-            &[keys::ROUND],
-            &keys::round(after),
-            limit,
-        )?;
-        rows.into_iter()
-            .map(|(_, v)| serde_json::from_slice(&v).map_err(corrupt))
-            .collect()
+        let rows = self.store.scan(Table::Commitments, &[keys::ROUND], &keys::round(after), limit)?;
+        rows.into_iter().map(|(_, v)| serde_json::from_slice(&v).map_err(corrupt)).collect()
     }
 
     /// Records a round's new anchoring (the publisher's progress).
     pub fn set_anchor(&self, id: u64, anchor: Anchor) -> Result<RoundRecord, CommitError> {
-        let mut r = self
-            .round(id)?
-            .ok_or_else(|| CommitError::NotFound(format!("round {id}")))?;
+        let mut r = self.round(id)?.ok_or_else(|| CommitError::NotFound(format!("round {id}")))?;
         r.anchor = anchor;
         self.store.write_blocking(WriteSet::new().put(
             Table::Commitments,
@@ -315,10 +285,7 @@ impl Committer {
         while at < r.feed_to {
             let page = self.store.feed(at, 4096)?;
             if page.is_empty() {
-                return Err(CommitError::Corrupt(format!(
-                    "round {}: feed ends at {at}, before {}",
-                    r.id, r.feed_to
-                )));
+                return Err(CommitError::Corrupt(format!("round {}: feed ends at {at}, before {}", r.id, r.feed_to)));
             }
             for item in page {
                 if item.position > r.feed_to {
@@ -335,13 +302,10 @@ impl Committer {
     fn build(&self, mut r: RoundRecord) -> Result<RoundRecord, CommitError> {
         let started = Instant::now();
         let items = self.items(&r)?;
-        let mut triples: Vec<(ExecutionId, Seq, EntryHash)> =
-            Vec::with_capacity(r.leaf_count as usize);
+        let mut triples: Vec<(ExecutionId, Seq, EntryHash)> = Vec::with_capacity(r.leaf_count as usize);
         let mut ws = WriteSet::new();
         for item in &items {
-            let hashes =
-                self.store
-                    .entry_hashes(item.execution_id, item.first_seq, item.last_seq)?;
+            let hashes = self.store.entry_hashes(item.execution_id, item.first_seq, item.last_seq)?;
             if hashes.len() as u64 != item.last_seq.get() - item.first_seq.get() + 1 {
                 return Err(CommitError::Corrupt(format!(
                     "feed item {} names entries the ledger lacks",
@@ -354,54 +318,29 @@ impl Committer {
                 keys::index_value(r.id, triples.len() as u64, item.last_seq),
             );
             for (i, h) in hashes.into_iter().enumerate() {
-                triples.push((
-                    item.execution_id,
-                    Seq::new(item.first_seq.get() + i as u64),
-                    h,
-                ));
+                triples.push((item.execution_id, Seq::new(item.first_seq.get() + i as u64), h));
             }
         }
         let leaves = hash_leaves(&triples);
         let tree = Arc::new(MerkleTree::from_leaves(&leaves));
-        let root = tree
-            .root()
-            .ok_or_else(|| CommitError::Corrupt(format!("round {} has no leaves", r.id)))?;
+        let root = tree.root().ok_or_else(|| CommitError::Corrupt(format!("round {} has no leaves", r.id)))?;
         for (chunk, part) in leaves.chunks(LEAF_CHUNK as usize).enumerate() {
-            ws = ws.put(
-                Table::Commitments,
-                keys::leaves(r.id, chunk as u32),
-                part.concat(),
-            );
+            ws = ws.put(Table::Commitments, keys::leaves(r.id, chunk as u32), part.concat());
         }
         r.leaf_count = leaves.len() as u64;
         r.root = Some(to_0x(&root));
         r.built_at = Some(RecordedAt::now());
-        r.anchor = Anchor {
-            status: self.initial_anchor,
-            ..Anchor::default()
-        };
-        ws = ws.put(
-            Table::Commitments,
-            keys::round(r.id),
-            serde_json::to_vec(&r).map_err(corrupt)?,
-        );
+        r.anchor = Anchor { status: self.initial_anchor, ..Anchor::default() };
+        ws = ws.put(Table::Commitments, keys::round(r.id), serde_json::to_vec(&r).map_err(corrupt)?);
         self.store.write_blocking(ws)?;
-        self.trees
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .put(r.id, tree);
+        self.trees.lock().unwrap_or_else(|p| p.into_inner()).put(r.id, tree);
         tracing::info!(round = r.id, leaves = r.leaf_count, root = %to_0x(&root), ms = started.elapsed().as_millis() as u64, "round built");
         Ok(r)
     }
 
     /// The tree of a built round (cached; rebuilt from its stored leaves otherwise).
     fn tree(&self, r: &RoundRecord) -> Result<Arc<MerkleTree>, CommitError> {
-        if let Some(t) = self
-            .trees
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(r.id)
-        {
+        if let Some(t) = self.trees.lock().unwrap_or_else(|p| p.into_inner()).get(r.id) {
             return Ok(t);
         }
         let mut leaves: Vec<Node> = Vec::with_capacity(r.leaf_count as usize);
@@ -411,50 +350,35 @@ impl Committer {
                 .store
                 .get(Table::Commitments, &keys::leaves(r.id, chunk as u32))?
                 .ok_or_else(|| corrupt(format!("round {} lacks leaf chunk {chunk}", r.id)))?;
-            leaves.extend(
-                bytes
-                    .chunks_exact(32)
-                    .filter_map(|c| <[u8; 32]>::try_from(c).ok()),
-            );
+            leaves.extend(bytes.chunks_exact(32).filter_map(|c| <[u8; 32]>::try_from(c).ok()));
         }
         let tree = Arc::new(MerkleTree::from_leaves(&leaves));
         if tree.root().map(|x| to_0x(&x)) != r.root {
-            return Err(corrupt(format!(
-                "round {}: stored leaves do not give the stored root",
-                r.id
-            )));
+            return Err(corrupt(format!("round {}: stored leaves do not give the stored root", r.id)));
         }
-        self.trees
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .put(r.id, tree.clone());
+        self.trees.lock().unwrap_or_else(|p| p.into_inner()).put(r.id, tree.clone());
         Ok(tree)
     }
 
     /// The proof that entry `seq` of `execution` is in its round, or when it will be.
     pub fn proof(&self, execution: ExecutionId, seq: Seq) -> Result<ProofAnswer, CommitError> {
-        let entry = self.store.entry(execution, seq)?.ok_or_else(|| {
-            CommitError::NotFound(format!("entry {seq} of execution {execution}"))
-        })?;
-        let found = self.store.seek_prev(
-            Table::Commitments,
-            &keys::index_prefix(execution),
-            &keys::index(execution, seq),
-        )?;
+        let entry = self
+            .store
+            .entry(execution, seq)?
+            .ok_or_else(|| CommitError::NotFound(format!("entry {seq} of execution {execution}")))?;
+        let found =
+            self.store.seek_prev(Table::Commitments, &keys::index_prefix(execution), &keys::index(execution, seq))?;
         let located = found.and_then(|(k, v)| {
             let first = keys::parse_seq_suffix(&k)?;
             let (round, offset, last) = keys::parse_index_value(&v)?;
             (seq <= last).then_some((round, offset + (seq.get() - first.get())))
         });
         let Some((round_id, leaf_index)) = located else {
-            let next = self
-                .last_round()?
-                .map_or(1, |r| if r.root.is_some() { r.id + 1 } else { r.id });
+            let next = self.last_round()?.map_or(1, |r| if r.root.is_some() { r.id + 1 } else { r.id });
             return Ok(ProofAnswer::Pending { until_round: next });
         };
-        let r = self
-            .round(round_id)?
-            .ok_or_else(|| corrupt(format!("index names round {round_id}, which is missing")))?;
+        let r =
+            self.round(round_id)?.ok_or_else(|| corrupt(format!("index names round {round_id}, which is missing")))?;
         if r.root.is_none() {
             return Ok(ProofAnswer::Pending { until_round: r.id });
         }
@@ -463,11 +387,7 @@ impl Committer {
             &entry,
             &tree,
             leaf_index,
-            Scope::Round {
-                round: r.id,
-                leaf_index,
-                leaf_count: r.leaf_count,
-            },
+            Scope::Round { round: r.id, leaf_index, leaf_count: r.leaf_count },
             &r.anchor,
         )?;
         Ok(ProofAnswer::Included(Box::new(doc)))
@@ -481,20 +401,13 @@ impl Committer {
         scope: Scope,
         anchor: &Anchor,
     ) -> Result<ProofDocument, CommitError> {
-        let path = tree
-            .proof(leaf_index as usize)
-            .ok_or_else(|| corrupt(format!("leaf {leaf_index} outside its tree")))?;
+        let path =
+            tree.proof(leaf_index as usize).ok_or_else(|| corrupt(format!("leaf {leaf_index} outside its tree")))?;
         let root = tree.root().ok_or_else(|| corrupt("empty tree"))?;
         let anchor = serde_json::to_value(anchor).map_err(corrupt)?;
         let doc = ProofDocument::new(entry, &path, &root, scope, anchor);
         // The stored entry must be the one the tree committed to.
-        doc.verify().map_err(|e| {
-            corrupt(format!(
-                "entry {} of {}: {e}",
-                entry.seq(),
-                entry.entry().execution_id
-            ))
-        })?;
+        doc.verify().map_err(|e| corrupt(format!("entry {} of {}: {e}", entry.seq(), entry.entry().execution_id)))?;
         Ok(doc)
     }
 
@@ -541,13 +454,8 @@ pub(crate) fn hash_leaves(triples: &[(ExecutionId, Seq, EntryHash)]) -> Vec<Node
     }
     let per = triples.len().div_ceil(threads);
     std::thread::scope(|s| {
-        let parts: Vec<_> = triples
-            .chunks(per)
-            .map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
+        let parts: Vec<_> =
+            triples.chunks(per).map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>())).collect();
+        parts.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
     })
 }

@@ -29,19 +29,14 @@ fn entries(head: &mut ChainHead, n: usize) -> Vec<SealedEntry> {
 }
 
 fn append(store: &Store, head: &mut ChainHead, n: usize) {
-    store
-        .write_blocking(WriteSet::new().append(Append::new(entries(head, n)).unwrap()))
-        .unwrap();
+    store.write_blocking(WriteSet::new().append(Append::new(entries(head, n)).unwrap())).unwrap();
 }
 
 /// The root of a round computed the slow, obvious way: decode every entry of the round's feed
 /// range and hash.
 fn independent_root(store: &Store, r: &RoundRecord) -> String {
     let mut leaves = Vec::new();
-    for item in store
-        .feed(r.feed_from, (r.feed_to - r.feed_from) as usize)
-        .unwrap()
-    {
+    for item in store.feed(r.feed_from, (r.feed_to - r.feed_from) as usize).unwrap() {
         for e in store
             .entries(
                 item.execution_id,
@@ -58,38 +53,23 @@ fn independent_root(store: &Store, r: &RoundRecord) -> String {
 }
 
 fn open(dir: &std::path::Path) -> Store {
-    Store::open(
-        dir,
-        StoreOptions {
-            sync: false,
-            ..Default::default()
-        },
-    )
-    .unwrap()
+    Store::open(dir, StoreOptions { sync: false, ..Default::default() }).unwrap()
 }
 
 #[test]
 fn every_entry_of_a_round_proves_against_its_root_and_later_ones_are_pending() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let mut heads: Vec<_> = (0..3)
-        .map(|_| ChainHead::genesis(ExecutionId::new_v7()))
-        .collect();
+    let mut heads: Vec<_> = (0..3).map(|_| ChainHead::genesis(ExecutionId::new_v7())).collect();
     for (i, h) in heads.iter_mut().enumerate() {
         append(&store, h, 3 + i);
     }
     let c = Committer::open(store.clone(), CommitConfig::default(), false).unwrap();
     assert_eq!(c.close_round().unwrap().map(|r| r.id), Some(1));
-    assert!(
-        c.close_round().unwrap().is_none(),
-        "nothing pending, no round"
-    );
+    assert!(c.close_round().unwrap().is_none(), "nothing pending, no round");
     let r1 = c.round(1).unwrap().unwrap();
     assert_eq!(r1.leaf_count, 3 + 4 + 5);
-    assert_eq!(
-        r1.root.as_deref(),
-        Some(independent_root(&store, &r1).as_str())
-    );
+    assert_eq!(r1.root.as_deref(), Some(independent_root(&store, &r1).as_str()));
 
     append(&store, &mut heads[0], 2);
     for h in &heads {
@@ -108,10 +88,7 @@ fn every_entry_of_a_round_proves_against_its_root_and_later_ones_are_pending() {
     }
     let r2 = c.close_round().unwrap().unwrap();
     assert_eq!((r2.id, r2.leaf_count, r2.feed_from), (2, 2, r1.feed_to));
-    assert!(matches!(
-        c.proof(heads[0].execution_id, Seq::new(5)).unwrap(),
-        ProofAnswer::Included(_)
-    ));
+    assert!(matches!(c.proof(heads[0].execution_id, Seq::new(5)).unwrap(), ProofAnswer::Included(_)));
     assert!(c.proof(heads[0].execution_id, Seq::new(99)).is_err());
 }
 
@@ -123,18 +100,8 @@ fn rounds_close_at_max_round_entries_on_append_boundaries() {
     for _ in 0..10 {
         append(&store, &mut h, 3);
     }
-    let c = Committer::open(
-        store,
-        CommitConfig {
-            max_round_entries: 7,
-            ..Default::default()
-        },
-        false,
-    )
-    .unwrap();
-    let sizes: Vec<u64> = std::iter::from_fn(|| c.close_round().unwrap())
-        .map(|r| r.leaf_count)
-        .collect();
+    let c = Committer::open(store, CommitConfig { max_round_entries: 7, ..Default::default() }, false).unwrap();
+    let sizes: Vec<u64> = std::iter::from_fn(|| c.close_round().unwrap()).map(|r| r.leaf_count).collect();
     assert_eq!(sizes, [9, 9, 9, 3]);
 }
 
@@ -145,34 +112,15 @@ fn per_execution_commitments_prove_their_range() {
     let mut h = ChainHead::genesis(ExecutionId::new_v7());
     append(&store, &mut h, 10);
     let c = Committer::open(store, CommitConfig::default(), false).unwrap();
-    let first = c
-        .commit_range(h.execution_id, None, Some(4), "test")
-        .unwrap();
+    let first = c.commit_range(h.execution_id, None, Some(4), "test").unwrap();
     assert_eq!((first.id, first.range_start, first.range_end), (1, 1, 4));
     let second = c.commit_range(h.execution_id, None, None, "test").unwrap();
-    assert_eq!(
-        (second.id, second.range_start, second.range_end),
-        (2, 5, 10)
-    );
-    let ProofAnswer::Included(doc) = c.commitment_proof(h.execution_id, Seq::new(7), 2).unwrap()
-    else {
-        panic!()
-    };
+    assert_eq!((second.id, second.range_start, second.range_end), (2, 5, 10));
+    let ProofAnswer::Included(doc) = c.commitment_proof(h.execution_id, Seq::new(7), 2).unwrap() else { panic!() };
     assert_eq!(to_0x(&doc.verify().unwrap().root), second.root);
-    assert!(
-        c.commitment_proof(h.execution_id, Seq::new(2), 2).is_err(),
-        "outside the range"
-    );
-    assert!(
-        c.commit_range(h.execution_id, Some(5), Some(11), "test")
-            .is_err(),
-        "beyond the head"
-    );
-    assert!(
-        c.commit_range(h.execution_id, Some(6), Some(5), "test")
-            .is_err(),
-        "empty"
-    );
+    assert!(c.commitment_proof(h.execution_id, Seq::new(2), 2).is_err(), "outside the range");
+    assert!(c.commit_range(h.execution_id, Some(5), Some(11), "test").is_err(), "beyond the head");
+    assert!(c.commit_range(h.execution_id, Some(6), Some(5), "test").is_err(), "empty");
     assert_eq!(c.commitments(h.execution_id).unwrap().len(), 2);
 }
 
@@ -224,14 +172,8 @@ fn child_closes_rounds() {
 fn a_round_interrupted_by_sigkill_gets_the_same_root_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    let mut heads: Vec<_> = (0..2)
-        .map(|_| ChainHead::genesis(ExecutionId::new_v7()))
-        .collect();
+    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    let mut heads: Vec<_> = (0..2).map(|_| ChainHead::genesis(ExecutionId::new_v7())).collect();
     let mut interrupted = 0;
     let mut checked = 0;
     for round in 0..10 {
@@ -245,12 +187,7 @@ fn a_round_interrupted_by_sigkill_gets_the_same_root_after_restart() {
             }
         }
         let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "child_closes_rounds",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["--exact", "child_closes_rounds", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -279,12 +216,7 @@ fn a_round_interrupted_by_sigkill_gets_the_same_root_after_restart() {
         let c = Arc::new(Committer::open(store.clone(), CommitConfig::default(), false).unwrap());
         while c.close_round().unwrap().is_some() {}
         for r in c.rounds_after(checked, 1000).unwrap() {
-            assert_eq!(
-                r.root.clone(),
-                Some(independent_root(&store, &r)),
-                "round {} after kill {round}",
-                r.id
-            );
+            assert_eq!(r.root.clone(), Some(independent_root(&store, &r)), "round {} after kill {round}", r.id);
             checked = r.id;
         }
     }

@@ -23,9 +23,7 @@ pub enum BodyError {
     #[error("body must be a JSON object, got {0}")]
     NotAnObject(&'static str),
     /// An integer JCS cannot hold exactly.
-    #[error(
-        "number at {path} is outside ±(2^53-1) and would be rounded when hashed; send it as a decimal string"
-    )]
+    #[error("number at {path} is outside ±(2^53-1) and would be rounded when hashed; send it as a decimal string")]
     UnsafeInteger {
         /// JSON pointer to the value.
         path: String,
@@ -55,9 +53,7 @@ impl Body {
         let mut out = Vec::with_capacity(128);
         crate::jcs::write_value(value, &mut out);
         // INVARIANT: write_value emits UTF-8 (it copies str bytes and ASCII).
-        Ok(Self(
-            String::from_utf8(out).map_err(|e| BodyError::Json(e.to_string()))?,
-        ))
+        Ok(Self(String::from_utf8(out).map_err(|e| BodyError::Json(e.to_string()))?))
     }
 
     /// Parses and canonicalises JSON text.
@@ -106,13 +102,7 @@ fn check_numbers(v: &Value, path: &mut String) -> Result<(), BodyError> {
                 (None, Some(i)) => i.unsigned_abs() <= MAX_SAFE_INTEGER,
                 (None, None) => true, // a double: JCS writes its shortest round-trip form
             };
-            if safe {
-                Ok(())
-            } else {
-                Err(BodyError::UnsafeInteger {
-                    path: pointer_or_root(path),
-                })
-            }
+            if safe { Ok(()) } else { Err(BodyError::UnsafeInteger { path: pointer_or_root(path) }) }
         }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
@@ -139,11 +129,7 @@ fn check_numbers(v: &Value, path: &mut String) -> Result<(), BodyError> {
 }
 
 fn pointer_or_root(path: &str) -> String {
-    if path.is_empty() {
-        "/".to_owned()
-    } else {
-        path.to_owned()
-    }
+    if path.is_empty() { "/".to_owned() } else { path.to_owned() }
 }
 
 impl fmt::Display for Body {
@@ -186,14 +172,8 @@ mod tests {
 
     #[test]
     fn refuses_unsafe_integers_with_their_path() {
-        let err = Body::from_json_str(r#"{"order":{"lines":[{"amount":9007199254740992}]}}"#)
-            .unwrap_err();
-        assert_eq!(
-            err,
-            BodyError::UnsafeInteger {
-                path: "/order/lines/0/amount".into()
-            }
-        );
+        let err = Body::from_json_str(r#"{"order":{"lines":[{"amount":9007199254740992}]}}"#).unwrap_err();
+        assert_eq!(err, BodyError::UnsafeInteger { path: "/order/lines/0/amount".into() });
         assert!(Body::from_json_str(r#"{"x":-9007199254740992}"#).is_err());
         assert!(Body::from_json_str(r#"{"x":9007199254740991}"#).is_ok());
         assert!(Body::from_json_str(r#"{"x":-9007199254740991}"#).is_ok());
@@ -202,14 +182,8 @@ mod tests {
 
     #[test]
     fn refuses_non_objects_and_bad_json() {
-        assert_eq!(
-            Body::from_json_str("[1]").unwrap_err(),
-            BodyError::NotAnObject("an array")
-        );
+        assert_eq!(Body::from_json_str("[1]").unwrap_err(), BodyError::NotAnObject("an array"));
         assert!(matches!(Body::from_json_str("{"), Err(BodyError::Json(_))));
-        assert!(matches!(
-            Body::from_json_str(r#"{"a":"\ud800"}"#),
-            Err(BodyError::Json(_))
-        ));
+        assert!(matches!(Body::from_json_str(r#"{"a":"\ud800"}"#), Err(BodyError::Json(_))));
     }
 }

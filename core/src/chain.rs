@@ -27,24 +27,13 @@ pub struct ChainHead {
 impl ChainHead {
     /// The head of an empty chain.
     pub fn genesis(execution_id: ExecutionId) -> Self {
-        Self {
-            execution_id,
-            seq: Seq::ZERO,
-            hash: EntryHash::ZERO,
-        }
+        Self { execution_id, seq: Seq::ZERO, hash: EntryHash::ZERO }
     }
 
     /// The next entry of this chain, hashed.
     pub fn next_entry(&self, kind: Kind, recorded_at: RecordedAt, body: Body) -> SealedEntry {
-        Entry {
-            execution_id: self.execution_id,
-            seq: self.seq.next(),
-            kind,
-            recorded_at,
-            body,
-            prev_hash: self.hash,
-        }
-        .seal()
+        Entry { execution_id: self.execution_id, seq: self.seq.next(), kind, recorded_at, body, prev_hash: self.hash }
+            .seal()
     }
 
     /// Moves the head onto `entry`, which must be [`ChainHead::next_entry`]'s result.
@@ -108,29 +97,18 @@ impl fmt::Display for ChainProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::HashMismatch { stored, computed } => {
-                write!(
-                    f,
-                    "hash mismatch: stored {stored}, content hashes to {computed}"
-                )
+                write!(f, "hash mismatch: stored {stored}, content hashes to {computed}")
             }
             Self::BrokenLink { expected, found } => {
-                write!(
-                    f,
-                    "broken link: prev_hash is {found}, previous entry's hash is {expected}"
-                )
+                write!(f, "broken link: prev_hash is {found}, previous entry's hash is {expected}")
             }
             Self::SeqGap { expected, found } => {
                 write!(f, "seq gap: expected {expected}, found {found}")
             }
             Self::WrongExecution { found } => write!(f, "entry belongs to execution {found}"),
             Self::Truncated { head } => write!(f, "chain ends before its recorded head seq {head}"),
-            Self::HeadMismatch {
-                recorded: (seq, hash),
-            } => {
-                write!(
-                    f,
-                    "recorded head (seq {seq}, hash {hash}) is not the last entry"
-                )
+            Self::HeadMismatch { recorded: (seq, hash) } => {
+                write!(f, "recorded head (seq {seq}, hash {hash}) is not the last entry")
             }
             Self::MissingHead => {
                 write!(f, "entries exist but no head is recorded for the execution")
@@ -162,9 +140,7 @@ pub struct ChainVerifier {
 impl ChainVerifier {
     /// A verifier for a chain starting at genesis.
     pub fn new(execution_id: ExecutionId) -> Self {
-        Self {
-            head: ChainHead::genesis(execution_id),
-        }
+        Self { head: ChainHead::genesis(execution_id) }
     }
 
     /// A verifier that continues from a trusted head (e.g. a verified snapshot).
@@ -180,43 +156,24 @@ impl ChainVerifier {
     /// [`ChainVerifier::push`] with the entry's hash already computed (e.g. on another thread:
     /// hashing is independent per entry, only the links are sequential). `computed` must be
     /// `sealed.entry().compute_hash()`.
-    pub fn push_with_hash(
-        &mut self,
-        sealed: &SealedEntry,
-        computed: EntryHash,
-    ) -> Result<(), ChainError> {
+    pub fn push_with_hash(&mut self, sealed: &SealedEntry, computed: EntryHash) -> Result<(), ChainError> {
         let e = sealed.entry();
         let expected_seq = self.head.seq.next();
-        let fail = |problem| ChainError {
-            execution_id: self.head.execution_id,
-            seq: e.seq,
-            problem,
-        };
+        let fail = |problem| ChainError { execution_id: self.head.execution_id, seq: e.seq, problem };
         if e.execution_id != self.head.execution_id {
-            return Err(fail(ChainProblem::WrongExecution {
-                found: e.execution_id,
-            }));
+            return Err(fail(ChainProblem::WrongExecution { found: e.execution_id }));
         }
         if e.seq != expected_seq {
             return Err(ChainError {
                 seq: expected_seq,
-                ..fail(ChainProblem::SeqGap {
-                    expected: expected_seq,
-                    found: e.seq,
-                })
+                ..fail(ChainProblem::SeqGap { expected: expected_seq, found: e.seq })
             });
         }
         if computed != sealed.hash() {
-            return Err(fail(ChainProblem::HashMismatch {
-                stored: sealed.hash(),
-                computed,
-            }));
+            return Err(fail(ChainProblem::HashMismatch { stored: sealed.hash(), computed }));
         }
         if e.prev_hash != self.head.hash {
-            return Err(fail(ChainProblem::BrokenLink {
-                expected: self.head.hash,
-                found: e.prev_hash,
-            }));
+            return Err(fail(ChainProblem::BrokenLink { expected: self.head.hash, found: e.prev_hash }));
         }
         self.head.advance(sealed);
         Ok(())
@@ -227,9 +184,7 @@ impl ChainVerifier {
         ChainError {
             execution_id: self.head.execution_id,
             seq,
-            problem: ChainProblem::Corrupt {
-                detail: detail.into(),
-            },
+            problem: ChainProblem::Corrupt { detail: detail.into() },
         }
     }
 
@@ -252,9 +207,7 @@ impl ChainVerifier {
                 return Err(ChainError {
                     execution_id: self.head.execution_id,
                     seq: self.head.seq,
-                    problem: ChainProblem::HeadMismatch {
-                        recorded: (seq, hash),
-                    },
+                    problem: ChainProblem::HeadMismatch { recorded: (seq, hash) },
                 });
             }
         }
@@ -287,8 +240,7 @@ mod tests {
         let mut head = ChainHead::genesis(ID);
         (0..n)
             .map(|i| {
-                let body =
-                    Body::from_value(&json!({ "i": i, "text": "héllo \"quoted\"" })).unwrap();
+                let body = Body::from_value(&json!({ "i": i, "text": "héllo \"quoted\"" })).unwrap();
                 let at = RecordedAt::from_unix_micros(1_795_312_110_000_000 + i as i64).unwrap();
                 let e = head.next_entry(Kind::new("demo").unwrap(), at, body);
                 head.advance(&e);
@@ -316,9 +268,7 @@ mod tests {
         let c = chain(5);
 
         let mut tampered = c.clone();
-        tampered[2] = with_entry(&c[2], |e| {
-            e.body = Body::from_json_str(r#"{"i":99}"#).unwrap()
-        });
+        tampered[2] = with_entry(&c[2], |e| e.body = Body::from_json_str(r#"{"i":99}"#).unwrap());
         let err = verify_chain(ID, &tampered).unwrap_err();
         assert_eq!(err.seq, Seq::new(3));
         assert!(matches!(err.problem, ChainProblem::HashMismatch { .. }));
@@ -337,10 +287,7 @@ mod tests {
             ChainError {
                 execution_id: ID,
                 seq: Seq::new(2),
-                problem: ChainProblem::SeqGap {
-                    expected: Seq::new(2),
-                    found: Seq::new(3)
-                }
+                problem: ChainProblem::SeqGap { expected: Seq::new(2), found: Seq::new(3) }
             }
         );
 
@@ -359,10 +306,7 @@ mod tests {
         };
         assert!(v(3).finish(Some((Seq::new(3), c[2].hash()))).is_ok());
         let err = v(2).finish(Some((Seq::new(3), c[2].hash()))).unwrap_err();
-        assert_eq!(
-            (err.seq, err.problem),
-            (Seq::new(3), ChainProblem::Truncated { head: Seq::new(3) })
-        );
+        assert_eq!((err.seq, err.problem), (Seq::new(3), ChainProblem::Truncated { head: Seq::new(3) }));
         let err = v(3).finish(Some((Seq::new(3), c[1].hash()))).unwrap_err();
         assert!(matches!(err.problem, ChainProblem::HeadMismatch { .. }));
     }

@@ -26,9 +26,7 @@ pub const ENTRY_DOMAIN_TAG: &[u8] = b"PLED-LEDGER-ENTRY-V1\0";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EntryError {
     /// The kind is outside its alphabet.
-    #[error(
-        "kind {0:?} must be 1-64 characters of a-z, 0-9, '_', '.', ':' and '-', starting with a letter"
-    )]
+    #[error("kind {0:?} must be 1-64 characters of a-z, 0-9, '_', '.', ':' and '-', starting with a letter")]
     Kind(String),
     /// The body was refused.
     #[error(transparent)]
@@ -59,16 +57,9 @@ impl Kind {
     pub fn new(s: &str) -> Result<Self, EntryError> {
         let ok = (1..=64).contains(&s.len())
             && s.as_bytes()[0].is_ascii_lowercase()
-            && s.bytes().all(|c| {
-                c.is_ascii_lowercase()
-                    || c.is_ascii_digit()
-                    || matches!(c, b'_' | b'.' | b':' | b'-')
-            });
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(EntryError::Kind(s.to_owned()))
-        }
+            && s.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b':' | b'-'));
+        if ok { Ok(Self(s.to_owned())) } else { Err(EntryError::Kind(s.to_owned())) }
     }
 
     /// The text.
@@ -222,26 +213,13 @@ impl SealedEntry {
 
     /// Parses one exported entry object (claimed hash, not verified).
     pub fn from_export_value(v: &Value) -> Result<Self, EntryError> {
-        let obj = v
-            .as_object()
-            .ok_or_else(|| field("", "an exported entry must be a JSON object"))?;
-        const KNOWN: [&str; 7] = [
-            "body",
-            "entry_hash",
-            "execution_id",
-            "kind",
-            "prev_hash",
-            "recorded_at",
-            "seq",
-        ];
+        let obj = v.as_object().ok_or_else(|| field("", "an exported entry must be a JSON object"))?;
+        const KNOWN: [&str; 7] = ["body", "entry_hash", "execution_id", "kind", "prev_hash", "recorded_at", "seq"];
         if let Some(unknown) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
             return Err(field(unknown, "unknown field"));
         }
         let text = |name: &str| -> Result<&str, EntryError> {
-            obj.get(name)
-                .ok_or_else(|| field(name, "missing"))?
-                .as_str()
-                .ok_or_else(|| field(name, "must be a string"))
+            obj.get(name).ok_or_else(|| field(name, "missing"))?.as_str().ok_or_else(|| field(name, "must be a string"))
         };
         let seq = obj
             .get("seq")
@@ -257,18 +235,12 @@ impl SealedEntry {
             body: Body::from_value(obj.get("body").ok_or_else(|| field("body", "missing"))?)?,
             prev_hash: text("prev_hash")?.parse()?,
         };
-        Ok(Self {
-            entry,
-            hash: text("entry_hash")?.parse()?,
-        })
+        Ok(Self { entry, hash: text("entry_hash")?.parse()? })
     }
 }
 
 fn field(name: &str, problem: &'static str) -> EntryError {
-    EntryError::Field {
-        field: name.to_owned(),
-        problem,
-    }
+    EntryError::Field { field: name.to_owned(), problem }
 }
 
 /// Serialises as the export form (the same members, in the same order, as
@@ -341,10 +313,7 @@ mod tests {
         extra["note"] = json!(1);
         assert!(matches!(
             SealedEntry::from_export_value(&extra),
-            Err(EntryError::Field {
-                problem: "unknown field",
-                ..
-            })
+            Err(EntryError::Field { problem: "unknown field", .. })
         ));
     }
 
@@ -352,11 +321,8 @@ mod tests {
         prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
-            (-(crate::MAX_SAFE_INTEGER as i64)..=crate::MAX_SAFE_INTEGER as i64)
-                .prop_map(|n| json!(n)),
-            any::<f64>()
-                .prop_filter("finite", |f| f.is_finite())
-                .prop_map(|f| json!(f)),
+            (-(crate::MAX_SAFE_INTEGER as i64)..=crate::MAX_SAFE_INTEGER as i64).prop_map(|n| json!(n)),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
             ".*".prop_map(Value::String),
         ]
     }
@@ -365,8 +331,7 @@ mod tests {
         json_leaf().prop_recursive(4, 32, 6, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                prop::collection::btree_map(".*", inner, 0..6)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                prop::collection::btree_map(".*", inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
     }

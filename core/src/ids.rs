@@ -11,17 +11,13 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
     /// Not a UUID in the canonical hyphenated lowercase form.
-    #[error(
-        "execution id {0:?} is not a UUID in canonical form (e.g. 0192f8c1-6c2e-7b35-9a0b-1c2d3e4f5a6b)"
-    )]
+    #[error("execution id {0:?} is not a UUID in canonical form (e.g. 0192f8c1-6c2e-7b35-9a0b-1c2d3e4f5a6b)")]
     ExecutionId(String),
     /// Not 64 lowercase hex digits.
     #[error("hash {0:?} is not 64 lowercase hex digits")]
     Hash(String),
     /// Not a valid org slug.
-    #[error(
-        "org id {0:?} must be 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit"
-    )]
+    #[error("org id {0:?} must be 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit")]
     OrgId(String),
     /// Sequence numbers start at 1.
     #[error("seq must be at least 1, got {0}")]
@@ -230,14 +226,9 @@ impl OrgId {
     /// A validated org id.
     pub fn new(s: &str) -> Result<Self, IdError> {
         let ok = (1..=63).contains(&s.len())
-            && s.bytes()
-                .all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-'))
+            && s.bytes().all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-'))
             && !s.starts_with('-');
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(IdError::OrgId(s.to_owned()))
-        }
+        if ok { Ok(Self(s.to_owned())) } else { Err(IdError::OrgId(s.to_owned())) }
     }
 
     /// The slug.

@@ -107,14 +107,7 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
         };
         out.extend_from_slice(&bytes[start..i]);
         if escape.is_empty() {
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ]);
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
         } else {
             out.extend_from_slice(escape);
         }
@@ -148,21 +141,15 @@ mod tests {
             "\"\\u0000\\u001f\u{7f}\\\"\\\\/\\b\\f\\n\\r\\t é\""
         );
         // U+E000 sorts after U+1F600 in UTF-16 (0xD83D < 0xE000), before it in UTF-8.
-        assert_eq!(
-            jcs(&json!({"\u{e000}": 1, "\u{1f600}": 2})),
-            "{\"\u{1f600}\":2,\"\u{e000}\":1}"
-        );
+        assert_eq!(jcs(&json!({"\u{e000}": 1, "\u{1f600}": 2})), "{\"\u{1f600}\":2,\"\u{e000}\":1}");
     }
 
     fn value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
-            (-(crate::MAX_SAFE_INTEGER as i64)..=crate::MAX_SAFE_INTEGER as i64)
-                .prop_map(|n| json!(n)),
-            any::<f64>()
-                .prop_filter("finite", |f| f.is_finite())
-                .prop_map(|f| json!(f)),
+            (-(crate::MAX_SAFE_INTEGER as i64)..=crate::MAX_SAFE_INTEGER as i64).prop_map(|n| json!(n)),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
             "\\PC*".prop_map(Value::String),
             any::<String>().prop_map(Value::String),
         ];

@@ -66,9 +66,7 @@ pub fn leaf_hash(execution: &ExecutionId, seq: Seq, entry_hash: &EntryHash) -> N
 
 /// The root a proof leads to from `leaf`.
 pub fn process_proof(leaf: &Node, proof: &[Node]) -> Node {
-    proof
-        .iter()
-        .fold(*leaf, |acc, sibling| hash_pair(&acc, sibling))
+    proof.iter().fold(*leaf, |acc, sibling| hash_pair(&acc, sibling))
 }
 
 /// Whether `proof` leads from `leaf` to `root`.
@@ -85,10 +83,7 @@ pub struct MerkleTree {
 impl MerkleTree {
     /// Builds the tree (leaves in the given order).
     pub fn from_leaves(leaves: &[Node]) -> Self {
-        Self {
-            inner: rs_merkle::MerkleTree::from_leaves(leaves),
-            len: leaves.len(),
-        }
+        Self { inner: rs_merkle::MerkleTree::from_leaves(leaves), len: leaves.len() }
     }
 
     /// The root; `None` for an empty tree.
@@ -137,12 +132,8 @@ mod tests {
     fn leaf_encoding_is_abi_encode() {
         let id = ExecutionId::from_u128(0x0192_f8c1_6c2e_7b35_9a0b_1c2d_3e4f_5a6b);
         let h = EntryHash::from_bytes([0xab; 32]);
-        let alloy = (
-            FixedBytes::<16>(*id.as_bytes()),
-            U256::from(7u64),
-            FixedBytes::<32>(*h.as_bytes()),
-        )
-            .abi_encode_params();
+        let alloy =
+            (FixedBytes::<16>(*id.as_bytes()), U256::from(7u64), FixedBytes::<32>(*h.as_bytes())).abi_encode_params();
         assert_eq!(leaf_encoding(&id, Seq::new(7), &h).to_vec(), alloy);
     }
 

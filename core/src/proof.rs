@@ -30,11 +30,7 @@ impl Leaf {
         let e = entry.entry();
         Self {
             encoding: LEAF_ENCODING.iter().map(|s| (*s).to_owned()).collect(),
-            values: vec![
-                to_0x(e.execution_id.as_bytes()),
-                e.seq.get().to_string(),
-                to_0x(entry.hash().as_bytes()),
-            ],
+            values: vec![to_0x(e.execution_id.as_bytes()), e.seq.get().to_string(), to_0x(entry.hash().as_bytes())],
             hash: to_0x(&leaf_hash(&e.execution_id, e.seq, &entry.hash())),
         }
     }
@@ -168,56 +164,36 @@ impl ProofDocument {
         if self.format != "pled-proof-v1" {
             return Err(ProofError::Format);
         }
-        let entry = SealedEntry::from_export_value(&self.entry)
-            .map_err(|e| ProofError::Entry(e.to_string()))?;
+        let entry = SealedEntry::from_export_value(&self.entry).map_err(|e| ProofError::Entry(e.to_string()))?;
         let computed = entry.entry().compute_hash();
-        let claimed: EntryHash = self
-            .entry_hash
-            .parse()
-            .map_err(|_| ProofError::Malformed(self.entry_hash.clone()))?;
+        let claimed: EntryHash = self.entry_hash.parse().map_err(|_| ProofError::Malformed(self.entry_hash.clone()))?;
         if computed != entry.hash() || computed != claimed {
-            return Err(ProofError::EntryHash {
-                computed: computed.to_hex(),
-                claimed: self.entry_hash.clone(),
-            });
+            return Err(ProofError::EntryHash { computed: computed.to_hex(), claimed: self.entry_hash.clone() });
         }
         let expected = Leaf::of(&entry);
         if self.leaf.values != expected.values || self.leaf.encoding != expected.encoding {
-            return Err(ProofError::LeafValues {
-                expected: expected.values,
-            });
+            return Err(ProofError::LeafValues { expected: expected.values });
         }
         if self.leaf.hash != expected.hash {
-            return Err(ProofError::LeafHash {
-                computed: expected.hash,
-            });
+            return Err(ProofError::LeafHash { computed: expected.hash });
         }
-        let leaf = from_0x::<32>(&self.leaf.hash)
-            .ok_or_else(|| ProofError::Malformed(self.leaf.hash.clone()))?;
+        let leaf = from_0x::<32>(&self.leaf.hash).ok_or_else(|| ProofError::Malformed(self.leaf.hash.clone()))?;
         let path = self
             .proof
             .iter()
             .map(|p| from_0x::<32>(p).ok_or_else(|| ProofError::Malformed(p.clone())))
             .collect::<Result<Vec<_>, _>>()?;
-        let root =
-            from_0x::<32>(&self.root).ok_or_else(|| ProofError::Malformed(self.root.clone()))?;
+        let root = from_0x::<32>(&self.root).ok_or_else(|| ProofError::Malformed(self.root.clone()))?;
         let reached = process_proof(&leaf, &path);
         if reached != root {
-            return Err(ProofError::Root {
-                computed: to_0x(&reached),
-                root: self.root.clone(),
-            });
+            return Err(ProofError::Root { computed: to_0x(&reached), root: self.root.clone() });
         }
         Ok(Verified { entry, root })
     }
 
     /// The entry's seq (from the leaf values), for messages.
     pub fn seq(&self) -> Option<Seq> {
-        self.leaf
-            .values
-            .get(1)
-            .and_then(|s| s.parse().ok())
-            .map(Seq::new)
+        self.leaf.values.get(1).and_then(|s| s.parse().ok()).map(Seq::new)
     }
 }
 
@@ -231,25 +207,15 @@ mod tests {
         let mut head = ChainHead::genesis(ExecutionId::from_u128(9));
         let entries: Vec<_> = (0..5)
             .map(|i| {
-                let e = head.next_entry(
-                    Kind::new("k").unwrap(),
-                    RecordedAt::from_unix_micros(i).unwrap(),
-                    Body::empty(),
-                );
+                let e =
+                    head.next_entry(Kind::new("k").unwrap(), RecordedAt::from_unix_micros(i).unwrap(), Body::empty());
                 head.advance(&e);
                 e
             })
             .collect();
-        let leaves: Vec<_> = entries
-            .iter()
-            .map(|e| leaf_hash(&e.entry().execution_id, e.seq(), &e.hash()))
-            .collect();
+        let leaves: Vec<_> = entries.iter().map(|e| leaf_hash(&e.entry().execution_id, e.seq(), &e.hash())).collect();
         let tree = MerkleTree::from_leaves(&leaves);
-        let scope = Scope::Round {
-            round: 1,
-            leaf_index: 3,
-            leaf_count: 5,
-        };
+        let scope = Scope::Round { round: 1, leaf_index: 3, leaf_count: 5 };
         ProofDocument::new(
             &entries[3],
             &tree.proof(3).unwrap(),

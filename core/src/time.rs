@@ -13,9 +13,7 @@ const FORMAT: &[FormatItem<'static>] =
 
 /// Why a recorded time was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "time {0:?} is not RFC 3339 UTC with six fractional digits (e.g. 2026-11-22T01:48:30.123456Z)"
-)]
+#[error("time {0:?} is not RFC 3339 UTC with six fractional digits (e.g. 2026-11-22T01:48:30.123456Z)")]
 pub struct TimeError(String);
 
 /// An instant in canonical text form: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.

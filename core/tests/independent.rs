@@ -12,10 +12,7 @@ use std::process::Command;
 use pled_core::{Body, ChainHead, ExecutionId, Kind, RecordedAt, SealedEntry, verify_chain};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 /// Bodies chosen to exercise JCS: key order by UTF-16 code units (which differs from UTF-8
@@ -38,13 +35,8 @@ fn build_chain() -> Vec<SealedEntry> {
         .iter()
         .enumerate()
         .map(|(i, b)| {
-            let at =
-                RecordedAt::from_unix_micros(1_795_312_110_123_456 + i as i64 * 1_000_001).unwrap();
-            let e = head.next_entry(
-                Kind::new("kat.vector").unwrap(),
-                at,
-                Body::from_json_str(b).unwrap(),
-            );
+            let at = RecordedAt::from_unix_micros(1_795_312_110_123_456 + i as i64 * 1_000_001).unwrap();
+            let e = head.next_entry(Kind::new("kat.vector").unwrap(), at, Body::from_json_str(b).unwrap());
             head.advance(&e);
             e
         })
@@ -52,10 +44,7 @@ fn build_chain() -> Vec<SealedEntry> {
 }
 
 fn export(entries: &[SealedEntry]) -> Vec<u8> {
-    entries
-        .iter()
-        .flat_map(|e| [e.export_json(), b"\n".to_vec()].concat())
-        .collect()
+    entries.iter().flat_map(|e| [e.export_json(), b"\n".to_vec()].concat()).collect()
 }
 
 fn python_verifies(path: &Path) -> String {
@@ -65,11 +54,7 @@ fn python_verifies(path: &Path) -> String {
         .output()
         .expect("python3 must be installed (./run test installs it with blake3 and rfc8785)");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "independent verifier failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "independent verifier failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
     stdout
 }
 
@@ -83,17 +68,10 @@ fn vectors_match_the_committed_file_and_an_independent_implementation() {
         std::fs::write(&path, &bytes).unwrap();
     }
     let committed = std::fs::read(&path).expect("core/tests/vectors/entries.jsonl");
-    assert_eq!(
-        String::from_utf8_lossy(&committed),
-        String::from_utf8_lossy(&bytes),
-        "hashing rules changed"
-    );
+    assert_eq!(String::from_utf8_lossy(&committed), String::from_utf8_lossy(&bytes), "hashing rules changed");
 
     let report = python_verifies(&path);
-    assert_eq!(
-        report.trim(),
-        format!("ok: {} entries in 1 executions", BODIES.len())
-    );
+    assert_eq!(report.trim(), format!("ok: {} entries in 1 executions", BODIES.len()));
 }
 
 #[test]
@@ -107,43 +85,22 @@ fn the_independent_verifier_catches_a_changed_byte() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tampered.jsonl");
     std::fs::write(&path, &bytes).unwrap();
-    let out = Command::new("python3")
-        .arg(repo().join("tools/auditor/verify_ledger.py"))
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = Command::new("python3").arg(repo().join("tools/auditor/verify_ledger.py")).arg(&path).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("line 3"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("line 3"), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
 #[test]
 fn the_worked_examples_in_the_ledger_format_doc_hold() {
     let doc = std::fs::read_to_string(repo().join("docs/ledger-format.md")).unwrap();
-    let lines: Vec<&str> = doc
-        .lines()
-        .filter(|l| l.starts_with(r#"{"body":"#) && l.contains(r#""entry_hash":"#))
-        .collect();
-    assert!(
-        lines.len() >= 3,
-        "docs/ledger-format.md should carry at least 3 worked examples"
-    );
+    let lines: Vec<&str> =
+        doc.lines().filter(|l| l.starts_with(r#"{"body":"#) && l.contains(r#""entry_hash":"#)).collect();
+    assert!(lines.len() >= 3, "docs/ledger-format.md should carry at least 3 worked examples");
     for line in &lines {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let e = SealedEntry::from_export_value(&v).unwrap();
-        assert_eq!(
-            e.entry().compute_hash(),
-            e.hash(),
-            "doc example hash is wrong: {line}"
-        );
-        assert_eq!(
-            e.export_json(),
-            line.as_bytes(),
-            "doc example is not in canonical export form: {line}"
-        );
+        assert_eq!(e.entry().compute_hash(), e.hash(), "doc example hash is wrong: {line}");
+        assert_eq!(e.export_json(), line.as_bytes(), "doc example is not in canonical export form: {line}");
     }
     // The examples form one chain, which the independent verifier also accepts.
     let dir = tempfile::tempdir().unwrap();

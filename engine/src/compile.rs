@@ -13,8 +13,7 @@ use serde_json::Value;
 use crate::duration::TimerDuration;
 use crate::expr::Expr;
 use crate::machine::{
-    CAction, CEmit, CNode, CRule, CRuleBody, CState, CTokenOp, CTransition, CVariable, InputTree,
-    Machine, Trigger,
+    CAction, CEmit, CNode, CRule, CRuleBody, CState, CTokenOp, CTransition, CVariable, InputTree, Machine, Trigger,
 };
 use crate::template::{EmitData, NodeKind, RuleKind, Template, TokenOp, VarType};
 use crate::template_hash;
@@ -44,16 +43,12 @@ impl ValidationReport {
 
     /// The errors.
     pub fn errors(&self) -> impl Iterator<Item = &Problem> {
-        self.problems
-            .iter()
-            .filter(|p| p.severity == Severity::Error)
+        self.problems.iter().filter(|p| p.severity == Severity::Error)
     }
 
     /// The warnings.
     pub fn warnings(&self) -> impl Iterator<Item = &Problem> {
-        self.problems
-            .iter()
-            .filter(|p| p.severity == Severity::Warning)
+        self.problems.iter().filter(|p| p.severity == Severity::Warning)
     }
 }
 
@@ -89,8 +84,7 @@ fn seg(s: &str) -> String {
 fn is_valid_id(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.as_bytes()[0].is_ascii_alphanumeric()
-        && s.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 /// A variable name: a CEL identifier, so that `vars.<name>` reads it.
@@ -144,32 +138,18 @@ struct Checker {
 
 impl Checker {
     fn error(&mut self, path: impl Into<String>, code: &'static str, message: impl Into<String>) {
-        self.problems.push(Problem {
-            path: path.into(),
-            code,
-            message: message.into(),
-            severity: Severity::Error,
-        });
+        self.problems.push(Problem { path: path.into(), code, message: message.into(), severity: Severity::Error });
     }
 
     fn warning(&mut self, path: impl Into<String>, code: &'static str, message: impl Into<String>) {
-        self.problems.push(Problem {
-            path: path.into(),
-            code,
-            message: message.into(),
-            severity: Severity::Warning,
-        });
+        self.problems.push(Problem { path: path.into(), code, message: message.into(), severity: Severity::Warning });
     }
 
     fn expr(&mut self, path: String, source: &str) -> Option<Expr> {
         match Expr::parse(source) {
             Ok(e) => Some(e),
             Err(err) => {
-                self.error(
-                    path,
-                    "cel_parse_error",
-                    format!("CEL expression {source:?} does not parse: {err}"),
-                );
+                self.error(path, "cel_parse_error", format!("CEL expression {source:?} does not parse: {err}"));
                 None
             }
         }
@@ -192,18 +172,16 @@ impl Checker {
             self.error(
                 path,
                 "invalid_account",
-                format!("account {account:?} must be 1-64 characters of A-Z a-z 0-9 _ . -, starting with a letter or digit"),
+                format!(
+                    "account {account:?} must be 1-64 characters of A-Z a-z 0-9 _ . -, starting with a letter or digit"
+                ),
             );
         }
     }
 
     fn message_type(&mut self, path: String, t: &str) {
         if t.trim().is_empty() {
-            self.error(
-                path,
-                "empty_message_type",
-                "a message or event type must not be empty",
-            );
+            self.error(path, "empty_message_type", "a message or event type must not be empty");
         }
     }
 }
@@ -232,34 +210,25 @@ pub fn compile(t: &Template) -> Compiled {
             c.error(
                 format!("{path}/name"),
                 "invalid_variable_name",
-                format!("variable name {:?} must be a CEL identifier ([A-Za-z_][A-Za-z0-9_]*, not a reserved word)", v.name),
+                format!(
+                    "variable name {:?} must be a CEL identifier ([A-Za-z_][A-Za-z0-9_]*, not a reserved word)",
+                    v.name
+                ),
             );
         }
         if var_types.contains_key(&v.name) {
-            c.error(
-                format!("{path}/name"),
-                "duplicate_variable",
-                format!("variable {:?} is declared twice", v.name),
-            );
+            c.error(format!("{path}/name"), "duplicate_variable", format!("variable {:?} is declared twice", v.name));
             continue;
         }
         let default = match &v.default {
             None => Value::Null,
             Some(d) => coerce(v.var_type, d).unwrap_or_else(|e| {
-                c.error(
-                    format!("{path}/default"),
-                    "default_type_mismatch",
-                    format!("default of {:?}: {e}", v.name),
-                );
+                c.error(format!("{path}/default"), "default_type_mismatch", format!("default of {:?}: {e}", v.name));
                 Value::Null
             }),
         };
         var_types.insert(v.name.clone(), v.var_type);
-        variables.push(CVariable {
-            name: v.name.clone(),
-            var_type: v.var_type,
-            default,
-        });
+        variables.push(CVariable { name: v.name.clone(), var_type: v.var_type, default });
     }
 
     // Actions (checked before anything refers to them).
@@ -268,29 +237,14 @@ pub fn compile(t: &Template) -> Compiled {
         let path = format!("/actions/{i}");
         c.id(format!("{path}/id"), "action", &a.id);
         if a.action_type.trim().is_empty() {
-            c.error(
-                format!("{path}/type"),
-                "empty_action_type",
-                "an action needs a type (e.g. webhook)",
-            );
+            c.error(format!("{path}/type"), "empty_action_type", "an action needs a type (e.g. webhook)");
         }
         let input = input_tree(&mut c, format!("{path}/input"), &a.input);
         if actions.contains_key(&a.id) {
-            c.error(
-                format!("{path}/id"),
-                "duplicate_action_id",
-                format!("action id {:?} is used twice", a.id),
-            );
+            c.error(format!("{path}/id"), "duplicate_action_id", format!("action id {:?} is used twice", a.id));
             continue;
         }
-        actions.insert(
-            a.id.clone(),
-            CAction {
-                id: a.id.clone(),
-                action_type: a.action_type.clone(),
-                input,
-            },
-        );
+        actions.insert(a.id.clone(), CAction { id: a.id.clone(), action_type: a.action_type.clone(), input });
     }
     let check_action = |c: &mut Checker, path: String, id: &str| {
         if !actions.contains_key(id) {
@@ -306,11 +260,7 @@ pub fn compile(t: &Template) -> Compiled {
         let path = format!("/states/{i}");
         c.id(format!("{path}/id"), "state", &s.id);
         if state_index.contains_key(&s.id) {
-            c.error(
-                format!("{path}/id"),
-                "duplicate_state_id",
-                format!("state id {:?} is used twice", s.id),
-            );
+            c.error(format!("{path}/id"), "duplicate_state_id", format!("state id {:?} is used twice", s.id));
         } else {
             state_index.insert(s.id.clone(), i);
         }
@@ -342,11 +292,7 @@ pub fn compile(t: &Template) -> Compiled {
         });
     }
     if initials.is_empty() {
-        c.error(
-            "/states",
-            "no_initial_state",
-            "no state is marked initial: exactly one state must be",
-        );
+        c.error("/states", "no_initial_state", "no state is marked initial: exactly one state must be");
     }
 
     // Token types and nodes.
@@ -366,27 +312,13 @@ pub fn compile(t: &Template) -> Compiled {
         let path = format!("/tokens/nodes/{i}");
         c.id(format!("{path}/id"), "token node", &n.id);
         if !token_types.contains(&n.token) {
-            c.error(
-                format!("{path}/token"),
-                "unknown_token_type",
-                format!("no token type has id {:?}", n.token),
-            );
+            c.error(format!("{path}/token"), "unknown_token_type", format!("no token type has id {:?}", n.token));
         }
         if nodes.contains_key(&n.id) {
-            c.error(
-                format!("{path}/id"),
-                "duplicate_token_node",
-                format!("token node {:?} is declared twice", n.id),
-            );
+            c.error(format!("{path}/id"), "duplicate_token_node", format!("token node {:?} is declared twice", n.id));
             continue;
         }
-        nodes.insert(
-            n.id.clone(),
-            CNode {
-                kind: n.kind,
-                token: n.token.clone(),
-            },
-        );
+        nodes.insert(n.id.clone(), CNode { kind: n.kind, token: n.token.clone() });
     }
 
     // Transitions.
@@ -409,18 +341,10 @@ pub fn compile(t: &Template) -> Compiled {
         let from = state_index.get(&tr.from).copied();
         let to = state_index.get(&tr.to).copied();
         if from.is_none() {
-            c.error(
-                format!("{path}/from"),
-                "unknown_state",
-                format!("no state has id {:?}", tr.from),
-            );
+            c.error(format!("{path}/from"), "unknown_state", format!("no state has id {:?}", tr.from));
         }
         if to.is_none() {
-            c.error(
-                format!("{path}/to"),
-                "unknown_state",
-                format!("no state has id {:?}", tr.to),
-            );
+            c.error(format!("{path}/to"), "unknown_state", format!("no state has id {:?}", tr.to));
         }
         if let Some(f) = from
             && states[f].is_final
@@ -428,10 +352,7 @@ pub fn compile(t: &Template) -> Compiled {
             c.error(
                 format!("{path}/from"),
                 "transition_from_final",
-                format!(
-                    "state {:?} is final: a final state has no outgoing transitions",
-                    tr.from
-                ),
+                format!("state {:?} is final: a final state has no outgoing transitions", tr.from),
             );
         }
         let trigger = match (&tr.on, &tr.after) {
@@ -484,11 +405,7 @@ pub fn compile(t: &Template) -> Compiled {
         if let (Some(_), Some(trigger)) = (from, &trigger) {
             let earlier = match trigger {
                 Trigger::On(on) => {
-                    let key = (
-                        tr.from.clone(),
-                        on.clone(),
-                        tr.guard.as_deref().unwrap_or("").trim().to_owned(),
-                    );
+                    let key = (tr.from.clone(), on.clone(), tr.guard.as_deref().unwrap_or("").trim().to_owned());
                     seen_on.get(&key).cloned().or_else(|| {
                         seen_on.insert(key, tr.id.clone());
                         None
@@ -506,7 +423,10 @@ pub fn compile(t: &Template) -> Compiled {
                 c.error(
                     path.clone(),
                     "duplicate_transition",
-                    format!("transition {:?} has the same source, trigger and guard as {earlier:?}: it could never fire", tr.id),
+                    format!(
+                        "transition {:?} has the same source, trigger and guard as {earlier:?}: it could never fire",
+                        tr.id
+                    ),
                 );
             }
         }
@@ -514,11 +434,7 @@ pub fn compile(t: &Template) -> Compiled {
         for (var, src) in &tr.assign {
             let p = format!("{path}/assign/{}", seg(var));
             if !var_types.contains_key(var) {
-                c.error(
-                    p.clone(),
-                    "unknown_variable",
-                    format!("variable {var:?} is not declared"),
-                );
+                c.error(p.clone(), "unknown_variable", format!("variable {var:?} is not declared"));
             }
             if let Some(e) = c.expr(p, src) {
                 assign.push((var.clone(), e));
@@ -555,27 +471,18 @@ pub fn compile(t: &Template) -> Compiled {
         let path = format!("/rules/{i}");
         c.id(format!("{path}/id"), "rule", &r.id);
         if rule_index.contains_key(&r.id) {
-            c.error(
-                format!("{path}/id"),
-                "duplicate_rule_id",
-                format!("rule id {:?} is used twice", r.id),
-            );
+            c.error(format!("{path}/id"), "duplicate_rule_id", format!("rule id {:?} is used twice", r.id));
         } else {
             rule_index.insert(r.id.clone(), rules.len());
         }
         c.message_type(format!("{path}/on"), &r.on);
         c.message_type(format!("{path}/emit/type"), &r.emit.message_type);
-        let when = r
-            .when
-            .as_ref()
-            .and_then(|w| c.expr(format!("{path}/when"), w));
+        let when = r.when.as_ref().and_then(|w| c.expr(format!("{path}/when"), w));
         let body = match r.kind {
             RuleKind::Cel => {
-                for (field, present) in [
-                    ("model", r.model.is_some()),
-                    ("prompt", r.prompt.is_some()),
-                    ("inputs", !r.inputs.is_empty()),
-                ] {
+                for (field, present) in
+                    [("model", r.model.is_some()), ("prompt", r.prompt.is_some()), ("inputs", !r.inputs.is_empty())]
+                {
                     if present {
                         c.error(
                             format!("{path}/{field}"),
@@ -586,9 +493,7 @@ pub fn compile(t: &Template) -> Compiled {
                 }
                 let emit = match &r.emit.data {
                     None => Some(CEmit::Payload),
-                    Some(EmitData::Expr(src)) => {
-                        c.expr(format!("{path}/emit/data"), src).map(CEmit::Expr)
-                    }
+                    Some(EmitData::Expr(src)) => c.expr(format!("{path}/emit/data"), src).map(CEmit::Expr),
                     Some(EmitData::Fields(fields)) => {
                         let mut out = Vec::new();
                         for (k, src) in fields {
@@ -604,28 +509,18 @@ pub fn compile(t: &Template) -> Compiled {
             RuleKind::Ai => {
                 let model = r.model.clone().unwrap_or_default();
                 if model.trim().is_empty() {
-                    c.error(
-                        format!("{path}/model"),
-                        "ai_rule_missing_model",
-                        "an AI rule needs a model",
-                    );
+                    c.error(format!("{path}/model"), "ai_rule_missing_model", "an AI rule needs a model");
                 }
                 let prompt = r.prompt.clone().unwrap_or_default();
                 if prompt.trim().is_empty() {
-                    c.error(
-                        format!("{path}/prompt"),
-                        "ai_rule_missing_prompt",
-                        "an AI rule needs a prompt",
-                    );
+                    c.error(format!("{path}/prompt"), "ai_rule_missing_prompt", "an AI rule needs a prompt");
                 }
                 for name in placeholders(&prompt) {
                     if !r.inputs.contains_key(&name) {
                         c.error(
                             format!("{path}/prompt"),
                             "unknown_prompt_input",
-                            format!(
-                                "the prompt uses {{{{{name}}}}} but the rule has no input {name:?}"
-                            ),
+                            format!("the prompt uses {{{{{name}}}}} but the rule has no input {name:?}"),
                         );
                     }
                 }
@@ -642,11 +537,7 @@ pub fn compile(t: &Template) -> Compiled {
                         inputs.push((k.clone(), e));
                     }
                 }
-                Some(CRuleBody::Ai {
-                    model,
-                    prompt,
-                    inputs,
-                })
+                Some(CRuleBody::Ai { model, prompt, inputs })
             }
         };
         if let Some(body) = body {
@@ -678,25 +569,16 @@ pub fn compile(t: &Template) -> Compiled {
                 c.warning(
                     format!("/states/{i}"),
                     "unreachable_state",
-                    format!(
-                        "state {:?} cannot be reached from the initial state {:?}",
-                        s.id, states[initial].id
-                    ),
+                    format!("state {:?} cannot be reached from the initial state {:?}", s.id, states[initial].id),
                 );
             }
         }
     }
     if !states.is_empty() && !states.iter().any(|s| s.is_final) {
-        c.warning(
-            "/states",
-            "no_final_state",
-            "no state is final: executions never complete",
-        );
+        c.warning("/states", "no_final_state", "no state is final: executions never complete");
     }
 
-    let mut report = ValidationReport {
-        problems: c.problems,
-    };
+    let mut report = ValidationReport { problems: c.problems };
     let machine = match (report.is_ok(), initials.first()) {
         (true, Some(&initial)) => match template_hash(t) {
             Ok(hash) => Some(build(
@@ -744,24 +626,13 @@ fn token_op(
             let p = format!("{path}/{name}");
             let node = nodes.get(&m.node);
             match node {
-                None => c.error(
-                    format!("{p}/node"),
-                    "unknown_token_node",
-                    format!("no token node has id {:?}", m.node),
-                ),
+                None => {
+                    c.error(format!("{p}/node"), "unknown_token_node", format!("no token node has id {:?}", m.node))
+                }
                 Some(n) if n.kind != wanted => c.error(
                     format!("{p}/node"),
-                    if wanted == NodeKind::Source {
-                        "mint_at_sink"
-                    } else {
-                        "consume_at_source"
-                    },
-                    format!(
-                        "node {:?} is a {}: {name} needs a {}",
-                        m.node,
-                        n.kind.as_str(),
-                        wanted.as_str()
-                    ),
+                    if wanted == NodeKind::Source { "mint_at_sink" } else { "consume_at_source" },
+                    format!("node {:?} is a {}: {name} needs a {}", m.node, n.kind.as_str(), wanted.as_str()),
                 ),
                 Some(_) => {}
             }
@@ -771,39 +642,20 @@ fn token_op(
             let node_info = node?;
             let (node, token) = (m.node.clone(), node_info.token.clone());
             Some(if wanted == NodeKind::Source {
-                CTokenOp::Mint {
-                    node,
-                    token,
-                    account,
-                    amount,
-                }
+                CTokenOp::Mint { node, token, account, amount }
             } else {
-                CTokenOp::Consume {
-                    node,
-                    token,
-                    account,
-                    amount,
-                }
+                CTokenOp::Consume { node, token, account, amount }
             })
         }
         TokenOp::Transfer(tr) => {
             let p = format!("{path}/transfer");
             if !token_types.contains(&tr.token) {
-                c.error(
-                    format!("{p}/token"),
-                    "unknown_token_type",
-                    format!("no token type has id {:?}", tr.token),
-                );
+                c.error(format!("{p}/token"), "unknown_token_type", format!("no token type has id {:?}", tr.token));
             }
             c.account(format!("{p}/from"), &tr.from);
             c.account(format!("{p}/to"), &tr.to);
             let amount = c.expr(format!("{p}/amount"), &tr.amount)?;
-            Some(CTokenOp::Transfer {
-                token: tr.token.clone(),
-                from: tr.from.clone(),
-                to: tr.to.clone(),
-                amount,
-            })
+            Some(CTokenOp::Transfer { token: tr.token.clone(), from: tr.from.clone(), to: tr.to.clone(), amount })
         }
     }
 }
@@ -812,24 +664,16 @@ fn token_op(
 /// literal leading `=`, everything else is literal JSON.
 fn input_tree(c: &mut Checker, path: String, v: &Value) -> InputTree {
     match v {
-        Value::String(s) if s.starts_with("==") => {
-            InputTree::Literal(Value::String(s[1..].to_owned()))
-        }
+        Value::String(s) if s.starts_with("==") => InputTree::Literal(Value::String(s[1..].to_owned())),
         Value::String(s) if s.starts_with('=') => match c.expr(path.clone(), &s[1..]) {
             Some(expr) => InputTree::Expr { path, expr },
             None => InputTree::Literal(Value::Null),
         },
         Value::Array(items) => InputTree::Array(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| input_tree(c, format!("{path}/{i}"), item))
-                .collect(),
+            items.iter().enumerate().map(|(i, item)| input_tree(c, format!("{path}/{i}"), item)).collect(),
         ),
         Value::Object(map) => InputTree::Object(
-            map.iter()
-                .map(|(k, item)| (k.clone(), input_tree(c, format!("{path}/{}", seg(k)), item)))
-                .collect(),
+            map.iter().map(|(k, item)| (k.clone(), input_tree(c, format!("{path}/{}", seg(k)), item))).collect(),
         ),
         other => InputTree::Literal(other.clone()),
     }
@@ -902,10 +746,7 @@ mod tests {
 
     #[test]
     fn placeholders_are_found() {
-        assert_eq!(
-            placeholders("Classify: {{text}} / {{ lang }} {{x"),
-            vec!["text", "lang"]
-        );
+        assert_eq!(placeholders("Classify: {{text}} / {{ lang }} {{x"), vec!["text", "lang"]);
         assert!(placeholders("no placeholders").is_empty());
     }
 

@@ -30,24 +30,16 @@ pub struct TimerDuration(u64);
 impl TimerDuration {
     /// Parses `1h30m`-style text.
     pub fn parse(text: &str) -> Result<Self, EngineError> {
-        let fail = |reason: String| EngineError::Duration {
-            text: text.to_owned(),
-            reason,
-        };
+        let fail = |reason: String| EngineError::Duration { text: text.to_owned(), reason };
         if text.is_empty() {
-            return Err(fail(
-                "empty; expected e.g. 30s, 15m, 48h, 2d or 1h30m".into(),
-            ));
+            return Err(fail("empty; expected e.g. 30s, 15m, 48h, 2d or 1h30m".into()));
         }
         let mut total: u64 = 0;
         let mut next_unit = 0; // index into UNITS of the largest unit still allowed
         let mut chars = text.char_indices().peekable();
         while let Some(&(start, c)) = chars.peek() {
             if !c.is_ascii_digit() {
-                return Err(fail(format!(
-                    "expected a number at position {}, found {c:?}",
-                    start + 1
-                )));
+                return Err(fail(format!("expected a number at position {}, found {c:?}", start + 1)));
             }
             let mut n: u64 = 0;
             while let Some(&(_, d)) = chars.peek() {
@@ -59,15 +51,10 @@ impl TimerDuration {
                 chars.next();
             }
             let Some((pos, unit)) = chars.next() else {
-                return Err(fail(format!(
-                    "missing unit after {n}; use d, h, m or s (e.g. {n}s)"
-                )));
+                return Err(fail(format!("missing unit after {n}; use d, h, m or s (e.g. {n}s)")));
             };
             let Some(index) = UNITS.iter().position(|(u, _)| *u == unit) else {
-                return Err(fail(format!(
-                    "unknown unit {unit:?} at position {}; use d, h, m or s",
-                    pos + 1
-                )));
+                return Err(fail(format!("unknown unit {unit:?} at position {}; use d, h, m or s", pos + 1)));
             };
             if index < next_unit {
                 return Err(fail(format!(
@@ -75,20 +62,14 @@ impl TimerDuration {
                 )));
             }
             next_unit = index + 1;
-            let part = n
-                .checked_mul(UNITS[index].1)
-                .ok_or_else(|| fail("too long".into()))?;
-            total = total
-                .checked_add(part)
-                .ok_or_else(|| fail("too long".into()))?;
+            let part = n.checked_mul(UNITS[index].1).ok_or_else(|| fail("too long".into()))?;
+            total = total.checked_add(part).ok_or_else(|| fail("too long".into()))?;
         }
         if total == 0 {
             return Err(fail("must be positive".into()));
         }
         if total > MAX_TIMER_DAYS * UNITS[0].1 {
-            return Err(fail(format!(
-                "longer than the maximum of {MAX_TIMER_DAYS}d"
-            )));
+            return Err(fail(format!("longer than the maximum of {MAX_TIMER_DAYS}d")));
         }
         Ok(Self(total))
     }

@@ -38,19 +38,11 @@ const ITER_FN: &str = "@pled_iter";
 const MAX_SHOWN: usize = 120;
 
 /// The context variables, each with the bit that marks an expression reading it.
-const CONTEXT: [(&str, u8); 5] = [
-    ("vars", 1),
-    ("state", 1 << 1),
-    ("event", 1 << 2),
-    ("msg", 1 << 3),
-    ("balances", 1 << 4),
-];
+const CONTEXT: [(&str, u8); 5] =
+    [("vars", 1), ("state", 1 << 1), ("event", 1 << 2), ("msg", 1 << 3), ("balances", 1 << 4)];
 
 fn context_bit(name: &str) -> u8 {
-    CONTEXT
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map_or(0, |(_, bit)| *bit)
+    CONTEXT.iter().find(|(n, _)| *n == name).map_or(0, |(_, bit)| *bit)
 }
 
 /// The shared CEL environment.
@@ -86,11 +78,7 @@ impl Expr {
         rewrite_ranges(&mut ast);
         let mut needs = 0;
         idents(&ast, &mut |name| needs |= context_bit(name));
-        Ok(Expr {
-            source: source.to_owned(),
-            ast,
-            needs,
-        })
+        Ok(Expr { source: source.to_owned(), ast, needs })
     }
 
     /// The source text.
@@ -132,25 +120,13 @@ fn idents(e: &IdedExpr, f: &mut dyn FnMut(&str)) {
             call.args.iter().for_each(|a| idents(a, f));
         }
         Node::Comprehension(c) => {
-            for part in [
-                &c.iter_range,
-                &c.accu_init,
-                &c.loop_cond,
-                &c.loop_step,
-                &c.result,
-            ] {
+            for part in [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
                 idents(part, f);
             }
         }
         Node::List(list) => list.elements.iter().for_each(|item| idents(item, f)),
-        Node::Map(map) => map
-            .entries
-            .iter()
-            .for_each(|entry| entry_idents(&entry.expr, f)),
-        Node::Struct(st) => st
-            .entries
-            .iter()
-            .for_each(|entry| entry_idents(&entry.expr, f)),
+        Node::Map(map) => map.entries.iter().for_each(|entry| entry_idents(&entry.expr, f)),
+        Node::Struct(st) => st.entries.iter().for_each(|entry| entry_idents(&entry.expr, f)),
         Node::Select(select) => idents(&select.operand, f),
         Node::Literal(_) | Node::Unspecified => {}
     }
@@ -196,14 +172,8 @@ fn rewrite_ranges(e: &mut IdedExpr) {
             }
         }
         Node::List(list) => list.elements.iter_mut().for_each(rewrite_ranges),
-        Node::Map(map) => map
-            .entries
-            .iter_mut()
-            .for_each(|entry| rewrite_entry(&mut entry.expr)),
-        Node::Struct(s) => s
-            .entries
-            .iter_mut()
-            .for_each(|entry| rewrite_entry(&mut entry.expr)),
+        Node::Map(map) => map.entries.iter_mut().for_each(|entry| rewrite_entry(&mut entry.expr)),
+        Node::Struct(s) => s.entries.iter_mut().for_each(|entry| rewrite_entry(&mut entry.expr)),
         Node::Select(select) => rewrite_ranges(&mut select.operand),
         Node::Ident(_) | Node::Literal(_) | Node::Unspecified => {}
     }
@@ -258,11 +228,7 @@ impl<'a> Scope<'a> {
         let mut ctx = Context::with_env(env());
         // Cannot fail: the name is not declared in the environment (`@` is not CEL syntax).
         let _ = ctx.add_function(ITER_FN, sorted_range);
-        Scope {
-            ctx: RefCell::new(ctx),
-            bound: Cell::new(0),
-            lazy: Vec::new(),
-        }
+        Scope { ctx: RefCell::new(ctx), bound: Cell::new(0), lazy: Vec::new() }
     }
 
     /// Binds `name` (one of `vars`, `state`, `event`, `msg`, `balances`) to the value `make`
@@ -274,9 +240,7 @@ impl<'a> Scope<'a> {
     /// Binds `name` to a JSON value now.
     #[cfg(test)]
     pub(crate) fn bind(&mut self, name: &str, value: &Value) {
-        self.ctx
-            .get_mut()
-            .add_variable_from_value(name, to_cel(value));
+        self.ctx.get_mut().add_variable_from_value(name, to_cel(value));
     }
 
     fn ensure(&self, needs: u8) {
@@ -307,9 +271,7 @@ impl<'a> Scope<'a> {
                     .map(|s| (*s).to_owned())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".to_owned());
-                Err(format!(
-                    "the CEL interpreter failed on this expression: {what}"
-                ))
+                Err(format!("the CEL interpreter failed on this expression: {what}"))
             }
         }
     }
@@ -323,24 +285,14 @@ impl<'a> Scope<'a> {
     pub(crate) fn eval_bool(&self, e: &Expr) -> Result<bool, String> {
         match self.eval(e)? {
             CelValue::Bool(b) => Ok(b),
-            other => Err(format!(
-                "expected a bool, got {} {}",
-                type_name(&other),
-                show(&other)
-            )),
+            other => Err(format!("expected a bool, got {} {}", type_name(&other), show(&other))),
         }
     }
 }
 
 /// A map with string keys, as CEL.
 pub(crate) fn map_to_cel<'k>(entries: impl Iterator<Item = (&'k String, CelValue)>) -> CelValue {
-    CelValue::Map(Map {
-        map: Arc::new(
-            entries
-                .map(|(k, v)| (Key::String(Arc::new(k.clone())), v))
-                .collect(),
-        ),
-    })
+    CelValue::Map(Map { map: Arc::new(entries.map(|(k, v)| (Key::String(Arc::new(k.clone())), v)).collect()) })
 }
 
 /// JSON -> CEL: integers become `int` (or `uint` above 2^63-1), other numbers `double`,
@@ -383,14 +335,10 @@ pub(crate) fn to_json(v: &CelValue) -> Result<Value, String> {
             }
             Value::from(*u)
         }
-        CelValue::Float(f) => Value::Number(
-            Number::from_f64(*f).ok_or_else(|| format!("{f} is not a finite number"))?,
-        ),
+        CelValue::Float(f) => Value::Number(Number::from_f64(*f).ok_or_else(|| format!("{f} is not a finite number"))?),
         CelValue::String(s) => Value::String(s.as_ref().clone()),
         CelValue::Bytes(b) => Value::String(base64(b)),
-        CelValue::List(items) => {
-            Value::Array(items.iter().map(to_json).collect::<Result<Vec<_>, _>>()?)
-        }
+        CelValue::List(items) => Value::Array(items.iter().map(to_json).collect::<Result<Vec<_>, _>>()?),
         CelValue::Map(map) => {
             let mut sorted = BTreeMap::new();
             for (k, v) in map.map.iter() {
@@ -404,15 +352,10 @@ pub(crate) fn to_json(v: &CelValue) -> Result<Value, String> {
             }
             Value::Object(sorted.into_iter().collect())
         }
-        CelValue::Timestamp(t) => {
-            Value::String(t.naive_utc().format("%Y-%m-%dT%H:%M:%S%.fZ").to_string())
-        }
+        CelValue::Timestamp(t) => Value::String(t.naive_utc().format("%Y-%m-%dT%H:%M:%S%.fZ").to_string()),
         CelValue::Duration(d) => Value::String(duration_text(d.num_seconds(), d.subsec_nanos())),
         other => {
-            return Err(format!(
-                "a {} value cannot be converted to JSON",
-                type_name(other)
-            ));
+            return Err(format!("a {} value cannot be converted to JSON", type_name(other)));
         }
     })
 }
@@ -431,11 +374,7 @@ fn duration_text(secs: i64, nanos: i32) -> String {
     let negative = secs < 0 || nanos < 0;
     let frac = format!("{:09}", nanos.unsigned_abs());
     let frac = frac.trim_end_matches('0');
-    format!(
-        "{}{}.{frac}s",
-        if negative { "-" } else { "" },
-        secs.unsigned_abs()
-    )
+    format!("{}{}.{frac}s", if negative { "-" } else { "" }, secs.unsigned_abs())
 }
 
 /// Standard base64 with padding (the protobuf JSON mapping of `bytes`).
@@ -443,11 +382,7 @@ pub(crate) fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
             if i <= chunk.len() {
@@ -533,11 +468,7 @@ fn render_error(e: &ExecutionError) -> String {
         E::UnsupportedKeyType(v) => format!("{} cannot be used as a map key", show(v)),
         E::ValuesNotComparable(a, b) => format!("{} cannot be compared to {}", show(a), show(b)),
         E::UnsupportedBinaryOperator(op, a, b) => {
-            format!(
-                "operator {op:?} is not supported on {} and {}",
-                show(a),
-                show(b)
-            )
+            format!("operator {op:?} is not supported on {} and {}", show(a), show(b))
         }
         E::UnsupportedIndex(a, b) => format!("{} cannot index {}", show(a), show(b)),
         E::DivisionByZero(v) => format!("division by zero of {}", show(v)),
@@ -564,14 +495,8 @@ mod tests {
     #[test]
     fn evaluates_against_bound_json() {
         assert_eq!(eval("vars.a + 1", json!({"a": 41})).unwrap(), json!(42));
-        assert_eq!(
-            eval("vars.s + '!'", json!({"s": "hi"})).unwrap(),
-            json!("hi!")
-        );
-        assert_eq!(
-            eval("vars.f * 2.0", json!({"f": 1.25})).unwrap(),
-            json!(2.5)
-        );
+        assert_eq!(eval("vars.s + '!'", json!({"s": "hi"})).unwrap(), json!("hi!"));
+        assert_eq!(eval("vars.f * 2.0", json!({"f": 1.25})).unwrap(), json!(2.5));
         assert_eq!(
             eval("{'b': vars.l[1], 'a': [true, null]}", json!({"l": [1, 2]})).unwrap(),
             json!({"a": [true, null], "b": 2})
@@ -580,15 +505,9 @@ mod tests {
 
     #[test]
     fn extensions_are_available() {
-        assert_eq!(
-            eval("'TacoCat'.lowerAscii()", json!({})).unwrap(),
-            json!("tacocat")
-        );
+        assert_eq!(eval("'TacoCat'.lowerAscii()", json!({})).unwrap(), json!("tacocat"));
         assert_eq!(eval("math.greatest(1, 5, 3)", json!({})).unwrap(), json!(5));
-        assert_eq!(
-            eval("base64.encode(b'hi')", json!({})).unwrap(),
-            json!("aGk=")
-        );
+        assert_eq!(eval("base64.encode(b'hi')", json!({})).unwrap(), json!("aGk="));
         assert!(eval("lists.range(3)", json!({})).is_err());
     }
 
@@ -596,35 +515,14 @@ mod tests {
     fn map_iteration_is_in_key_order() {
         let vars = json!({"m": {"d": 4, "b": 2, "a": 1, "c": 3, "e": 5, "f": 6}});
         for _ in 0..20 {
-            assert_eq!(
-                eval("vars.m.map(k, k)", vars.clone()).unwrap(),
-                json!(["a", "b", "c", "d", "e", "f"])
-            );
-            assert_eq!(
-                eval("vars.m.filter(k, vars.m[k] > 2)", vars.clone()).unwrap(),
-                json!(["c", "d", "e", "f"])
-            );
-            assert_eq!(
-                eval("{'z': 1, 'y': 2, 'x': 3}.map(k, k)", json!({})).unwrap(),
-                json!(["x", "y", "z"])
-            );
+            assert_eq!(eval("vars.m.map(k, k)", vars.clone()).unwrap(), json!(["a", "b", "c", "d", "e", "f"]));
+            assert_eq!(eval("vars.m.filter(k, vars.m[k] > 2)", vars.clone()).unwrap(), json!(["c", "d", "e", "f"]));
+            assert_eq!(eval("{'z': 1, 'y': 2, 'x': 3}.map(k, k)", json!({})).unwrap(), json!(["x", "y", "z"]));
         }
-        assert_eq!(
-            eval("vars.m.all(k, vars.m[k] > 0)", vars.clone()).unwrap(),
-            json!(true)
-        );
-        assert_eq!(
-            eval("vars.m.exists_one(k, k == 'c')", vars.clone()).unwrap(),
-            json!(true)
-        );
-        assert_eq!(
-            eval("[3, 1, 2].map(x, x * 2)", json!({})).unwrap(),
-            json!([6, 2, 4])
-        );
-        assert_eq!(
-            eval("[[1, 2], [3]].map(l, l.map(x, x + 1))", json!({})).unwrap(),
-            json!([[2, 3], [4]])
-        );
+        assert_eq!(eval("vars.m.all(k, vars.m[k] > 0)", vars.clone()).unwrap(), json!(true));
+        assert_eq!(eval("vars.m.exists_one(k, k == 'c')", vars.clone()).unwrap(), json!(true));
+        assert_eq!(eval("[3, 1, 2].map(x, x * 2)", json!({})).unwrap(), json!([6, 2, 4]));
+        assert_eq!(eval("[[1, 2], [3]].map(l, l.map(x, x + 1))", json!({})).unwrap(), json!([[2, 3], [4]]));
         assert!(eval("5.map(x, x)", json!({})).is_err());
     }
 
@@ -635,39 +533,17 @@ mod tests {
         for _ in 0..20 {
             assert_eq!(eval("vars.m + vars.m", vars.clone()).unwrap_err(), first);
         }
-        assert!(
-            first.contains(r#"{"a": 1, "b": 2, "c": 3, "d": 4}"#),
-            "{first}"
-        );
+        assert!(first.contains(r#"{"a": 1, "b": 2, "c": 3, "d": 4}"#), "{first}");
     }
 
     #[test]
     fn results_that_json_cannot_hold_are_errors() {
         assert!(eval("9007199254740991", json!({})).is_ok());
-        assert!(
-            eval("9007199254740992", json!({}))
-                .unwrap_err()
-                .contains("±(2^53-1)")
-        );
-        assert!(
-            eval("-9007199254740992", json!({}))
-                .unwrap_err()
-                .contains("±(2^53-1)")
-        );
-        assert!(
-            eval("18446744073709551615u", json!({}))
-                .unwrap_err()
-                .contains("string(x)")
-        );
-        assert_eq!(
-            eval("string(18446744073709551615u)", json!({})).unwrap(),
-            json!("18446744073709551615")
-        );
-        assert!(
-            eval("{1: 'a'}", json!({}))
-                .unwrap_err()
-                .contains("not a string")
-        );
+        assert!(eval("9007199254740992", json!({})).unwrap_err().contains("±(2^53-1)"));
+        assert!(eval("-9007199254740992", json!({})).unwrap_err().contains("±(2^53-1)"));
+        assert!(eval("18446744073709551615u", json!({})).unwrap_err().contains("string(x)"));
+        assert_eq!(eval("string(18446744073709551615u)", json!({})).unwrap(), json!("18446744073709551615"));
+        assert!(eval("{1: 'a'}", json!({})).unwrap_err().contains("not a string"));
         assert!(eval("1.0 / 0.0", json!({})).unwrap_err().contains("finite"));
         assert_eq!(eval("b'\\x00\\xff'", json!({})).unwrap(), json!("AP8="));
         assert_eq!(
@@ -696,14 +572,9 @@ mod tests {
 
     #[test]
     fn base64_matches_known_answers() {
-        for (input, expected) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-        ] {
+        for (input, expected) in
+            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE=")]
+        {
             assert_eq!(base64(input.as_bytes()), expected);
         }
     }

@@ -17,11 +17,11 @@ pub use duration::{MAX_TIMER_DAYS, TimerDuration};
 pub use error::EngineError;
 pub use machine::Machine;
 pub use model::{
-    ActionJob, AiOutputs, AiProvenance, AiRequest, ArmedTimer, Draft, Event, ExecState, Message,
-    Outcome, TransitionRecord,
+    ActionJob, AiOutputs, AiProvenance, AiRequest, ArmedTimer, Draft, Event, ExecState, Message, Outcome,
+    TransitionRecord,
 };
 pub use rules::ai_input_hash;
 pub use template::{
-    Action, Emit, EmitData, NodeKind, NodeOp, Rule, RuleKind, State, Template, TokenNode, TokenOp,
-    TokenType, Tokens, TransferOp, Transition, VarType, Variable, template_hash,
+    Action, Emit, EmitData, NodeKind, NodeOp, Rule, RuleKind, State, Template, TokenNode, TokenOp, TokenType, Tokens,
+    TransferOp, Transition, VarType, Variable, template_hash,
 };

@@ -84,24 +84,9 @@ pub(crate) struct CTransition {
 
 #[derive(Debug, Clone)]
 pub(crate) enum CTokenOp {
-    Mint {
-        node: String,
-        token: String,
-        account: String,
-        amount: Expr,
-    },
-    Transfer {
-        token: String,
-        from: String,
-        to: String,
-        amount: Expr,
-    },
-    Consume {
-        node: String,
-        token: String,
-        account: String,
-        amount: Expr,
-    },
+    Mint { node: String, token: String, account: String, amount: Expr },
+    Transfer { token: String, from: String, to: String, amount: Expr },
+    Consume { node: String, token: String, account: String, amount: Expr },
 }
 
 #[derive(Debug, Clone)]
@@ -116,11 +101,7 @@ pub(crate) struct CRule {
 #[derive(Debug, Clone)]
 pub(crate) enum CRuleBody {
     Cel(CEmit),
-    Ai {
-        model: String,
-        prompt: String,
-        inputs: Vec<(String, Expr)>,
-    },
+    Ai { model: String, prompt: String, inputs: Vec<(String, Expr)> },
 }
 
 #[derive(Debug, Clone)]
@@ -281,28 +262,13 @@ impl Machine {
 
 fn describe_token_op(op: &CTokenOp) -> Value {
     match op {
-        CTokenOp::Mint {
-            node,
-            token,
-            account,
-            amount,
-        } => json!({
+        CTokenOp::Mint { node, token, account, amount } => json!({
             "mint": {"node": node, "token": token, "account": account, "amount": amount.source()}
         }),
-        CTokenOp::Transfer {
-            token,
-            from,
-            to,
-            amount,
-        } => json!({
+        CTokenOp::Transfer { token, from, to, amount } => json!({
             "transfer": {"token": token, "from": from, "to": to, "amount": amount.source()}
         }),
-        CTokenOp::Consume {
-            node,
-            token,
-            account,
-            amount,
-        } => json!({
+        CTokenOp::Consume { node, token, account, amount } => json!({
             "consume": {"node": node, "token": token, "account": account, "amount": amount.source()}
         }),
     }
@@ -322,29 +288,17 @@ fn describe_rule(r: &CRule) -> Value {
             out["data"] = match emit {
                 CEmit::Payload => json!("event.payload"),
                 CEmit::Expr(e) => json!(e.source()),
-                CEmit::Fields(fields) => Value::Object(
-                    fields
-                        .iter()
-                        .map(|(k, e)| (k.clone(), Value::from(e.source())))
-                        .collect(),
-                ),
+                CEmit::Fields(fields) => {
+                    Value::Object(fields.iter().map(|(k, e)| (k.clone(), Value::from(e.source()))).collect())
+                }
             };
         }
-        CRuleBody::Ai {
-            model,
-            prompt,
-            inputs,
-        } => {
+        CRuleBody::Ai { model, prompt, inputs } => {
             out["kind"] = json!("ai");
             out["deterministic"] = json!(false);
             out["model"] = json!(model);
             out["prompt"] = json!(prompt);
-            out["inputs"] = Value::Object(
-                inputs
-                    .iter()
-                    .map(|(k, e)| (k.clone(), Value::from(e.source())))
-                    .collect(),
-            );
+            out["inputs"] = Value::Object(inputs.iter().map(|(k, e)| (k.clone(), Value::from(e.source()))).collect());
         }
     }
     out

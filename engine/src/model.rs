@@ -76,9 +76,7 @@ impl Event {
             return Err(EngineError::InvalidEvent("type is empty".into()));
         }
         if !self.payload.is_object() {
-            return Err(EngineError::InvalidEvent(
-                "payload must be a JSON object".into(),
-            ));
+            return Err(EngineError::InvalidEvent("payload must be a JSON object".into()));
         }
         Ok(RecordedAt::parse(&self.received_at)?)
     }
@@ -160,10 +158,7 @@ pub struct Draft {
 
 impl Draft {
     pub(crate) fn new(kind: &str, body: &Value) -> Result<Draft, EngineError> {
-        Ok(Draft {
-            kind: Kind::new(kind)?,
-            body: Body::from_value(body)?,
-        })
+        Ok(Draft { kind: Kind::new(kind)?, body: Body::from_value(body)? })
     }
 }
 

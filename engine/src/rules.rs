@@ -23,12 +23,7 @@ pub(crate) enum RuleResult {
     /// It emitted a message (its `index` is set by the caller).
     Message(Message),
     /// It failed.
-    Failed {
-        rule_id: String,
-        stage: String,
-        expression: Option<String>,
-        error: String,
-    },
+    Failed { rule_id: String, stage: String, expression: Option<String>, error: String },
 }
 
 /// AI rules either collect their requests or use resolved outputs.
@@ -38,12 +33,7 @@ pub(crate) enum AiMode<'a> {
 }
 
 impl RuleResult {
-    fn failed(
-        rule: &CRule,
-        stage: impl Into<String>,
-        expression: Option<&str>,
-        error: String,
-    ) -> Self {
+    fn failed(rule: &CRule, stage: impl Into<String>, expression: Option<&str>, error: String) -> Self {
         RuleResult::Failed {
             rule_id: rule.id.clone(),
             stage: stage.into(),
@@ -89,13 +79,7 @@ impl Machine {
     }
 
     /// One rule; `None` when its `when` is false (or, collecting, for every AI rule).
-    fn run_rule(
-        &self,
-        rule: &CRule,
-        scope: &Scope<'_>,
-        payload: &Value,
-        ai: &mut AiMode<'_>,
-    ) -> Option<RuleResult> {
+    fn run_rule(&self, rule: &CRule, scope: &Scope<'_>, payload: &Value, ai: &mut AiMode<'_>) -> Option<RuleResult> {
         if let Some(when) = &rule.when {
             match scope.eval_bool(when) {
                 Ok(true) => {}
@@ -112,19 +96,14 @@ impl Machine {
             ai,
         };
         match &rule.body {
-            CRuleBody::Cel(CEmit::Payload) => {
-                Some(RuleResult::Message(message(payload.clone(), None)))
-            }
+            CRuleBody::Cel(CEmit::Payload) => Some(RuleResult::Message(message(payload.clone(), None))),
             CRuleBody::Cel(CEmit::Expr(e)) => Some(match scope.eval_json(e) {
                 Ok(data @ Value::Object(_)) => RuleResult::Message(message(data, None)),
                 Ok(other) => RuleResult::failed(
                     rule,
                     "emit.data",
                     Some(e.source()),
-                    format!(
-                        "emit.data must evaluate to a map, got {}",
-                        json_kind(&other)
-                    ),
+                    format!("emit.data must evaluate to a map, got {}", json_kind(&other)),
                 ),
                 Err(err) => RuleResult::failed(rule, "emit.data", Some(e.source()), err),
             }),
@@ -136,22 +115,13 @@ impl Machine {
                             data.insert(k.clone(), v);
                         }
                         Err(err) => {
-                            return Some(RuleResult::failed(
-                                rule,
-                                format!("emit.data.{k}"),
-                                Some(e.source()),
-                                err,
-                            ));
+                            return Some(RuleResult::failed(rule, format!("emit.data.{k}"), Some(e.source()), err));
                         }
                     }
                 }
                 Some(RuleResult::Message(message(Value::Object(data), None)))
             }
-            CRuleBody::Ai {
-                model,
-                prompt,
-                inputs,
-            } => {
+            CRuleBody::Ai { model, prompt, inputs } => {
                 let mut evaluated = BTreeMap::new();
                 for (k, e) in inputs {
                     match scope.eval_json(e) {
@@ -159,12 +129,7 @@ impl Machine {
                             evaluated.insert(k.clone(), v);
                         }
                         Err(err) => {
-                            return Some(RuleResult::failed(
-                                rule,
-                                format!("inputs.{k}"),
-                                Some(e.source()),
-                                err,
-                            ));
+                            return Some(RuleResult::failed(rule, format!("inputs.{k}"), Some(e.source()), err));
                         }
                     }
                 }
@@ -191,28 +156,16 @@ impl Machine {
                                 rule,
                                 "ai.output",
                                 None,
-                                format!(
-                                    "no model output was provided for input hash {input_hash} (model {model:?})"
-                                ),
+                                format!("no model output was provided for input hash {input_hash} (model {model:?})"),
                             ));
                         };
                         let output = match canonical_any(output) {
                             Ok(v) => v,
                             Err(e) => {
-                                return Some(RuleResult::failed(
-                                    rule,
-                                    "ai.output",
-                                    None,
-                                    e.to_string(),
-                                ));
+                                return Some(RuleResult::failed(rule, "ai.output", None, e.to_string()));
                             }
                         };
-                        let provenance = AiProvenance {
-                            model: model.clone(),
-                            prompt,
-                            inputs,
-                            input_hash,
-                        };
+                        let provenance = AiProvenance { model: model.clone(), prompt, inputs, input_hash };
                         Some(RuleResult::Message(message(output, Some(provenance))))
                     }
                 }
@@ -223,21 +176,14 @@ impl Machine {
     /// The model calls an event needs: one per AI rule for this event type whose `when`
     /// holds and whose inputs evaluate, in rule order. The service resolves each (cache, or
     /// provider) and passes the outputs to [`Machine::process_event`] by input hash.
-    pub fn ai_requests(
-        &self,
-        state: &ExecState,
-        event: &Event,
-    ) -> Result<Vec<AiRequest>, EngineError> {
+    pub fn ai_requests(&self, state: &ExecState, event: &Event) -> Result<Vec<AiRequest>, EngineError> {
         let (_, balances) = load_state(self, state)?;
         let (payload, _) = event.canonical_payload()?;
         let mut requests = Vec::new();
         let Some(rules) = self.rules_by_on.get(&event.r#type) else {
             return Ok(requests);
         };
-        if !rules
-            .iter()
-            .any(|&r| matches!(self.rules[r].body, CRuleBody::Ai { .. }))
-        {
+        if !rules.iter().any(|&r| matches!(self.rules[r].body, CRuleBody::Ai { .. })) {
             return Ok(requests);
         }
         let event_value = event.cel_value(&payload);
@@ -283,22 +229,11 @@ impl Machine {
         }
         let event_value = event.cel_value(&payload);
         let no_balances = Balances::new();
-        let scope = scope_for(
-            vars,
-            self.initial_state_id(),
-            &event_value,
-            None,
-            &no_balances,
-        );
+        let scope = scope_for(vars, self.initial_state_id(), &event_value, None, &no_balances);
         match self.run_rule(rule, &scope, &payload, &mut AiMode::Outputs(ai)) {
             None => Ok(Vec::new()),
             Some(RuleResult::Message(m)) => Ok(vec![m]),
-            Some(RuleResult::Failed {
-                rule_id,
-                stage,
-                expression,
-                error,
-            }) => Err(EngineError::RuleFailed {
+            Some(RuleResult::Failed { rule_id, stage, expression, error }) => Err(EngineError::RuleFailed {
                 rule_id,
                 stage,
                 error: match expression {
@@ -358,36 +293,19 @@ mod tests {
 
     #[test]
     fn prompts_are_rendered() {
-        let inputs: BTreeMap<String, Value> = [
-            ("text".to_owned(), json!("hello")),
-            ("n".to_owned(), json!({"b": 1, "a": [2]})),
-        ]
-        .into();
-        assert_eq!(
-            render_prompt("Classify: {{text}}", &inputs),
-            "Classify: hello"
-        );
+        let inputs: BTreeMap<String, Value> =
+            [("text".to_owned(), json!("hello")), ("n".to_owned(), json!({"b": 1, "a": [2]}))].into();
+        assert_eq!(render_prompt("Classify: {{text}}", &inputs), "Classify: hello");
         assert_eq!(render_prompt("{{ n }}!", &inputs), r#"{"a":[2],"b":1}!"#);
-        assert_eq!(
-            render_prompt("{{missing}} {{text", &inputs),
-            "{{missing}} {{text"
-        );
+        assert_eq!(render_prompt("{{missing}} {{text", &inputs), "{{missing}} {{text");
     }
 
     #[test]
     fn input_hash_is_canonical() {
         let a = ai_input_hash("m", "p", &json!({"x": 1, "y": [1.0, "s"]})).unwrap();
-        let b = ai_input_hash(
-            "m",
-            "p",
-            &serde_json::from_str(r#"{ "y": [1, "s"], "x": 1.0 }"#).unwrap(),
-        )
-        .unwrap();
+        let b = ai_input_hash("m", "p", &serde_json::from_str(r#"{ "y": [1, "s"], "x": 1.0 }"#).unwrap()).unwrap();
         assert_eq!(a, b);
-        assert_ne!(
-            a,
-            ai_input_hash("m2", "p", &json!({"x": 1, "y": [1, "s"]})).unwrap()
-        );
+        assert_ne!(a, ai_input_hash("m2", "p", &json!({"x": 1, "y": [1, "s"]})).unwrap());
         assert_eq!(a.len(), 64);
     }
 }

@@ -23,9 +23,7 @@ use crate::EngineError;
 use crate::expr::{Scope, map_to_cel, to_cel};
 use crate::kinds;
 use crate::machine::{CTokenOp, InputTree, Machine, Trigger};
-use crate::model::{
-    ActionJob, AiOutputs, ArmedTimer, Draft, Event, ExecState, Message, Outcome, TransitionRecord,
-};
+use crate::model::{ActionJob, AiOutputs, ArmedTimer, Draft, Event, ExecState, Message, Outcome, TransitionRecord};
 use crate::rules::{AiMode, RuleResult};
 use crate::values::{amount, coerce, parse_decimal};
 
@@ -42,9 +40,8 @@ pub(crate) fn load_state(m: &Machine, state: &ExecState) -> Result<(usize, Balan
     for (token, accounts) in &state.balances {
         let entry = balances.entry(token.clone()).or_default();
         for (account, text) in accounts {
-            let n = parse_decimal(text).map_err(|e| {
-                EngineError::CorruptState(format!("balance of {token}/{account}: {e}"))
-            })?;
+            let n = parse_decimal(text)
+                .map_err(|e| EngineError::CorruptState(format!("balance of {token}/{account}: {e}")))?;
             entry.insert(account.clone(), n);
         }
     }
@@ -53,26 +50,14 @@ pub(crate) fn load_state(m: &Machine, state: &ExecState) -> Result<(usize, Balan
 
 fn balances_cel(b: &Balances) -> CelValue {
     map_to_cel(b.iter().map(|(token, accounts)| {
-        let accounts = map_to_cel(
-            accounts
-                .iter()
-                .map(|(a, n)| (a, CelValue::String(Arc::new(n.to_string())))),
-        );
+        let accounts = map_to_cel(accounts.iter().map(|(a, n)| (a, CelValue::String(Arc::new(n.to_string())))));
         (token, accounts)
     }))
 }
 
 fn balances_text(b: &Balances) -> BTreeMap<String, BTreeMap<String, String>> {
     b.iter()
-        .map(|(token, accounts)| {
-            (
-                token.clone(),
-                accounts
-                    .iter()
-                    .map(|(a, n)| (a.clone(), n.to_string()))
-                    .collect(),
-            )
-        })
+        .map(|(token, accounts)| (token.clone(), accounts.iter().map(|(a, n)| (a.clone(), n.to_string())).collect()))
         .collect()
 }
 
@@ -86,12 +71,8 @@ pub(crate) fn scope_for<'a>(
     balances: &'a Balances,
 ) -> Scope<'a> {
     let mut scope = Scope::new();
-    scope.bind_lazy("vars", move || {
-        map_to_cel(vars.iter().map(|(k, v)| (k, to_cel(v))))
-    });
-    scope.bind_lazy("state", move || {
-        CelValue::String(Arc::new(state.to_owned()))
-    });
+    scope.bind_lazy("vars", move || map_to_cel(vars.iter().map(|(k, v)| (k, to_cel(v)))));
+    scope.bind_lazy("state", move || CelValue::String(Arc::new(state.to_owned())));
     scope.bind_lazy("event", move || to_cel(event));
     scope.bind_lazy("msg", move || msg.map_or(CelValue::Null, to_cel));
     scope.bind_lazy("balances", move || balances_cel(balances));
@@ -180,13 +161,7 @@ impl<'m> Run<'m> {
     }
 
     fn scope<'a>(&'a self, ctx: &'a StepCtx, msg: Option<&'a Value>) -> Scope<'a> {
-        scope_for(
-            &self.state.vars,
-            &self.state.state,
-            &ctx.event,
-            msg,
-            &self.balances,
-        )
+        scope_for(&self.state.vars, &self.state.state, &ctx.event, msg, &self.balances)
     }
 
     fn unmatched(
@@ -215,23 +190,13 @@ impl<'m> Run<'m> {
         msg: &Value,
         candidates: &[usize],
     ) -> Result<(), EngineError> {
-        let msg_type = msg
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        let msg_type = msg.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
         if self.state.completed {
-            let reason = format!(
-                "execution already completed (final state {:?})",
-                self.state.state
-            );
+            let reason = format!("execution already completed (final state {:?})", self.state.state);
             return self.unmatched(ctx, msg_index, &msg_type, ("completed", reason));
         }
         if candidates.is_empty() {
-            let reason = format!(
-                "no transition on {msg_type:?} from state {:?}",
-                self.state.state
-            );
+            let reason = format!("no transition on {msg_type:?} from state {:?}", self.state.state);
             return self.unmatched(ctx, msg_index, &msg_type, ("no_transition", reason));
         }
         // Decide with the scope (which borrows the state), then act on the decision.
@@ -243,12 +208,7 @@ impl<'m> Run<'m> {
     }
 
     /// Picks the first candidate whose guard holds and prepares it.
-    fn choose(
-        &self,
-        ctx: &StepCtx,
-        msg: &Value,
-        candidates: &[usize],
-    ) -> Result<(usize, Prepared), Refusal> {
+    fn choose(&self, ctx: &StepCtx, msg: &Value, candidates: &[usize]) -> Result<(usize, Prepared), Refusal> {
         let scope = self.scope(ctx, Some(msg));
         let mut false_guards = Vec::new();
         for &t in candidates {
@@ -256,11 +216,7 @@ impl<'m> Run<'m> {
             let holds = match &tr.guard {
                 None => true,
                 Some(g) => scope.eval_bool(g).map_err(|e| {
-                    let reason = format!(
-                        "guard of transition {:?} failed: {e} (guard: {})",
-                        tr.id,
-                        g.source()
-                    );
+                    let reason = format!("guard of transition {:?} failed: {e} (guard: {})", tr.id, g.source());
                     ("guard_error", reason)
                 })?,
             };
@@ -269,40 +225,19 @@ impl<'m> Run<'m> {
             }
             false_guards.push(tr.id.as_str());
         }
-        Err((
-            "guards_false",
-            format!("every guard was false: {}", false_guards.join(", ")),
-        ))
+        Err(("guards_false", format!("every guard was false: {}", false_guards.join(", "))))
     }
 
     /// Computes everything transition `t` does, or why it cannot.
-    fn prepare(
-        &self,
-        t: usize,
-        scope: &Scope<'_>,
-        ctx: &StepCtx,
-        msg: &Value,
-    ) -> Result<Prepared, Refusal> {
+    fn prepare(&self, t: usize, scope: &Scope<'_>, ctx: &StepCtx, msg: &Value) -> Result<Prepared, Refusal> {
         let tr = &self.m.transitions[t];
         let mut assigned = BTreeMap::new();
         for (var, e) in &tr.assign {
             let v = scope.eval_json(e).map_err(|err| {
-                (
-                    "assign_error",
-                    format!(
-                        "assignment to {var:?} failed: {err} (expression: {})",
-                        e.source()
-                    ),
-                )
+                ("assign_error", format!("assignment to {var:?} failed: {err} (expression: {})", e.source()))
             })?;
-            let var_type = self
-                .m
-                .var_types
-                .get(var)
-                .copied()
-                .unwrap_or(crate::VarType::Any);
-            let v = coerce(var_type, &v)
-                .map_err(|err| ("assign_error", format!("assignment to {var:?}: {err}")))?;
+            let var_type = self.m.var_types.get(var).copied().unwrap_or(crate::VarType::Any);
+            let v = coerce(var_type, &v).map_err(|err| ("assign_error", format!("assignment to {var:?}: {err}")))?;
             assigned.insert(var.clone(), v);
         }
 
@@ -315,13 +250,7 @@ impl<'m> Run<'m> {
                 CTokenOp::Consume { amount, .. } => (amount, "consume"),
             };
             let n = scope.eval(expr).and_then(|v| amount(&v)).map_err(|err| {
-                (
-                    "token_error",
-                    format!(
-                        "{what} amount failed: {err} (expression: {})",
-                        expr.source()
-                    ),
-                )
+                ("token_error", format!("{what} amount failed: {err} (expression: {})", expr.source()))
             })?;
             token_bodies.push(apply_token_op(&mut balances, op, n)?);
         }
@@ -331,26 +260,13 @@ impl<'m> Run<'m> {
         let ids = from.on_exit.iter().chain(&tr.actions).chain(&to.on_enter);
         let mut vars = self.state.vars.clone();
         vars.extend(assigned.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let actions = ready_actions(self.m, ids, || {
-            scope_for(&vars, &to.id, &ctx.event, Some(msg), &balances)
-        })
-        .map_err(|reason| ("action_input_error", reason))?;
-        Ok(Prepared {
-            assigned,
-            balances,
-            token_bodies,
-            actions,
-        })
+        let actions = ready_actions(self.m, ids, || scope_for(&vars, &to.id, &ctx.event, Some(msg), &balances))
+            .map_err(|reason| ("action_input_error", reason))?;
+        Ok(Prepared { assigned, balances, token_bodies, actions })
     }
 
     /// Applies a prepared transition and drafts its entries.
-    fn apply(
-        &mut self,
-        t: usize,
-        p: Prepared,
-        ctx: &StepCtx,
-        msg_index: Option<usize>,
-    ) -> Result<(), EngineError> {
+    fn apply(&mut self, t: usize, p: Prepared, ctx: &StepCtx, msg_index: Option<usize>) -> Result<(), EngineError> {
         let m = self.m;
         let tr = &m.transitions[t];
         let (from, to) = (&m.states[tr.from], &m.states[tr.to]);
@@ -369,10 +285,7 @@ impl<'m> Run<'m> {
             self.draft(kind, body)?;
         }
         for timer in std::mem::take(&mut self.state.timers) {
-            self.draft(
-                kinds::TIMER_CANCELLED,
-                json!({"transitionId": timer.transition_id}),
-            )?;
+            self.draft(kinds::TIMER_CANCELLED, json!({"transitionId": timer.transition_id}))?;
             self.timers_cancelled.push(timer.transition_id);
         }
         self.schedule(p.actions, ctx)?;
@@ -432,98 +345,49 @@ impl<'m> Run<'m> {
         }
         if m.states[self.current].is_final {
             self.state.completed = true;
-            self.draft(
-                kinds::EXECUTION_COMPLETED,
-                json!({"state": self.state.state}),
-            )?;
+            self.draft(kinds::EXECUTION_COMPLETED, json!({"state": self.state.state}))?;
         }
         Ok(())
     }
 }
 
 /// Applies one token operation to `balances`; returns its entry kind and body.
-fn apply_token_op(
-    balances: &mut Balances,
-    op: &CTokenOp,
-    n: u128,
-) -> Result<(&'static str, Value), Refusal> {
-    fn debit(
-        balances: &mut Balances,
-        token: &str,
-        account: &str,
-        n: u128,
-        what: &str,
-    ) -> Result<u128, Refusal> {
-        let held = balances
-            .get(token)
-            .and_then(|a| a.get(account))
-            .copied()
-            .unwrap_or(0);
+fn apply_token_op(balances: &mut Balances, op: &CTokenOp, n: u128) -> Result<(&'static str, Value), Refusal> {
+    fn debit(balances: &mut Balances, token: &str, account: &str, n: u128, what: &str) -> Result<u128, Refusal> {
+        let held = balances.get(token).and_then(|a| a.get(account)).copied().unwrap_or(0);
         let left = held.checked_sub(n).ok_or_else(|| {
             (
                 "insufficient_balance",
-                format!(
-                    "insufficient balance: account {account} holds {held} {token}, {what} needs {n}"
-                ),
+                format!("insufficient balance: account {account} holds {held} {token}, {what} needs {n}"),
             )
         })?;
-        balances
-            .entry(token.to_owned())
-            .or_default()
-            .insert(account.to_owned(), left);
+        balances.entry(token.to_owned()).or_default().insert(account.to_owned(), left);
         Ok(left)
     }
-    fn credit(
-        balances: &mut Balances,
-        token: &str,
-        account: &str,
-        n: u128,
-    ) -> Result<u128, Refusal> {
-        let held = balances
-            .get(token)
-            .and_then(|a| a.get(account))
-            .copied()
-            .unwrap_or(0);
+    fn credit(balances: &mut Balances, token: &str, account: &str, n: u128) -> Result<u128, Refusal> {
+        let held = balances.get(token).and_then(|a| a.get(account)).copied().unwrap_or(0);
         let total = held.checked_add(n).ok_or_else(|| {
-            (
-                "token_overflow",
-                format!("account {account} holds {held} {token}: adding {n} exceeds 2^128-1"),
-            )
+            ("token_overflow", format!("account {account} holds {held} {token}: adding {n} exceeds 2^128-1"))
         })?;
-        balances
-            .entry(token.to_owned())
-            .or_default()
-            .insert(account.to_owned(), total);
+        balances.entry(token.to_owned()).or_default().insert(account.to_owned(), total);
         Ok(total)
     }
     Ok(match op {
-        CTokenOp::Mint {
-            node,
-            token,
-            account,
-            ..
-        } => {
+        CTokenOp::Mint { node, token, account, .. } => {
             let balance = credit(balances, token, account, n)?;
             (
                 kinds::TOKEN_MINTED,
                 json!({"node": node, "token": token, "account": account, "amount": n.to_string(), "balance": balance.to_string()}),
             )
         }
-        CTokenOp::Consume {
-            node,
-            token,
-            account,
-            ..
-        } => {
+        CTokenOp::Consume { node, token, account, .. } => {
             let balance = debit(balances, token, account, n, "consume")?;
             (
                 kinds::TOKEN_CONSUMED,
                 json!({"node": node, "token": token, "account": account, "amount": n.to_string(), "balance": balance.to_string()}),
             )
         }
-        CTokenOp::Transfer {
-            token, from, to, ..
-        } => {
+        CTokenOp::Transfer { token, from, to, .. } => {
             let from_balance = debit(balances, token, from, n, "transfer")?;
             let to_balance = credit(balances, token, to, n)?;
             // A transfer to the same account leaves it as it was.
@@ -550,14 +414,9 @@ fn ready_actions<'a, 's>(
     let scope = actions.iter().any(|a| a.input.needs_scope()).then(scope);
     let mut out = Vec::with_capacity(actions.len());
     for action in actions {
-        let input = eval_input(&action.input, scope.as_ref()).map_err(|(path, err)| {
-            format!("input of action {:?} at {path} failed: {err}", action.id)
-        })?;
-        out.push(ReadyAction {
-            id: action.id.clone(),
-            action_type: action.action_type.clone(),
-            input,
-        });
+        let input = eval_input(&action.input, scope.as_ref())
+            .map_err(|(path, err)| format!("input of action {:?} at {path} failed: {err}", action.id))?;
+        out.push(ReadyAction { id: action.id.clone(), action_type: action.action_type.clone(), input });
     }
     Ok(out)
 }
@@ -569,20 +428,11 @@ fn eval_input(tree: &InputTree, scope: Option<&Scope<'_>>) -> Result<Value, (Str
             let Some(s) = scope else {
                 return Err((path.clone(), "no scope".into()));
             };
-            s.eval_json(expr)
-                .map_err(|e| (path.clone(), format!("{e} (expression: {})", expr.source())))?
+            s.eval_json(expr).map_err(|e| (path.clone(), format!("{e} (expression: {})", expr.source())))?
         }
-        InputTree::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|i| eval_input(i, scope))
-                .collect::<Result<_, _>>()?,
-        ),
+        InputTree::Array(items) => Value::Array(items.iter().map(|i| eval_input(i, scope)).collect::<Result<_, _>>()?),
         InputTree::Object(fields) => Value::Object(
-            fields
-                .iter()
-                .map(|(k, i)| eval_input(i, scope).map(|v| (k.clone(), v)))
-                .collect::<Result<_, _>>()?,
+            fields.iter().map(|(k, i)| eval_input(i, scope).map(|v| (k.clone(), v))).collect::<Result<_, _>>()?,
         ),
     })
 }
@@ -593,30 +443,21 @@ impl Machine {
     /// outcome drafts the initial state's onEnter actions (`action.scheduled`), its timers
     /// (`timer.armed`, due times counted from `started_at`) and, if the initial state is
     /// final, `execution.completed`.
-    pub fn initial_state(
-        &self,
-        inputs: Option<&Value>,
-        started_at: &str,
-    ) -> Result<Outcome, EngineError> {
+    pub fn initial_state(&self, inputs: Option<&Value>, started_at: &str) -> Result<Outcome, EngineError> {
         let started_at = RecordedAt::parse(started_at)?;
-        let mut vars: BTreeMap<String, Value> = self
-            .variables
-            .iter()
-            .map(|v| (v.name.clone(), v.default.clone()))
-            .collect();
+        let mut vars: BTreeMap<String, Value> =
+            self.variables.iter().map(|v| (v.name.clone(), v.default.clone())).collect();
         if let Some(inputs) = inputs {
             if !inputs.is_object() {
-                return Err(EngineError::InvalidInputs(
-                    "inputs must be a JSON object".into(),
-                ));
+                return Err(EngineError::InvalidInputs("inputs must be a JSON object".into()));
             }
             let inputs = pled_core::Body::from_value(inputs)?.to_value()?;
             for (name, value) in inputs.as_object().into_iter().flatten() {
-                let t = self.var_types.get(name).ok_or_else(|| {
-                    EngineError::InvalidInputs(format!("unknown variable {name:?}"))
-                })?;
-                let v = coerce(*t, value)
-                    .map_err(|e| EngineError::InvalidInputs(format!("variable {name:?}: {e}")))?;
+                let t = self
+                    .var_types
+                    .get(name)
+                    .ok_or_else(|| EngineError::InvalidInputs(format!("unknown variable {name:?}")))?;
+                let v = coerce(*t, value).map_err(|e| EngineError::InvalidInputs(format!("variable {name:?}: {e}")))?;
                 vars.insert(name.clone(), v);
             }
         }
@@ -638,13 +479,7 @@ impl Machine {
         };
         let initial = &self.states[self.initial];
         let actions = ready_actions(self, initial.on_enter.iter(), || {
-            scope_for(
-                &run.state.vars,
-                &initial.id,
-                &Value::Null,
-                None,
-                &run.balances,
-            )
+            scope_for(&run.state.vars, &initial.id, &Value::Null, None, &run.balances)
         })
         .map_err(EngineError::InvalidInputs)?;
         run.schedule(actions, &ctx)?;
@@ -655,12 +490,7 @@ impl Machine {
     /// Processes one event: drafts `event.received`, runs the rules (`message.derived` /
     /// `rule.failed`), then steps every message in order. `ai` holds the outputs for the
     /// event's [`Machine::ai_requests`]; a missing one is recorded as a `rule.failed`.
-    pub fn process_event(
-        &self,
-        state: &ExecState,
-        event: &Event,
-        ai: &AiOutputs,
-    ) -> Result<Outcome, EngineError> {
+    pub fn process_event(&self, state: &ExecState, event: &Event, ai: &AiOutputs) -> Result<Outcome, EngineError> {
         let received_at = event.validate()?;
         let mut run = Run::new(self, state)?;
         let mut received = json!({
@@ -708,12 +538,7 @@ impl Machine {
                     run.draft(kinds::MESSAGE_DERIVED, body)?;
                     run.messages.push(m);
                 }
-                RuleResult::Failed {
-                    rule_id,
-                    stage,
-                    expression,
-                    error,
-                } => run.draft(
+                RuleResult::Failed { rule_id, stage, expression, error } => run.draft(
                     kinds::RULE_FAILED,
                     json!({
                         "eventSeq": event.event_seq, "ruleId": rule_id, "stage": stage,
@@ -724,11 +549,7 @@ impl Machine {
         }
         let messages = run.messages.clone();
         for m in &messages {
-            let candidates = self
-                .candidates
-                .get(&(run.current, m.r#type.clone()))
-                .cloned()
-                .unwrap_or_default();
+            let candidates = self.candidates.get(&(run.current, m.r#type.clone())).cloned().unwrap_or_default();
             let msg = json!({"type": m.r#type, "data": m.data});
             run.step(&ctx, Some(m.index), &msg, &candidates)?;
         }
@@ -742,12 +563,7 @@ impl Machine {
     /// guard may refuse it; the timer is spent either way). A timer that is not armed, or
     /// whose state was left, or an execution already completed, gives a `timer.ignored`
     /// draft and an unchanged state.
-    pub fn fire_timer(
-        &self,
-        state: &ExecState,
-        transition_id: &str,
-        now: &str,
-    ) -> Result<Outcome, EngineError> {
+    pub fn fire_timer(&self, state: &ExecState, transition_id: &str, now: &str) -> Result<Outcome, EngineError> {
         let t = self
             .transition_index
             .get(transition_id)
@@ -756,30 +572,20 @@ impl Machine {
             .ok_or_else(|| EngineError::UnknownTransition(transition_id.to_owned()))?;
         let now_at = RecordedAt::parse(now)?;
         let mut run = Run::new(self, state)?;
-        let armed = run
-            .state
-            .timers
-            .iter()
-            .position(|timer| timer.transition_id == transition_id);
+        let armed = run.state.timers.iter().position(|timer| timer.transition_id == transition_id);
         let from = &self.states[self.transitions[t].from].id;
         let ignored = if run.state.completed {
             Some("execution already completed".to_owned())
         } else if armed.is_none() {
             Some("timer is not armed".to_owned())
         } else if *from != run.state.state {
-            Some(format!(
-                "state {from:?} was left (now in {:?})",
-                run.state.state
-            ))
+            Some(format!("state {from:?} was left (now in {:?})", run.state.state))
         } else {
             None
         };
         let (Some(armed), None) = (armed, &ignored) else {
             let reason = ignored.unwrap_or_default();
-            run.draft(
-                kinds::TIMER_IGNORED,
-                json!({"transitionId": transition_id, "firedAt": now, "reason": reason}),
-            )?;
+            run.draft(kinds::TIMER_IGNORED, json!({"transitionId": transition_id, "firedAt": now, "reason": reason}))?;
             return Ok(run.finish());
         };
         let timer = run.state.timers.remove(armed);
@@ -791,19 +597,11 @@ impl Machine {
                 now: now.to_owned(),
             });
         }
-        run.draft(
-            kinds::TIMER_FIRED,
-            json!({"transitionId": transition_id, "dueAt": timer.due_at, "firedAt": now}),
-        )?;
+        run.draft(kinds::TIMER_FIRED, json!({"transitionId": transition_id, "dueAt": timer.due_at, "firedAt": now}))?;
         let ctx = StepCtx {
             event: Value::Null,
             event_seq: None,
-            job_prefix: format!(
-                "timer.{}.{}.{}",
-                timer.armed_at_event,
-                due.unix_micros(),
-                transition_id
-            ),
+            job_prefix: format!("timer.{}.{}.{}", timer.armed_at_event, due.unix_micros(), transition_id),
             base_micros: now_at.unix_micros(),
             armed_at_event: timer.armed_at_event,
         };

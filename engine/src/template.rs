@@ -337,8 +337,7 @@ impl Template {
     /// ledger body could not hold exactly (integers beyond ±(2^53-1)) are refused with their
     /// JSON path.
     pub fn from_json(text: &str) -> Result<Template, EngineError> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| EngineError::TemplateJson(e.to_string()))?;
+        let value: Value = serde_json::from_str(text).map_err(|e| EngineError::TemplateJson(e.to_string()))?;
         Self::from_value(value)
     }
 
@@ -378,10 +377,7 @@ mod tests {
     fn minimal_template_parses_and_defaults_are_left_out() {
         let t = Template::from_json(MINIMAL).unwrap();
         assert_eq!(t.states.len(), 1);
-        assert_eq!(
-            t.to_value().unwrap(),
-            serde_json::from_str::<Value>(MINIMAL).unwrap()
-        );
+        assert_eq!(t.to_value().unwrap(), serde_json::from_str::<Value>(MINIMAL).unwrap());
     }
 
     #[test]
@@ -400,17 +396,11 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_refused_with_a_position() {
-        let err = Template::from_json(r#"{"name":"t","states":[{"id":"a","intial":true}]}"#)
-            .unwrap_err()
-            .to_string();
+        let err = Template::from_json(r#"{"name":"t","states":[{"id":"a","intial":true}]}"#).unwrap_err().to_string();
         assert!(err.contains("unknown field `intial`"), "{err}");
-        let err = Template::from_json("{\"name\":\"t\",\n\"states\": 3}")
-            .unwrap_err()
-            .to_string();
+        let err = Template::from_json("{\"name\":\"t\",\n\"states\": 3}").unwrap_err().to_string();
         assert!(err.contains("invalid type"), "{err}");
-        let err = Template::from_json("{\"name\":\"t\",\n\"states\": [}")
-            .unwrap_err()
-            .to_string();
+        let err = Template::from_json("{\"name\":\"t\",\n\"states\": [}").unwrap_err().to_string();
         assert!(err.contains("line 2"), "{err}");
     }
 

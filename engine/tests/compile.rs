@@ -14,10 +14,7 @@ fn reference() -> Value {
 /// Sets the value at `pointer`, creating the last object key if needed.
 fn set(v: &mut Value, pointer: &str, new: Value) {
     let (parent, key) = pointer.rsplit_once('/').expect("set");
-    match v
-        .pointer_mut(parent)
-        .unwrap_or_else(|| panic!("no {parent}"))
-    {
+    match v.pointer_mut(parent).unwrap_or_else(|| panic!("no {parent}")) {
         Value::Object(map) => {
             map.insert(key.to_owned(), new);
         }
@@ -27,19 +24,11 @@ fn set(v: &mut Value, pointer: &str, new: Value) {
 }
 
 fn push(v: &mut Value, pointer: &str, new: Value) {
-    v.pointer_mut(pointer)
-        .expect("push")
-        .as_array_mut()
-        .expect("push")
-        .push(new);
+    v.pointer_mut(pointer).expect("push").as_array_mut().expect("push").push(new);
 }
 
 fn remove(v: &mut Value, pointer: &str, key: &str) {
-    v.pointer_mut(pointer)
-        .expect("remove")
-        .as_object_mut()
-        .expect("remove")
-        .remove(key);
+    v.pointer_mut(pointer).expect("remove").as_object_mut().expect("remove").remove(key);
 }
 
 #[test]
@@ -58,13 +47,7 @@ type Break = fn(&mut Value);
 fn cases() -> Vec<(&'static str, Break, &'static str, &'static str, Severity)> {
     use Severity::{Error, Warning};
     vec![
-        (
-            "no initial state",
-            |v| set(v, "/states/0/initial", json!(false)),
-            "no_initial_state",
-            "/states",
-            Error,
-        ),
+        ("no initial state", |v| set(v, "/states/0/initial", json!(false)), "no_initial_state", "/states", Error),
         (
             "two initial states",
             |v| set(v, "/states/1/initial", json!(true)),
@@ -128,13 +111,7 @@ fn cases() -> Vec<(&'static str, Break, &'static str, &'static str, Severity)> {
             "/transitions/0/from",
             Error,
         ),
-        (
-            "unknown to",
-            |v| set(v, "/transitions/2/to", json!("nowhere")),
-            "unknown_state",
-            "/transitions/2/to",
-            Error,
-        ),
+        ("unknown to", |v| set(v, "/transitions/2/to", json!("nowhere")), "unknown_state", "/transitions/2/to", Error),
         (
             "unknown transition action",
             |v| set(v, "/transitions/0/actions/0", json!("nope")),
@@ -204,13 +181,7 @@ fn cases() -> Vec<(&'static str, Break, &'static str, &'static str, Severity)> {
             "/transitions/1",
             Error,
         ),
-        (
-            "neither on nor after",
-            |v| remove(v, "/transitions/1", "after"),
-            "missing_trigger",
-            "/transitions/1",
-            Error,
-        ),
+        ("neither on nor after", |v| remove(v, "/transitions/1", "after"), "missing_trigger", "/transitions/1", Error),
         (
             "bad duration",
             |v| set(v, "/transitions/1/after", json!("48 hours")),
@@ -330,13 +301,7 @@ fn cases() -> Vec<(&'static str, Break, &'static str, &'static str, Severity)> {
         ),
         (
             "duplicate timer transition",
-            |v| {
-                push(
-                    v,
-                    "/transitions",
-                    json!({"id": "expire-2", "from": "review", "to": "approved", "after": "2d"}),
-                )
-            },
+            |v| push(v, "/transitions", json!({"id": "expire-2", "from": "review", "to": "approved", "after": "2d"})),
             "duplicate_transition",
             "/transitions/3",
             Error,
@@ -413,20 +378,8 @@ fn cases() -> Vec<(&'static str, Break, &'static str, &'static str, Severity)> {
             "/transitions/0/tokens/0/mint/account",
             Error,
         ),
-        (
-            "empty message type",
-            |v| set(v, "/rules/0/on", json!("")),
-            "empty_message_type",
-            "/rules/0/on",
-            Error,
-        ),
-        (
-            "empty action type",
-            |v| set(v, "/actions/0/type", json!(" ")),
-            "empty_action_type",
-            "/actions/0/type",
-            Error,
-        ),
+        ("empty message type", |v| set(v, "/rules/0/on", json!("")), "empty_message_type", "/rules/0/on", Error),
+        ("empty action type", |v| set(v, "/actions/0/type", json!(" ")), "empty_action_type", "/actions/0/type", Error),
         (
             "integer beyond 2^53",
             |v| set(v, "/variables/0/default", json!(9_007_199_254_740_993_u64)),
@@ -469,26 +422,16 @@ fn every_broken_template_reports_its_problem_at_its_path() {
         // Straight through serde: `Template::from_value` would refuse the unsafe integer first.
         let t: Template = serde_json::from_value(v).unwrap_or_else(|e| panic!("{what}: {e}"));
         let compiled = compile(&t);
-        let found = compiled
-            .report
-            .problems
-            .iter()
-            .find(|p| p.code == code && p.path == path);
+        let found = compiled.report.problems.iter().find(|p| p.code == code && p.path == path);
         let Some(problem) = found else {
-            panic!(
-                "{what}: no {code} at {path} in {:#?}",
-                compiled.report.problems
-            );
+            panic!("{what}: no {code} at {path} in {:#?}", compiled.report.problems);
         };
         assert_eq!(problem.severity, severity, "{what}");
         assert!(!problem.message.is_empty(), "{what}");
         match severity {
             Severity::Error => {
                 assert!(!compiled.report.is_ok(), "{what}");
-                assert!(
-                    compiled.machine.is_none(),
-                    "{what}: a machine was built despite errors"
-                );
+                assert!(compiled.machine.is_none(), "{what}: a machine was built despite errors");
             }
             Severity::Warning => {
                 assert!(compiled.report.is_ok(), "{what}: {:#?}", compiled.report);
@@ -505,23 +448,10 @@ fn every_problem_is_reported_not_just_the_first() {
     set(&mut v, "/transitions/2/guard", json!("1 +"));
     set(&mut v, "/rules/1/model", json!(""));
     let compiled = compile(&serde_json::from_value(v).unwrap());
-    let codes: Vec<(&str, &str)> = compiled
-        .report
-        .errors()
-        .map(|p| (p.code, p.path.as_str()))
-        .collect();
-    assert!(
-        codes.contains(&("unknown_state", "/transitions/0/from")),
-        "{codes:?}"
-    );
-    assert!(
-        codes.contains(&("cel_parse_error", "/transitions/2/guard")),
-        "{codes:?}"
-    );
-    assert!(
-        codes.contains(&("ai_rule_missing_model", "/rules/1/model")),
-        "{codes:?}"
-    );
+    let codes: Vec<(&str, &str)> = compiled.report.errors().map(|p| (p.code, p.path.as_str())).collect();
+    assert!(codes.contains(&("unknown_state", "/transitions/0/from")), "{codes:?}");
+    assert!(codes.contains(&("cel_parse_error", "/transitions/2/guard")), "{codes:?}");
+    assert!(codes.contains(&("ai_rule_missing_model", "/rules/1/model")), "{codes:?}");
 }
 
 #[test]
@@ -540,11 +470,7 @@ fn json_errors_and_unsafe_numbers_are_refused_before_compiling() {
     let err = Template::from_json(r#"{"name": "t", "states": [], "extra": 1}"#).unwrap_err();
     assert!(err.to_string().contains("unknown field `extra`"), "{err}");
     let mut v = reference();
-    set(
-        &mut v,
-        "/variables/0/default",
-        json!(9_007_199_254_740_993_u64),
-    );
+    set(&mut v, "/variables/0/default", json!(9_007_199_254_740_993_u64));
     let err = Template::from_value(v).unwrap_err();
     assert!(err.to_string().contains("/variables/0/default"), "{err}");
 }
@@ -558,32 +484,17 @@ fn describe_is_the_canonical_machine() {
     assert_eq!(d["states"][1]["id"], "review");
     assert_eq!(d["states"][1]["timers"], json!(["expire"]));
     assert_eq!(d["states"][1]["transitions"], json!(["expire", "approve"]));
-    assert_eq!(
-        d["transitions"][0]["trigger"],
-        json!({"on": "order.submitted"})
-    );
-    assert_eq!(
-        d["transitions"][1]["trigger"],
-        json!({"after": "2d", "afterMicros": 172_800_000_000_u64})
-    );
+    assert_eq!(d["transitions"][0]["trigger"], json!({"on": "order.submitted"}));
+    assert_eq!(d["transitions"][1]["trigger"], json!({"after": "2d", "afterMicros": 172_800_000_000_u64}));
     assert_eq!(
         d["timers"],
         json!([{"transitionId": "expire", "state": "review", "after": "2d", "afterMicros": 172_800_000_000_u64}])
     );
     assert_eq!(d["rules"][1]["kind"], "ai");
     assert_eq!(d["rules"][1]["deterministic"], false);
-    assert_eq!(
-        d["rules"][0]["data"],
-        json!({"amount": "event.payload.total"})
-    );
-    assert_eq!(
-        d["tokens"]["nodes"][1],
-        json!({"id": "redeem", "kind": "sink", "token": "credit"})
-    );
-    assert_eq!(
-        d["passThrough"]["handledEventTypes"],
-        json!(["doc.uploaded", "order.created"])
-    );
+    assert_eq!(d["rules"][0]["data"], json!({"amount": "event.payload.total"}));
+    assert_eq!(d["tokens"]["nodes"][1], json!({"id": "redeem", "kind": "sink", "token": "credit"}));
+    assert_eq!(d["passThrough"]["handledEventTypes"], json!(["doc.uploaded", "order.created"]));
     assert_eq!(d["templateHash"], m.template_hash());
     // Deterministic and a valid ledger body (no unsafe numbers).
     assert_eq!(d, common::machine(reference()).describe());

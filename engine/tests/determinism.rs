@@ -60,18 +60,16 @@ fn gen_transition(n: usize) -> impl Strategy<Value = GenTransition> {
         prop::option::of(0..TOKEN_OPS.len()),
         any::<bool>(),
     )
-        .prop_map(
-            |(from, to, on, after, guard, assign, token, action)| GenTransition {
-                from,
-                to,
-                on,
-                after,
-                guard,
-                assign,
-                token,
-                action,
-            },
-        )
+        .prop_map(|(from, to, on, after, guard, assign, token, action)| GenTransition {
+            from,
+            to,
+            on,
+            after,
+            guard,
+            assign,
+            token,
+            action,
+        })
 }
 
 /// A small random template that compiles.
@@ -208,23 +206,16 @@ fn fold(m: &Machine, inputs: &[Input], snapshot: Option<usize>) -> (Entries, Exe
         let outcome = match input {
             Input::Event { kind, x, m: pairs } => {
                 seq += 1;
-                let map: serde_json::Map<String, Value> =
-                    pairs.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-                let e = event(
-                    seq,
-                    EVENT_TYPES[*kind],
-                    json!({"x": x, "m": map, "s": format!("s{seq}")}),
-                );
-                m.process_event(&state, &e, &AiOutputs::new())
-                    .expect("fold")
+                let map: serde_json::Map<String, Value> = pairs.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                let e = event(seq, EVENT_TYPES[*kind], json!({"x": x, "m": map, "s": format!("s{seq}")}));
+                m.process_event(&state, &e, &AiOutputs::new()).expect("fold")
             }
             Input::Fire(pick) => {
                 if state.timers.is_empty() {
                     continue;
                 }
                 let timer = state.timers[pick % state.timers.len()].clone();
-                m.fire_timer(&state, &timer.transition_id, &timer.due_at)
-                    .expect("fold")
+                m.fire_timer(&state, &timer.transition_id, &timer.due_at).expect("fold")
             }
         };
         record(&outcome);

@@ -38,15 +38,8 @@ fn rules_machine() -> Machine {
 #[test]
 fn an_event_no_rule_handles_passes_through() {
     let m = rules_machine();
-    let o = process(
-        &m,
-        &start(&m),
-        &event(1, "something.else", json!({"a": 1, "b": [true]})),
-    );
-    assert_eq!(
-        kinds(&o),
-        [k::EVENT_RECEIVED, k::MESSAGE_DERIVED, k::MESSAGE_UNMATCHED]
-    );
+    let o = process(&m, &start(&m), &event(1, "something.else", json!({"a": 1, "b": [true]})));
+    assert_eq!(kinds(&o), [k::EVENT_RECEIVED, k::MESSAGE_DERIVED, k::MESSAGE_UNMATCHED]);
     assert_eq!(
         body(&o, k::MESSAGE_DERIVED),
         json!({"eventSeq": 1, "index": 0, "type": "something.else", "data": {"a": 1, "b": [true]},
@@ -74,92 +67,40 @@ fn rules_run_in_template_order_and_when_filters() {
     let derived = bodies(&o, k::MESSAGE_DERIVED);
     assert_eq!(derived.len(), 3);
     assert_eq!(derived[0]["ruleId"], "big");
-    assert_eq!(
-        derived[0]["data"],
-        json!({"total": 50, "src": "erp", "state": "idle"})
-    );
+    assert_eq!(derived[0]["data"], json!({"total": 50, "src": "erp", "state": "idle"}));
     assert_eq!(derived[1]["ruleId"], "all");
     assert_eq!(derived[1]["data"], json!({"total": 50, "b": 2, "a": 1}));
-    assert_eq!(
-        derived[2]["data"],
-        json!({"keys": ["a", "b", "total"], "n": 3})
-    );
-    assert_eq!(
-        derived
-            .iter()
-            .map(|d| d["index"].as_u64().unwrap())
-            .collect::<Vec<_>>(),
-        [0, 1, 2]
-    );
+    assert_eq!(derived[2]["data"], json!({"keys": ["a", "b", "total"], "n": 3}));
+    assert_eq!(derived.iter().map(|d| d["index"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1, 2]);
 
     // `when` false: no message, no failure, and no pass-through either.
-    let o = process(
-        &m,
-        &start(&m),
-        &event(2, "order.created", json!({"total": 5})),
-    );
+    let o = process(&m, &start(&m), &event(2, "order.created", json!({"total": 5})));
     let derived = bodies(&o, k::MESSAGE_DERIVED);
-    assert_eq!(
-        derived
-            .iter()
-            .map(|d| d["ruleId"].clone())
-            .collect::<Vec<_>>(),
-        [json!("all"), json!("whole")]
-    );
+    assert_eq!(derived.iter().map(|d| d["ruleId"].clone()).collect::<Vec<_>>(), [json!("all"), json!("whole")]);
     assert!(bodies(&o, k::RULE_FAILED).is_empty());
 }
 
 #[test]
 fn a_failing_rule_is_recorded_with_context_and_the_others_still_run() {
     let m = rules_machine();
-    let o = process(
-        &m,
-        &start(&m),
-        &event(3, "order.broken", json!({"total": 1})),
-    );
+    let o = process(&m, &start(&m), &event(3, "order.broken", json!({"total": 1})));
     assert_eq!(
         kinds(&o),
-        [
-            k::EVENT_RECEIVED,
-            k::RULE_FAILED,
-            k::MESSAGE_DERIVED,
-            k::RULE_FAILED,
-            k::RULE_FAILED,
-            k::MESSAGE_UNMATCHED
-        ]
+        [k::EVENT_RECEIVED, k::RULE_FAILED, k::MESSAGE_DERIVED, k::RULE_FAILED, k::RULE_FAILED, k::MESSAGE_UNMATCHED]
     );
     let failed = bodies(&o, k::RULE_FAILED);
     assert_eq!(failed[0]["eventSeq"], 3);
     assert_eq!(failed[0]["ruleId"], "broken");
     assert_eq!(failed[0]["stage"], "emit.data.v");
     assert_eq!(failed[0]["expression"], "event.payload.missing + 1");
-    assert!(
-        failed[0]["error"].as_str().unwrap().contains("missing"),
-        "{}",
-        failed[0]
-    );
+    assert!(failed[0]["error"].as_str().unwrap().contains("missing"), "{}", failed[0]);
     assert_eq!(failed[1]["ruleId"], "bad-when");
     assert_eq!(failed[1]["stage"], "when");
-    assert!(
-        failed[1]["error"]
-            .as_str()
-            .unwrap()
-            .contains("expected a bool, got int"),
-        "{}",
-        failed[1]
-    );
+    assert!(failed[1]["error"].as_str().unwrap().contains("expected a bool, got int"), "{}", failed[1]);
     assert_eq!(failed[2]["ruleId"], "not-map");
-    assert!(
-        failed[2]["error"]
-            .as_str()
-            .unwrap()
-            .contains("must evaluate to a map, got a list")
-    );
+    assert!(failed[2]["error"].as_str().unwrap().contains("must evaluate to a map, got a list"));
     let derived = body(&o, k::MESSAGE_DERIVED);
-    assert_eq!(
-        (derived["ruleId"].clone(), derived["index"].clone()),
-        (json!("after-broken"), json!(0))
-    );
+    assert_eq!((derived["ruleId"].clone(), derived["index"].clone()), (json!("after-broken"), json!(0)));
     assert_eq!(body(&o, k::MESSAGE_UNMATCHED)["code"], "no_transition");
 }
 
@@ -171,21 +112,11 @@ fn an_ai_rule_uses_the_output_for_its_input_hash() {
     let requests = m.ai_requests(&s, &e).unwrap();
     assert_eq!(requests.len(), 1);
     let r = &requests[0];
-    assert_eq!(
-        (r.rule_id.as_str(), r.model.as_str(), r.prompt.as_str()),
-        ("classify", "m1", "Classify: hello")
-    );
+    assert_eq!((r.rule_id.as_str(), r.model.as_str(), r.prompt.as_str()), ("classify", "m1", "Classify: hello"));
     assert_eq!(r.inputs, json!({"lang": "en", "text": "hello"}));
-    assert_eq!(
-        r.input_hash,
-        ai_input_hash("m1", "Classify: hello", &r.inputs).unwrap()
-    );
+    assert_eq!(r.input_hash, ai_input_hash("m1", "Classify: hello", &r.inputs).unwrap());
 
-    let outputs: AiOutputs = [(
-        r.input_hash.clone(),
-        json!({"label": "invoice", "score": 0.5}),
-    )]
-    .into();
+    let outputs: AiOutputs = [(r.input_hash.clone(), json!({"label": "invoice", "score": 0.5}))].into();
     let o = m.process_event(&s, &e, &outputs).unwrap();
     let derived = bodies(&o, k::MESSAGE_DERIVED);
     assert_eq!(
@@ -218,10 +149,7 @@ fn a_missing_ai_output_is_a_rule_failure_not_an_error() {
     assert_eq!(failed["expression"], Value::Null);
     assert!(failed["error"].as_str().unwrap().contains(&hash));
     let derived = body(&o, k::MESSAGE_DERIVED);
-    assert_eq!(
-        (derived["ruleId"].clone(), derived["index"].clone()),
-        (json!("also-cel"), json!(0))
-    );
+    assert_eq!((derived["ruleId"].clone(), derived["index"].clone()), (json!("also-cel"), json!(0)));
     // An output a ledger body cannot hold is refused the same way.
     let outputs: AiOutputs = [(hash, json!({"n": 9_007_199_254_740_993_u64}))].into();
     let o = m.process_event(&s, &e, &outputs).unwrap();
@@ -240,11 +168,7 @@ fn the_same_inputs_give_the_same_input_hash() {
     assert_eq!(hash(1, "hello"), hash(2, "hello"));
     assert_ne!(hash(1, "hello"), hash(1, "hello!"));
     // A rule whose `when` is false or whose event type differs asks for nothing.
-    assert!(
-        m.ai_requests(&s, &event(1, "order.created", json!({"total": 1})))
-            .unwrap()
-            .is_empty()
-    );
+    assert!(m.ai_requests(&s, &event(1, "order.created", json!({"total": 1}))).unwrap().is_empty());
 }
 
 #[test]
@@ -254,46 +178,17 @@ fn test_rule_runs_one_rule() {
     let e = event(1, "order.created", json!({"total": 150}));
     let msgs = m.test_rule("big", &e, &vars).unwrap();
     assert_eq!(msgs.len(), 1);
-    assert_eq!(
-        msgs[0].data,
-        json!({"total": 150, "src": "test", "state": "idle"})
-    );
-    assert!(
-        m.test_rule(
-            "big",
-            &event(1, "order.created", json!({"total": 50})),
-            &vars
-        )
-        .unwrap()
-        .is_empty()
-    );
-    assert!(
-        m.test_rule("big", &event(1, "other", json!({})), &vars)
-            .unwrap()
-            .is_empty()
-    );
-    assert!(matches!(
-        m.test_rule("nope", &e, &vars),
-        Err(EngineError::UnknownRule(_))
-    ));
-    let err = m
-        .test_rule("broken", &event(1, "order.broken", json!({})), &vars)
-        .unwrap_err();
+    assert_eq!(msgs[0].data, json!({"total": 150, "src": "test", "state": "idle"}));
+    assert!(m.test_rule("big", &event(1, "order.created", json!({"total": 50})), &vars).unwrap().is_empty());
+    assert!(m.test_rule("big", &event(1, "other", json!({})), &vars).unwrap().is_empty());
+    assert!(matches!(m.test_rule("nope", &e, &vars), Err(EngineError::UnknownRule(_))));
+    let err = m.test_rule("broken", &event(1, "order.broken", json!({})), &vars).unwrap_err();
     assert!(
         matches!(&err, EngineError::RuleFailed { rule_id, stage, .. } if rule_id == "broken" && stage == "emit.data.v"),
         "{err}"
     );
-    let err = m
-        .test_rule(
-            "classify",
-            &event(1, "doc.uploaded", json!({"text": "x"})),
-            &vars,
-        )
-        .unwrap_err();
-    assert!(
-        matches!(&err, EngineError::RuleFailed { stage, .. } if stage == "ai.output"),
-        "{err}"
-    );
+    let err = m.test_rule("classify", &event(1, "doc.uploaded", json!({"text": "x"})), &vars).unwrap_err();
+    assert!(matches!(&err, EngineError::RuleFailed { stage, .. } if stage == "ai.output"), "{err}");
 }
 
 #[test]
@@ -310,15 +205,9 @@ fn a_bad_event_is_an_error_not_an_entry() {
     ));
     let mut e = event(1, "x", json!({}));
     e.received_at = "yesterday".into();
-    assert!(matches!(
-        m.process_event(&s, &e, &AiOutputs::new()),
-        Err(EngineError::Time(_))
-    ));
+    assert!(matches!(m.process_event(&s, &e, &AiOutputs::new()), Err(EngineError::Time(_))));
     let e = event(1, "x", json!({"n": 9_007_199_254_740_993_u64}));
-    assert!(matches!(
-        m.process_event(&s, &e, &AiOutputs::new()),
-        Err(EngineError::Body(_))
-    ));
+    assert!(matches!(m.process_event(&s, &e, &AiOutputs::new()), Err(EngineError::Body(_))));
 }
 
 fn payload() -> impl Strategy<Value = Value> {

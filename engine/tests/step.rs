@@ -56,9 +56,7 @@ fn go(m: &Machine, s: &ExecState, seq: u64, kind: &str, data: Value) -> pled_eng
 #[test]
 fn start_uses_defaults_inputs_and_schedules_initial_actions() {
     let m = flow();
-    let o = m
-        .initial_state(Some(&json!({"b": 7, "note": "hi"})), &at(0))
-        .unwrap();
+    let o = m.initial_state(Some(&json!({"b": 7, "note": "hi"})), &at(0)).unwrap();
     assert_eq!(o.state.state, "s0");
     assert_eq!(o.state.vars["a"], json!(1));
     assert_eq!(o.state.vars["b"], json!(7));
@@ -74,22 +72,10 @@ fn start_uses_defaults_inputs_and_schedules_initial_actions() {
     assert_eq!(o.actions.len(), 1);
     assert_eq!(o.actions[0].job_key, "start:0:hello");
 
-    assert!(matches!(
-        m.initial_state(Some(&json!({"zzz": 1})), &at(0)),
-        Err(EngineError::InvalidInputs(_))
-    ));
-    assert!(matches!(
-        m.initial_state(Some(&json!({"a": "one"})), &at(0)),
-        Err(EngineError::InvalidInputs(_))
-    ));
-    assert!(matches!(
-        m.initial_state(Some(&json!([1])), &at(0)),
-        Err(EngineError::InvalidInputs(_))
-    ));
-    assert!(matches!(
-        m.initial_state(None, "now"),
-        Err(EngineError::Time(_))
-    ));
+    assert!(matches!(m.initial_state(Some(&json!({"zzz": 1})), &at(0)), Err(EngineError::InvalidInputs(_))));
+    assert!(matches!(m.initial_state(Some(&json!({"a": "one"})), &at(0)), Err(EngineError::InvalidInputs(_))));
+    assert!(matches!(m.initial_state(Some(&json!([1])), &at(0)), Err(EngineError::InvalidInputs(_))));
+    assert!(matches!(m.initial_state(None, "now"), Err(EngineError::Time(_))));
 }
 
 #[test]
@@ -126,12 +112,7 @@ fn unmatched_messages_say_why_and_change_nothing() {
     assert_eq!(u["code"], "guards_false");
     assert_eq!(u["reason"], "every guard was false: big, small");
     assert_eq!(
-        (
-            u["eventSeq"].clone(),
-            u["messageIndex"].clone(),
-            u["type"].clone(),
-            u["state"].clone()
-        ),
+        (u["eventSeq"].clone(), u["messageIndex"].clone(), u["type"].clone(), u["state"].clone()),
         (json!(9), json!(0), json!("go"), json!("s0"))
     );
     let u = unmatched("nothing", json!({}));
@@ -140,24 +121,12 @@ fn unmatched_messages_say_why_and_change_nothing() {
     let u = unmatched("go-err", json!({}));
     assert_eq!(u["code"], "guard_error");
     let reason = u["reason"].as_str().unwrap();
-    assert!(
-        reason.contains("guard of transition \"err\" failed") && reason.contains("missing"),
-        "{reason}"
-    );
+    assert!(reason.contains("guard of transition \"err\" failed") && reason.contains("missing"), "{reason}");
     let u = unmatched("go", json!({"n": "ten"}));
-    assert_eq!(
-        u["code"], "guard_error",
-        "a non-comparable guard is an error: {u}"
-    );
+    assert_eq!(u["code"], "guard_error", "a non-comparable guard is an error: {u}");
     let u = unmatched("go-typed", json!({"v": "not an int"}));
     assert_eq!(u["code"], "assign_error");
-    assert!(
-        u["reason"]
-            .as_str()
-            .unwrap()
-            .contains("expected int, got string"),
-        "{u}"
-    );
+    assert!(u["reason"].as_str().unwrap().contains("expected int, got string"), "{u}");
 }
 
 #[test]
@@ -210,24 +179,11 @@ fn actions_are_scheduled_on_exit_then_transition_then_on_enter_with_evaluated_in
         json!({"actionId": "enter-s1", "type": "webhook", "jobKey": "7:5:enter-s1",
         "input": {"state": "s1", "a": 2, "b": 1, "seq": 7}})
     );
-    let jobs: Vec<(&str, usize, &str)> = o
-        .actions
-        .iter()
-        .map(|a| (a.action_id.as_str(), a.draft_index, a.job_key.as_str()))
-        .collect();
-    assert_eq!(
-        jobs,
-        [
-            ("bye-s0", 3, "7:3:bye-s0"),
-            ("during", 4, "7:4:during"),
-            ("enter-s1", 5, "7:5:enter-s1")
-        ]
-    );
+    let jobs: Vec<(&str, usize, &str)> =
+        o.actions.iter().map(|a| (a.action_id.as_str(), a.draft_index, a.job_key.as_str())).collect();
+    assert_eq!(jobs, [("bye-s0", 3, "7:3:bye-s0"), ("during", 4, "7:4:during"), ("enter-s1", 5, "7:5:enter-s1")]);
     for job in &o.actions {
-        assert_eq!(
-            o.drafts[job.draft_index].body.to_value().unwrap()["input"],
-            job.input
-        );
+        assert_eq!(o.drafts[job.draft_index].body.to_value().unwrap()["input"], job.input);
     }
     // An action without input has a null input.
     let o = go(&m, &o.state, 8, "finish", json!({}));
@@ -244,10 +200,7 @@ fn a_failing_action_input_refuses_the_whole_transition() {
     assert!(o.actions.is_empty());
     let u = body(&o, k::MESSAGE_UNMATCHED);
     assert_eq!(u["code"], "action_input_error");
-    assert!(
-        u["reason"].as_str().unwrap().contains("/actions/6/input/x"),
-        "{u}"
-    );
+    assert!(u["reason"].as_str().unwrap().contains("/actions/6/input/x"), "{u}");
 }
 
 #[test]
@@ -274,12 +227,7 @@ fn entering_a_final_state_completes_the_execution() {
     let o = go(&m, &o.state, 3, "finish", json!({}));
     let u = body(&o, k::MESSAGE_UNMATCHED);
     assert_eq!(u["code"], "completed");
-    assert!(
-        u["reason"]
-            .as_str()
-            .unwrap()
-            .contains("execution already completed")
-    );
+    assert!(u["reason"].as_str().unwrap().contains("execution already completed"));
     assert_eq!(o.state.event_count, 3);
 }
 
@@ -313,11 +261,8 @@ fn several_messages_of_one_event_step_in_order() {
             k::EXECUTION_COMPLETED
         ]
     );
-    let fired: Vec<(Option<usize>, &str)> = o
-        .transitions
-        .iter()
-        .map(|t| (t.message_index, t.transition_id.as_str()))
-        .collect();
+    let fired: Vec<(Option<usize>, &str)> =
+        o.transitions.iter().map(|t| (t.message_index, t.transition_id.as_str())).collect();
     assert_eq!(fired, [(Some(1), "ab"), (Some(2), "bc")]);
     assert_eq!(o.state.state, "c");
 }
@@ -328,19 +273,10 @@ fn a_state_from_elsewhere_is_refused() {
     let mut s = start(&m);
     s.state = "nowhere".into();
     let e = event(1, "go", json!({"n": 1}));
-    assert!(matches!(
-        m.process_event(&s, &e, &AiOutputs::new()),
-        Err(EngineError::CorruptState(_))
-    ));
+    assert!(matches!(m.process_event(&s, &e, &AiOutputs::new()), Err(EngineError::CorruptState(_))));
     let mut s = start(&m);
-    s.balances.insert(
-        "credit".into(),
-        [("main".to_owned(), "-3".to_owned())].into(),
-    );
-    assert!(matches!(
-        m.process_event(&s, &e, &AiOutputs::new()),
-        Err(EngineError::CorruptState(_))
-    ));
+    s.balances.insert("credit".into(), [("main".to_owned(), "-3".to_owned())].into());
+    assert!(matches!(m.process_event(&s, &e, &AiOutputs::new()), Err(EngineError::CorruptState(_))));
 }
 
 #[test]

@@ -43,34 +43,18 @@ fn bank() -> Machine {
 }
 
 fn send(m: &Machine, s: &ExecState, kind: &str, amount: Value) -> pled_engine::Outcome {
-    process(
-        m,
-        s,
-        &event(s.event_count + 1, kind, json!({"amount": amount})),
-    )
+    process(m, s, &event(s.event_count + 1, kind, json!({"amount": amount})))
 }
 
 fn balance(s: &ExecState, account: &str) -> String {
-    s.balances
-        .get("credit")
-        .and_then(|a| a.get(account))
-        .cloned()
-        .unwrap_or_else(|| "0".into())
+    s.balances.get("credit").and_then(|a| a.get(account)).cloned().unwrap_or_else(|| "0".into())
 }
 
 #[test]
 fn mint_transfer_and_consume_move_balances() {
     let m = bank();
     let o = send(&m, &start(&m), "mint", json!(10));
-    assert_eq!(
-        kinds(&o),
-        [
-            k::EVENT_RECEIVED,
-            k::MESSAGE_DERIVED,
-            k::TRANSITION_FIRED,
-            k::TOKEN_MINTED
-        ]
-    );
+    assert_eq!(kinds(&o), [k::EVENT_RECEIVED, k::MESSAGE_DERIVED, k::TRANSITION_FIRED, k::TOKEN_MINTED]);
     assert_eq!(
         body(&o, k::TOKEN_MINTED),
         json!({"node": "src", "token": "credit", "account": "main", "amount": "10", "balance": "10"})
@@ -97,15 +81,9 @@ fn an_overdraw_refuses_the_whole_transition() {
     let o = send(&m, &s, "burn", json!(5));
     let u = body(&o, k::MESSAGE_UNMATCHED);
     assert_eq!(u["code"], "insufficient_balance");
-    assert_eq!(
-        u["reason"],
-        "insufficient balance: account main holds 3 credit, consume needs 5"
-    );
+    assert_eq!(u["reason"], "insufficient balance: account main holds 3 credit, consume needs 5");
     assert_eq!(o.state.balances, s.balances);
-    assert_eq!(
-        o.state.vars, s.vars,
-        "the assignment of the refused transition does not apply"
-    );
+    assert_eq!(o.state.vars, s.vars, "the assignment of the refused transition does not apply");
     assert!(o.transitions.is_empty());
     assert!(bodies(&o, k::TOKEN_CONSUMED).is_empty());
 
@@ -136,20 +114,9 @@ fn amounts_may_be_big_decimal_strings_but_not_negative_or_fractional() {
     let u = body(&o2, k::MESSAGE_UNMATCHED);
     assert_eq!(u["code"], "token_overflow");
     assert_eq!(o2.state.balances, o.state.balances);
-    for bad in [
-        json!(-1),
-        json!(1.5),
-        json!("01"),
-        json!("1e3"),
-        json!(true),
-        json!(null),
-    ] {
+    for bad in [json!(-1), json!(1.5), json!("01"), json!("1e3"), json!(true), json!(null)] {
         let o = send(&m, &start(&m), "mint", bad.clone());
-        assert_eq!(
-            body(&o, k::MESSAGE_UNMATCHED)["code"],
-            "token_error",
-            "{bad}"
-        );
+        assert_eq!(body(&o, k::MESSAGE_UNMATCHED)["code"], "token_error", "{bad}");
     }
 }
 
@@ -157,32 +124,13 @@ fn amounts_may_be_big_decimal_strings_but_not_negative_or_fractional() {
 fn guards_can_read_balances() {
     let m = bank();
     let s = send(&m, &start(&m), "mint", json!(99)).state;
-    assert_eq!(
-        body(
-            &process(&m, &s, &event(9, "close", json!({}))),
-            k::MESSAGE_UNMATCHED
-        )["code"],
-        "guards_false"
-    );
+    assert_eq!(body(&process(&m, &s, &event(9, "close", json!({}))), k::MESSAGE_UNMATCHED)["code"], "guards_false");
     let s = send(&m, &s, "mint", json!(1)).state;
-    assert_eq!(
-        process(&m, &s, &event(9, "close", json!({}))).state.state,
-        "closed"
-    );
+    assert_eq!(process(&m, &s, &event(9, "close", json!({}))).state.state, "closed");
 }
 
 fn op() -> impl Strategy<Value = (&'static str, u64)> {
-    (
-        prop::sample::select(vec![
-            "mint",
-            "mint-b",
-            "move",
-            "move-back",
-            "burn",
-            "burn-b",
-        ]),
-        0u64..50,
-    )
+    (prop::sample::select(vec!["mint", "mint-b", "move", "move-back", "burn", "burn-b"]), 0u64..50)
 }
 
 proptest! {

@@ -35,13 +35,9 @@ impl Append {
     /// seq and `prev_hash`) is checked by the writer against the durable head: a lost race
     /// is a [`StoreError::SeqConflict`], never a fork.
     pub fn new(entries: Vec<SealedEntry>) -> Result<Self, StoreError> {
-        let first = entries
-            .first()
-            .ok_or_else(|| StoreError::InvalidAppend("no entries".into()))?;
+        let first = entries.first().ok_or_else(|| StoreError::InvalidAppend("no entries".into()))?;
         if first.seq() == Seq::ZERO {
-            return Err(StoreError::InvalidAppend(
-                "seq 0 is not a valid entry seq".into(),
-            ));
+            return Err(StoreError::InvalidAppend("seq 0 is not a valid entry seq".into()));
         }
         let execution = first.entry().execution_id;
         for pair in entries.windows(2) {
@@ -60,10 +56,7 @@ impl Append {
                 )));
             }
         }
-        Ok(Self {
-            entries,
-            state: None,
-        })
+        Ok(Self { entries, state: None })
     }
 
     /// Also replaces the execution's current state bytes (kept as they were otherwise).
@@ -126,11 +119,7 @@ impl WriteSet {
 
     /// Adds a snapshot of an execution's state at `seq`.
     pub fn put_snapshot(self, execution: ExecutionId, seq: Seq, snapshot: Vec<u8>) -> Self {
-        self.put(
-            Table::Snapshots,
-            crate::codec::entry_key(execution, seq),
-            snapshot,
-        )
+        self.put(Table::Snapshots, crate::codec::entry_key(execution, seq), snapshot)
     }
 
     /// How many entries the set appends.

@@ -20,12 +20,7 @@ pub(crate) fn entry_key(execution: ExecutionId, seq: Seq) -> [u8; 24] {
 pub(crate) fn split_entry_key(key: &[u8]) -> Option<(ExecutionId, Seq)> {
     let id: [u8; 16] = key.get(..16)?.try_into().ok()?;
     let seq: [u8; 8] = key.get(16..24)?.try_into().ok()?;
-    (key.len() == 24).then(|| {
-        (
-            ExecutionId::from_bytes(id),
-            Seq::new(u64::from_be_bytes(seq)),
-        )
-    })
+    (key.len() == 24).then(|| (ExecutionId::from_bytes(id), Seq::new(u64::from_be_bytes(seq))))
 }
 
 #[derive(Encode, Decode)]
@@ -51,11 +46,7 @@ pub(crate) fn encode_entry(e: &SealedEntry) -> Vec<u8> {
 
 /// Decodes a stored entry. The kind's alphabet is checked (the canonical bytes are assembled
 /// around it without escaping); nothing is trusted until the chain verifier re-hashes it.
-pub(crate) fn decode_entry(
-    execution_id: ExecutionId,
-    seq: Seq,
-    bytes: &[u8],
-) -> Result<SealedEntry, String> {
+pub(crate) fn decode_entry(execution_id: ExecutionId, seq: Seq, bytes: &[u8]) -> Result<SealedEntry, String> {
     let s: StoredEntry = decode_raw(bytes)?;
     let entry = Entry {
         execution_id,
@@ -65,10 +56,7 @@ pub(crate) fn decode_entry(
         body: Body::from_stored(s.body),
         prev_hash: EntryHash::from_bytes(s.prev_hash),
     };
-    Ok(SealedEntry::from_stored(
-        entry,
-        EntryHash::from_bytes(s.hash),
-    ))
+    Ok(SealedEntry::from_stored(entry, EntryHash::from_bytes(s.hash)))
 }
 
 /// The entry hash of a stored entry, read without decoding: `StoredEntry` ends with the two
@@ -108,14 +96,8 @@ pub(crate) fn decode_raw<T: Decode<()>>(bytes: &[u8]) -> Result<T, String> {
     Ok(v)
 }
 
-pub(crate) fn decode<T: Decode<()>>(
-    what: impl Fn() -> String,
-    bytes: &[u8],
-) -> Result<T, StoreError> {
-    decode_raw(bytes).map_err(|detail| StoreError::Corrupt {
-        what: what(),
-        detail,
-    })
+pub(crate) fn decode<T: Decode<()>>(what: impl Fn() -> String, bytes: &[u8]) -> Result<T, StoreError> {
+    decode_raw(bytes).map_err(|detail| StoreError::Corrupt { what: what(), detail })
 }
 
 #[cfg(test)]
@@ -127,11 +109,8 @@ mod tests {
     #[test]
     fn the_hash_is_the_last_32_bytes_of_a_stored_entry() {
         let head = ChainHead::genesis(ExecutionId::from_u128(5));
-        let e = head.next_entry(
-            Kind::new("k").unwrap(),
-            RecordedAt::now(),
-            Body::from_json_str(r#"{"a":"b"}"#).unwrap(),
-        );
+        let e =
+            head.next_entry(Kind::new("k").unwrap(), RecordedAt::now(), Body::from_json_str(r#"{"a":"b"}"#).unwrap());
         assert_eq!(stored_hash(&encode_entry(&e)), Some(e.hash()));
     }
 }

@@ -27,9 +27,7 @@ pub enum StoreError {
     InvalidAppend(String),
     /// A write or sync failed earlier; the store refuses writes until it is reopened, because
     /// what reached the disk is unknown. Reads still work.
-    #[error(
-        "store refuses writes after a failed write or sync ({0}); restart to recover from the WAL"
-    )]
+    #[error("store refuses writes after a failed write or sync ({0}); restart to recover from the WAL")]
     Poisoned(String),
     /// The store is shutting down.
     #[error("store is closed")]

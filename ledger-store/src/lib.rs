@@ -40,9 +40,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use pled_core::{ChainHead, EntryHash, ExecutionId, SealedEntry, Seq};
-use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions,
-};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions};
 use tokio::sync::{mpsc, oneshot};
 
 pub use batch::{Append, Appended, Table, WriteSet};
@@ -69,16 +67,7 @@ pub(crate) mod cf {
     pub(crate) const META: &str = "meta";
     pub(crate) const JOBS: &str = "jobs";
     pub(crate) const COMMITMENTS: &str = "commitments";
-    pub(crate) const ALL: [&str; 8] = [
-        ENTRIES,
-        HEADS,
-        FEED,
-        SNAPSHOTS,
-        IDEMPOTENCY,
-        META,
-        JOBS,
-        COMMITMENTS,
-    ];
+    pub(crate) const ALL: [&str; 8] = [ENTRIES, HEADS, FEED, SNAPSHOTS, IDEMPOTENCY, META, JOBS, COMMITMENTS];
 
     pub(crate) fn for_table(t: Table) -> &'static str {
         match t {
@@ -111,11 +100,7 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self {
-            sync: true,
-            queue_capacity: 16_384,
-            write_buffer_size: 64 << 20,
-        }
+        Self { sync: true, queue_capacity: 16_384, write_buffer_size: 64 << 20 }
     }
 }
 
@@ -168,10 +153,7 @@ impl Store {
     /// Opens (creating if needed) the store in `path`.
     pub fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
         let path = path.as_ref();
-        let open_err = |detail: String| StoreError::Open {
-            path: path.display().to_string(),
-            detail,
-        };
+        let open_err = |detail: String| StoreError::Open { path: path.display().to_string(), detail };
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
@@ -199,14 +181,7 @@ impl Store {
             .name("pled-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| open_err(format!("cannot start writer thread: {e}")))?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                db,
-                tx: Some(tx),
-                writer: Some(handle),
-                shared,
-            }),
-        })
+        Ok(Self { inner: Arc::new(Inner { db, tx: Some(tx), writer: Some(handle), shared }) })
     }
 
     fn db(&self) -> &DB {
@@ -272,17 +247,13 @@ impl Store {
 
     /// A cheap read that proves the database answers (for readiness checks).
     pub fn check(&self) -> Result<(), StoreError> {
-        self.db()
-            .get_pinned_cf(cf(self.db(), cf::META), b"\0readiness")?;
+        self.db().get_pinned_cf(cf(self.db(), cf::META), b"\0readiness")?;
         Ok(())
     }
 
     /// The recorded head and state of an execution; `None` if it has no entries.
     pub fn head(&self, execution: ExecutionId) -> Result<Option<Head>, StoreError> {
-        let Some(bytes) = self
-            .db()
-            .get_pinned_cf(cf(self.db(), cf::HEADS), execution.as_bytes())?
-        else {
+        let Some(bytes) = self.db().get_pinned_cf(cf(self.db(), cf::HEADS), execution.as_bytes())? else {
             return Ok(None);
         };
         let h: StoredHead = codec::decode(|| format!("head of execution {execution}"), &bytes)?;
@@ -291,34 +262,18 @@ impl Store {
 
     /// The chain head of an execution (genesis when it has no entries).
     pub fn chain_head(&self, execution: ExecutionId) -> Result<ChainHead, StoreError> {
-        Ok(self
-            .head(execution)?
-            .map_or_else(|| ChainHead::genesis(execution), |h| h.chain))
+        Ok(self.head(execution)?.map_or_else(|| ChainHead::genesis(execution), |h| h.chain))
     }
 
     /// One entry.
-    pub fn entry(
-        &self,
-        execution: ExecutionId,
-        seq: Seq,
-    ) -> Result<Option<SealedEntry>, StoreError> {
+    pub fn entry(&self, execution: ExecutionId, seq: Seq) -> Result<Option<SealedEntry>, StoreError> {
         let key = codec::entry_key(execution, seq);
-        self.db()
-            .get_pinned_cf(cf(self.db(), cf::ENTRIES), key)?
-            .map(|b| decode_entry(execution, seq, &b))
-            .transpose()
+        self.db().get_pinned_cf(cf(self.db(), cf::ENTRIES), key)?.map(|b| decode_entry(execution, seq, &b)).transpose()
     }
 
     /// Up to `limit` entries after `after` (exclusive), in seq order.
-    pub fn entries(
-        &self,
-        execution: ExecutionId,
-        after: Seq,
-        limit: usize,
-    ) -> Result<Vec<SealedEntry>, StoreError> {
-        self.iter_entries(execution, after.next())
-            .take(limit)
-            .collect()
+    pub fn entries(&self, execution: ExecutionId, after: Seq, limit: usize) -> Result<Vec<SealedEntry>, StoreError> {
+        self.iter_entries(execution, after.next()).take(limit).collect()
     }
 
     /// Every entry of an execution from `from` (inclusive), in seq order.
@@ -330,20 +285,16 @@ impl Store {
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(prefix_end(execution.as_bytes()));
         let start = codec::entry_key(execution, from);
-        self.db()
-            .iterator_cf_opt(
-                cf(self.db(), cf::ENTRIES),
-                ro,
-                IteratorMode::From(&start, Direction::Forward),
-            )
-            .map(move |item| {
+        self.db().iterator_cf_opt(cf(self.db(), cf::ENTRIES), ro, IteratorMode::From(&start, Direction::Forward)).map(
+            move |item| {
                 let (k, v) = item?;
                 let (id, seq) = codec::split_entry_key(&k).ok_or_else(|| StoreError::Corrupt {
                     what: format!("entry key of execution {execution}"),
                     detail: format!("{} bytes", k.len()),
                 })?;
                 decode_entry(id, seq, &v)
-            })
+            },
+        )
     }
 
     /// Up to `limit` executions after `after` (exclusive; `None` = from the start), in id
@@ -352,32 +303,19 @@ impl Store {
         let start = after.map(|a| prefix_end(a.as_bytes())).unwrap_or_default();
         let mode = IteratorMode::From(&start, Direction::Forward);
         let mut out = Vec::new();
-        for item in self
-            .db()
-            .iterator_cf(cf(self.db(), cf::HEADS), mode)
-            .take(limit)
-        {
+        for item in self.db().iterator_cf(cf(self.db(), cf::HEADS), mode).take(limit) {
             let (k, v) = item?;
-            let id = ExecutionId::from_bytes(k.as_ref().try_into().map_err(|_| {
-                StoreError::Corrupt {
-                    what: "head key".into(),
-                    detail: format!("{} bytes, expected 16", k.len()),
-                }
+            let id = ExecutionId::from_bytes(k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                what: "head key".into(),
+                detail: format!("{} bytes, expected 16", k.len()),
             })?);
-            out.push(to_head(
-                id,
-                codec::decode(|| format!("head of execution {id}"), &v)?,
-            ));
+            out.push(to_head(id, codec::decode(|| format!("head of execution {id}"), &v)?));
         }
         Ok(out)
     }
 
     /// The newest snapshot of an execution at or before `at` (inclusive).
-    pub fn latest_snapshot(
-        &self,
-        execution: ExecutionId,
-        at: Seq,
-    ) -> Result<Option<(Seq, Vec<u8>)>, StoreError> {
+    pub fn latest_snapshot(&self, execution: ExecutionId, at: Seq) -> Result<Option<(Seq, Vec<u8>)>, StoreError> {
         let mut it = self.db().raw_iterator_cf(cf(self.db(), cf::SNAPSHOTS));
         it.seek_for_prev(codec::entry_key(execution, at));
         it.status()?;
@@ -397,10 +335,7 @@ impl Store {
         ro.set_iterate_upper_bound(prefix_end(prefix));
         let mode = IteratorMode::From(prefix, Direction::Forward);
         let mut out = Vec::new();
-        for item in self
-            .db()
-            .iterator_cf_opt(cf(self.db(), cf::SNAPSHOTS), ro, mode)
-        {
+        for item in self.db().iterator_cf_opt(cf(self.db(), cf::SNAPSHOTS), ro, mode) {
             let (k, _) = item?;
             if let Some((_, seq)) = codec::split_entry_key(&k) {
                 out.push(seq);
@@ -416,18 +351,8 @@ impl Store {
 
     /// Up to `limit` records of a table whose key starts with `prefix`, with keys after
     /// `after` (exclusive; empty = from the start of the prefix), in key order.
-    pub fn scan(
-        &self,
-        table: Table,
-        prefix: &[u8],
-        after: &[u8],
-        limit: usize,
-    ) -> Result<Vec<Record>, StoreError> {
-        let mut start = if after.is_empty() {
-            prefix.to_vec()
-        } else {
-            after.to_vec()
-        };
+    pub fn scan(&self, table: Table, prefix: &[u8], after: &[u8], limit: usize) -> Result<Vec<Record>, StoreError> {
+        let mut start = if after.is_empty() { prefix.to_vec() } else { after.to_vec() };
         if !after.is_empty() {
             start.push(0); // the smallest key after `after`
         }
@@ -437,11 +362,7 @@ impl Store {
         }
         let mode = IteratorMode::From(&start, Direction::Forward);
         let mut out = Vec::new();
-        for item in self
-            .db()
-            .iterator_cf_opt(cf(self.db(), cf::for_table(table)), ro, mode)
-            .take(limit)
-        {
+        for item in self.db().iterator_cf_opt(cf(self.db(), cf::for_table(table)), ro, mode).take(limit) {
             let (k, v) = item?;
             out.push((k.to_vec(), v.to_vec()));
         }
@@ -450,30 +371,20 @@ impl Store {
 
     /// The last durable feed position (0 while the feed is empty).
     pub fn feed_head(&self) -> u64 {
-        self.inner
-            .shared
-            .durable_feed
-            .load(std::sync::atomic::Ordering::Acquire)
+        self.inner.shared.durable_feed.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The hashes of an execution's entries `from..=to`, in seq order, without decoding the
     /// entries (the commit rounds' fast path). Missing entries end the list early.
-    pub fn entry_hashes(
-        &self,
-        execution: ExecutionId,
-        from: Seq,
-        to: Seq,
-    ) -> Result<Vec<EntryHash>, StoreError> {
+    pub fn entry_hashes(&self, execution: ExecutionId, from: Seq, to: Seq) -> Result<Vec<EntryHash>, StoreError> {
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(codec::entry_key(execution, to.next()).to_vec());
         let start = codec::entry_key(execution, from);
         let mut out = Vec::with_capacity((to.get().saturating_sub(from.get()) + 1) as usize);
         let mut expected = from;
-        for item in self.db().iterator_cf_opt(
-            cf(self.db(), cf::ENTRIES),
-            ro,
-            IteratorMode::From(&start, Direction::Forward),
-        ) {
+        for item in
+            self.db().iterator_cf_opt(cf(self.db(), cf::ENTRIES), ro, IteratorMode::From(&start, Direction::Forward))
+        {
             let (k, v) = item?;
             match codec::split_entry_key(&k) {
                 Some((id, seq)) if id == execution && seq == expected => {}
@@ -489,15 +400,8 @@ impl Store {
     }
 
     /// The record of `table` with the greatest key `<= key`, if it starts with `prefix`.
-    pub fn seek_prev(
-        &self,
-        table: Table,
-        prefix: &[u8],
-        key: &[u8],
-    ) -> Result<Option<Record>, StoreError> {
-        let mut it = self
-            .db()
-            .raw_iterator_cf(cf(self.db(), cf::for_table(table)));
+    pub fn seek_prev(&self, table: Table, prefix: &[u8], key: &[u8]) -> Result<Option<Record>, StoreError> {
+        let mut it = self.db().raw_iterator_cf(cf(self.db(), cf::for_table(table)));
         it.seek_for_prev(key);
         it.status()?;
         Ok(match (it.key(), it.value()) {
@@ -511,17 +415,12 @@ impl Store {
         let start = (after + 1).to_be_bytes();
         let mode = IteratorMode::From(&start, Direction::Forward);
         let mut out = Vec::new();
-        for item in self
-            .db()
-            .iterator_cf(cf(self.db(), cf::FEED), mode)
-            .take(limit)
-        {
+        for item in self.db().iterator_cf(cf(self.db(), cf::FEED), mode).take(limit) {
             let (k, v) = item?;
-            let position =
-                u64::from_be_bytes(k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-                    what: "feed key".into(),
-                    detail: format!("{} bytes, expected 8", k.len()),
-                })?);
+            let position = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                what: "feed key".into(),
+                detail: format!("{} bytes, expected 8", k.len()),
+            })?);
             let f: StoredFeed = codec::decode(|| format!("feed item {position}"), &v)?;
             out.push(FeedItem {
                 position,
@@ -536,20 +435,14 @@ impl Store {
 
 fn to_head(execution: ExecutionId, h: StoredHead) -> Head {
     Head {
-        chain: ChainHead {
-            execution_id: execution,
-            seq: Seq::new(h.seq),
-            hash: EntryHash::from_bytes(h.hash),
-        },
+        chain: ChainHead { execution_id: execution, seq: Seq::new(h.seq), hash: EntryHash::from_bytes(h.hash) },
         state: h.state,
     }
 }
 
 fn decode_entry(execution: ExecutionId, seq: Seq, bytes: &[u8]) -> Result<SealedEntry, StoreError> {
-    codec::decode_entry(execution, seq, bytes).map_err(|detail| StoreError::Corrupt {
-        what: format!("entry {seq} of execution {execution}"),
-        detail,
-    })
+    codec::decode_entry(execution, seq, bytes)
+        .map_err(|detail| StoreError::Corrupt { what: format!("entry {seq} of execution {execution}"), detail })
 }
 
 /// The smallest key greater than every key starting with `prefix` (all-0xff prefixes do not

@@ -5,9 +5,7 @@
 
 use std::iter::Peekable;
 
-use pled_core::{
-    ChainError, ChainHead, ChainProblem, ChainVerifier, EntryHash, ExecutionId, SealedEntry, Seq,
-};
+use pled_core::{ChainError, ChainHead, ChainProblem, ChainVerifier, EntryHash, ExecutionId, SealedEntry, Seq};
 use rocksdb::{DB, DBIteratorWithThreadMode, IteratorMode};
 
 use crate::codec::{self, StoredHead};
@@ -40,17 +38,10 @@ type Iter<'a> = Peekable<DBIteratorWithThreadMode<'a, DB>>;
 
 /// Verifies every chain. `progress` is called every [`PROGRESS_EVERY`] entries and at the
 /// end. Returns the totals when every chain verifies.
-pub fn verify_store(
-    store: &Store,
-    mut progress: impl FnMut(Progress),
-) -> Result<Progress, VerifyError> {
+pub fn verify_store(store: &Store, mut progress: impl FnMut(Progress)) -> Result<Progress, VerifyError> {
     let db = store.db();
-    let mut heads: Iter<'_> = db
-        .iterator_cf(cf(db, cf::HEADS), IteratorMode::Start)
-        .peekable();
-    let mut entries: Iter<'_> = db
-        .iterator_cf(cf(db, cf::ENTRIES), IteratorMode::Start)
-        .peekable();
+    let mut heads: Iter<'_> = db.iterator_cf(cf(db, cf::HEADS), IteratorMode::Start).peekable();
+    let mut entries: Iter<'_> = db.iterator_cf(cf(db, cf::ENTRIES), IteratorMode::Start).peekable();
     let mut done = Progress::default();
     loop {
         let next_head = peek_id(&mut heads, 16)?;
@@ -61,11 +52,7 @@ pub fn verify_store(
             (None, Some(e)) => e,
             (Some(h), Some(e)) => h.min(e),
         };
-        let recorded = if next_head == Some(id) {
-            Some(take_head(&mut heads, id)?)
-        } else {
-            None
-        };
+        let recorded = if next_head == Some(id) { Some(take_head(&mut heads, id)?) } else { None };
         verify_one(id, recorded, &mut entries, &mut done, &mut progress)?;
         done.executions += 1;
     }
@@ -101,9 +88,7 @@ fn verify_one(
     loop {
         chunk.clear();
         while chunk.len() < CHUNK && peek_id(entries, 24)? == Some(id) {
-            let Some(Ok(kv)) = entries.next() else {
-                unreachable!("peeked an entry")
-            };
+            let Some(Ok(kv)) = entries.next() else { unreachable!("peeked an entry") };
             chunk.push(kv);
         }
         if chunk.is_empty() {
@@ -111,21 +96,12 @@ fn verify_one(
         }
         for item in decode_and_hash(id, &chunk) {
             let (e, computed) = item.map_err(|(seq, detail)| {
-                let at = if seq == Seq::ZERO {
-                    v.head().seq.next()
-                } else {
-                    seq
-                };
+                let at = if seq == Seq::ZERO { v.head().seq.next() } else { seq };
                 v.corrupt(at, detail)
             })?;
             v.push_with_hash(&e, computed)?;
             if recorded.is_none() {
-                return Err(ChainError {
-                    execution_id: id,
-                    seq: e.seq(),
-                    problem: ChainProblem::MissingHead,
-                }
-                .into());
+                return Err(ChainError { execution_id: id, seq: e.seq(), problem: ChainProblem::MissingHead }.into());
             }
             done.entries += 1;
             if done.entries.is_multiple_of(PROGRESS_EVERY) {
@@ -162,17 +138,9 @@ fn decode_and_hash(id: ExecutionId, chunk: &[RawEntry]) -> Vec<Decoded> {
     }
     let per = chunk.len().div_ceil(threads);
     std::thread::scope(|s| {
-        let parts: Vec<_> = chunk
-            .chunks(per)
-            .map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+        let parts: Vec<_> =
+            chunk.chunks(per).map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>())).collect();
+        parts.into_iter().flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
     })
 }
 
@@ -193,23 +161,17 @@ fn peek_id(it: &mut Iter<'_>, key_len: usize) -> Result<Option<ExecutionId>, Sto
 }
 
 fn take_head(heads: &mut Iter<'_>, id: ExecutionId) -> Result<(Seq, EntryHash), VerifyError> {
-    let Some(Ok((k, v))) = heads.next() else {
-        unreachable!("peeked a head")
-    };
+    let Some(Ok((k, v))) = heads.next() else { unreachable!("peeked a head") };
     if k.len() != 16 {
-        return Err(StoreError::Corrupt {
-            what: format!("head key of {id}"),
-            detail: format!("{} bytes", k.len()),
-        }
-        .into());
+        return Err(
+            StoreError::Corrupt { what: format!("head key of {id}"), detail: format!("{} bytes", k.len()) }.into()
+        );
     }
     let h: StoredHead = codec::decode(|| format!("head of execution {id}"), &v).map_err(|e| {
         VerifyError::Chain(ChainError {
             execution_id: id,
             seq: Seq::ZERO,
-            problem: ChainProblem::Corrupt {
-                detail: e.to_string(),
-            },
+            problem: ChainProblem::Corrupt { detail: e.to_string() },
         })
     })?;
     Ok((Seq::new(h.seq), EntryHash::from_bytes(h.hash)))

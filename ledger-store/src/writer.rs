@@ -65,12 +65,7 @@ impl Writer {
     pub(crate) fn new(db: Arc<DB>, shared: Arc<Shared>, sync: bool) -> Result<Self, StoreError> {
         let next_feed = last_feed_position(&db)? + 1;
         shared.durable_feed.store(next_feed - 1, Ordering::Release);
-        Ok(Self {
-            db,
-            shared,
-            sync,
-            next_feed,
-        })
+        Ok(Self { db, shared, sync, next_feed })
     }
 
     pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Request>) {
@@ -119,18 +114,10 @@ impl Writer {
         }
         let mut opts = WriteOptions::default();
         opts.set_sync(self.sync);
-        let injected = self
-            .shared
-            .inject_failure
-            .lock()
-            .map(|mut f| f.take())
-            .unwrap_or(None);
+        let injected = self.shared.inject_failure.lock().map(|mut f| f.take()).unwrap_or(None);
         let result = match injected {
             Some(msg) => Err(msg),
-            None => self
-                .db
-                .write_opt(batch, &opts)
-                .map_err(rocksdb::Error::into_string),
+            None => self.db.write_opt(batch, &opts).map_err(rocksdb::Error::into_string),
         };
         if let Err(cause) = result {
             tracing::error!(error = %cause, "ledger write failed; store refuses further writes");
@@ -143,13 +130,9 @@ impl Writer {
         }
         let stats = &self.shared.stats;
         stats.groups.fetch_add(1, Ordering::Relaxed);
-        stats
-            .sets
-            .fetch_add(accepted.len() as u64, Ordering::Relaxed);
+        stats.sets.fetch_add(accepted.len() as u64, Ordering::Relaxed);
         stats.entries.fetch_add(entries, Ordering::Relaxed);
-        self.shared
-            .durable_feed
-            .store(self.next_feed - 1, Ordering::Release);
+        self.shared.durable_feed.store(self.next_feed - 1, Ordering::Release);
         for (reply, appended) in accepted {
             let _ = reply.send(Ok(appended));
         }
@@ -183,14 +166,7 @@ impl Writer {
             }
             let last = a.last();
             let state = a.state.clone().unwrap_or(head.state);
-            local.insert(
-                id,
-                StoredHead {
-                    seq: last.seq().get(),
-                    hash: *last.hash().as_bytes(),
-                    state,
-                },
-            );
+            local.insert(id, StoredHead { seq: last.seq().get(), hash: *last.hash().as_bytes(), state });
         }
 
         // Phase 2: everything holds; write it.
@@ -199,22 +175,14 @@ impl Writer {
         for a in &set.appends {
             let id = a.execution_id();
             for e in &a.entries {
-                batch.put_cf(
-                    cf(db, cf::ENTRIES),
-                    codec::entry_key(id, e.seq()),
-                    codec::encode_entry(e),
-                );
+                batch.put_cf(cf(db, cf::ENTRIES), codec::entry_key(id, e.seq()), codec::encode_entry(e));
             }
             let feed = StoredFeed {
                 execution_id: *id.as_bytes(),
                 first_seq: a.first_seq().get(),
                 last_seq: a.last().seq().get(),
             };
-            batch.put_cf(
-                cf(db, cf::FEED),
-                self.next_feed.to_be_bytes(),
-                codec::encode(&feed),
-            );
+            batch.put_cf(cf(db, cf::FEED), self.next_feed.to_be_bytes(), codec::encode(&feed));
             appended.push(Appended {
                 execution_id: id,
                 first_seq: a.first_seq(),
@@ -241,11 +209,7 @@ impl Writer {
 pub(crate) fn read_head(db: &DB, id: ExecutionId) -> Result<StoredHead, StoreError> {
     match db.get_pinned_cf(cf(db, cf::HEADS), id.as_bytes())? {
         Some(bytes) => codec::decode(|| format!("head of execution {id}"), &bytes),
-        None => Ok(StoredHead {
-            seq: 0,
-            hash: [0; 32],
-            state: Vec::new(),
-        }),
+        None => Ok(StoredHead { seq: 0, hash: [0; 32], state: Vec::new() }),
     }
 }
 

@@ -20,69 +20,35 @@ async fn appends_are_readable_by_every_path_and_survive_reopen() {
     let second = entries(&mut head, 3);
     {
         let store = open(&dir);
-        let a = store
-            .append(
-                Append::new(first.clone())
-                    .unwrap()
-                    .with_state(b"s1".to_vec()),
-            )
-            .await
-            .unwrap();
+        let a = store.append(Append::new(first.clone()).unwrap().with_state(b"s1".to_vec())).await.unwrap();
         assert_eq!(
             (a.first_seq, a.last_seq, a.last_hash, a.feed_position),
             (Seq::new(1), Seq::new(5), first[4].hash(), 1)
         );
-        let b = store
-            .append(Append::new(second.clone()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(
-            (b.first_seq, b.last_seq, b.feed_position),
-            (Seq::new(6), Seq::new(8), 2)
-        );
+        let b = store.append(Append::new(second.clone()).unwrap()).await.unwrap();
+        assert_eq!((b.first_seq, b.last_seq, b.feed_position), (Seq::new(6), Seq::new(8), 2));
     }
     let store = open(&dir);
     let all: Vec<_> = first.iter().chain(&second).cloned().collect();
-    assert_eq!(
-        store.entry(id, Seq::new(3)).unwrap().as_ref(),
-        Some(&all[2])
-    );
+    assert_eq!(store.entry(id, Seq::new(3)).unwrap().as_ref(), Some(&all[2]));
     assert_eq!(store.entry(id, Seq::new(9)).unwrap(), None);
-    assert_eq!(
-        store.entries(id, Seq::new(2), 3).unwrap(),
-        all[2..5].to_vec()
-    );
-    assert_eq!(
-        store.entries(id, Seq::new(7), 100).unwrap(),
-        all[7..].to_vec()
-    );
+    assert_eq!(store.entries(id, Seq::new(2), 3).unwrap(), all[2..5].to_vec());
+    assert_eq!(store.entries(id, Seq::new(7), 100).unwrap(), all[7..].to_vec());
     assert!(store.entries(id, Seq::new(8), 100).unwrap().is_empty());
-    let iterated: Vec<_> = store
-        .iter_entries(id, Seq::FIRST)
-        .map(Result::unwrap)
-        .collect();
+    let iterated: Vec<_> = store.iter_entries(id, Seq::FIRST).map(Result::unwrap).collect();
     assert_eq!(iterated, all);
     let h = store.head(id).unwrap().unwrap();
     assert_eq!(h.chain, head);
-    assert_eq!(
-        h.state, b"s1",
-        "an append without state keeps the previous state"
-    );
+    assert_eq!(h.state, b"s1", "an append without state keeps the previous state");
     let feed = store.feed(0, 10).unwrap();
     assert_eq!(feed.len(), 2);
-    assert_eq!(
-        (feed[1].position, feed[1].first_seq, feed[1].last_seq),
-        (2, Seq::new(6), Seq::new(8))
-    );
+    assert_eq!((feed[1].position, feed[1].first_seq, feed[1].last_seq), (2, Seq::new(6), Seq::new(8)));
     assert_eq!(store.feed(1, 10).unwrap(), feed[1..].to_vec());
     assert!(store.head(ExecutionId::new_v7()).unwrap().is_none());
 
     // A new store continues the feed where it was.
     let mut more = head;
-    let c = store
-        .append(Append::new(entries(&mut more, 1)).unwrap())
-        .await
-        .unwrap();
+    let c = store.append(Append::new(entries(&mut more, 1)).unwrap()).await.unwrap();
     assert_eq!(c.feed_position, 3);
 }
 
@@ -93,10 +59,7 @@ async fn a_stale_append_is_a_conflict_and_writes_nothing() {
     let id = ExecutionId::new_v7();
     let mut head = ChainHead::genesis(id);
     let mut fork_head = head;
-    store
-        .append(Append::new(entries(&mut head, 2)).unwrap())
-        .await
-        .unwrap();
+    store.append(Append::new(entries(&mut head, 2)).unwrap()).await.unwrap();
 
     // Someone else's view: also starting at genesis. Same seq, different content: a fork.
     let fork = entries(&mut fork_head, 1);
@@ -109,10 +72,7 @@ async fn a_stale_append_is_a_conflict_and_writes_nothing() {
     // Right seq, wrong prev_hash: also refused.
     let mut wrong = head;
     wrong.hash = EntryHash::from_bytes([9; 32]);
-    let err = store
-        .append(Append::new(entries(&mut wrong, 1)).unwrap())
-        .await
-        .unwrap_err();
+    let err = store.append(Append::new(entries(&mut wrong, 1)).unwrap()).await.unwrap_err();
     assert!(matches!(err, StoreError::SeqConflict { .. }));
 
     // A set is atomic: a bad append sinks the puts that came with it.
@@ -130,19 +90,10 @@ fn runs_must_be_contiguous_linked_and_of_one_execution() {
     let id = ExecutionId::new_v7();
     let mut head = ChainHead::genesis(id);
     let run = entries(&mut head, 3);
-    assert!(matches!(
-        Append::new(vec![]),
-        Err(StoreError::InvalidAppend(_))
-    ));
-    assert!(matches!(
-        Append::new(vec![run[0].clone(), run[2].clone()]),
-        Err(StoreError::InvalidAppend(_))
-    ));
+    assert!(matches!(Append::new(vec![]), Err(StoreError::InvalidAppend(_))));
+    assert!(matches!(Append::new(vec![run[0].clone(), run[2].clone()]), Err(StoreError::InvalidAppend(_))));
     let other = entries(&mut ChainHead::genesis(ExecutionId::new_v7()), 2);
-    assert!(matches!(
-        Append::new(vec![run[0].clone(), other[1].clone()]),
-        Err(StoreError::InvalidAppend(_))
-    ));
+    assert!(matches!(Append::new(vec![run[0].clone(), other[1].clone()]), Err(StoreError::InvalidAppend(_))));
 }
 
 #[tokio::test]
@@ -155,16 +106,11 @@ async fn several_appends_to_one_execution_in_one_set_apply_in_order() {
     let b = entries(&mut head, 2);
     let done = store
         .write(
-            WriteSet::new()
-                .append(Append::new(a).unwrap())
-                .append(Append::new(b).unwrap().with_state(b"x".to_vec())),
+            WriteSet::new().append(Append::new(a).unwrap()).append(Append::new(b).unwrap().with_state(b"x".to_vec())),
         )
         .await
         .unwrap();
-    assert_eq!(
-        done.iter().map(|d| d.last_seq.get()).collect::<Vec<_>>(),
-        [2, 4]
-    );
+    assert_eq!(done.iter().map(|d| d.last_seq.get()).collect::<Vec<_>>(), [2, 4]);
     assert_eq!(store.head(id).unwrap().unwrap().state, b"x");
 }
 
@@ -178,11 +124,7 @@ async fn snapshots_idempotency_and_scans() {
         .put_snapshot(id, Seq::new(10), b"at10".to_vec())
         .put_snapshot(id, Seq::new(20), b"at20".to_vec())
         .put_snapshot(other, Seq::new(5), b"other".to_vec())
-        .put(
-            Table::Idempotency,
-            b"org/key-1".to_vec(),
-            b"answer".to_vec(),
-        )
+        .put(Table::Idempotency, b"org/key-1".to_vec(), b"answer".to_vec())
         .put(Table::Meta, b"t/a".to_vec(), b"1".to_vec())
         .put(Table::Meta, b"t/b".to_vec(), b"2".to_vec())
         .put(Table::Meta, b"t/c".to_vec(), b"3".to_vec())
@@ -190,53 +132,21 @@ async fn snapshots_idempotency_and_scans() {
     store.write(set).await.unwrap();
 
     assert_eq!(store.latest_snapshot(id, Seq::new(9)).unwrap(), None);
-    assert_eq!(
-        store.latest_snapshot(id, Seq::new(10)).unwrap(),
-        Some((Seq::new(10), b"at10".to_vec()))
-    );
-    assert_eq!(
-        store.latest_snapshot(id, Seq::new(19)).unwrap(),
-        Some((Seq::new(10), b"at10".to_vec()))
-    );
-    assert_eq!(
-        store.latest_snapshot(id, Seq::new(1000)).unwrap(),
-        Some((Seq::new(20), b"at20".to_vec()))
-    );
-    assert_eq!(
-        store.snapshot_seqs(id).unwrap(),
-        [Seq::new(10), Seq::new(20)]
-    );
-    assert_eq!(
-        store.get(Table::Idempotency, b"org/key-1").unwrap(),
-        Some(b"answer".to_vec())
-    );
+    assert_eq!(store.latest_snapshot(id, Seq::new(10)).unwrap(), Some((Seq::new(10), b"at10".to_vec())));
+    assert_eq!(store.latest_snapshot(id, Seq::new(19)).unwrap(), Some((Seq::new(10), b"at10".to_vec())));
+    assert_eq!(store.latest_snapshot(id, Seq::new(1000)).unwrap(), Some((Seq::new(20), b"at20".to_vec())));
+    assert_eq!(store.snapshot_seqs(id).unwrap(), [Seq::new(10), Seq::new(20)]);
+    assert_eq!(store.get(Table::Idempotency, b"org/key-1").unwrap(), Some(b"answer".to_vec()));
 
     let keys = |rows: Vec<(Vec<u8>, Vec<u8>)>| {
-        rows.into_iter()
-            .map(|(k, _)| String::from_utf8(k).unwrap())
-            .collect::<Vec<_>>()
+        rows.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect::<Vec<_>>()
     };
-    assert_eq!(
-        keys(store.scan(Table::Meta, b"t/", b"", 10).unwrap()),
-        ["t/a", "t/b", "t/c"]
-    );
-    assert_eq!(
-        keys(store.scan(Table::Meta, b"t/", b"t/a", 1).unwrap()),
-        ["t/b"]
-    );
-    assert_eq!(
-        keys(store.scan(Table::Meta, b"t/", b"t/c", 10).unwrap()),
-        Vec::<String>::new()
-    );
+    assert_eq!(keys(store.scan(Table::Meta, b"t/", b"", 10).unwrap()), ["t/a", "t/b", "t/c"]);
+    assert_eq!(keys(store.scan(Table::Meta, b"t/", b"t/a", 1).unwrap()), ["t/b"]);
+    assert_eq!(keys(store.scan(Table::Meta, b"t/", b"t/c", 10).unwrap()), Vec::<String>::new());
 
-    store
-        .write(WriteSet::new().delete(Table::Meta, b"t/b".to_vec()))
-        .await
-        .unwrap();
-    assert_eq!(
-        keys(store.scan(Table::Meta, b"t/", b"", 10).unwrap()),
-        ["t/a", "t/c"]
-    );
+    store.write(WriteSet::new().delete(Table::Meta, b"t/b".to_vec())).await.unwrap();
+    assert_eq!(keys(store.scan(Table::Meta, b"t/", b"", 10).unwrap()), ["t/a", "t/c"]);
 }
 
 #[tokio::test]
@@ -245,19 +155,12 @@ async fn heads_page_through_executions_in_id_order() {
     let store = open(&dir);
     let mut ids: Vec<_> = (0..5).map(|_| ExecutionId::new_v7()).collect();
     for id in &ids {
-        store
-            .append(Append::new(entries(&mut ChainHead::genesis(*id), 1)).unwrap())
-            .await
-            .unwrap();
+        store.append(Append::new(entries(&mut ChainHead::genesis(*id), 1)).unwrap()).await.unwrap();
     }
     ids.sort();
     let page1 = store.heads(None, 3).unwrap();
     let page2 = store.heads(Some(page1[2].chain.execution_id), 3).unwrap();
-    let got: Vec<_> = page1
-        .iter()
-        .chain(&page2)
-        .map(|h| h.chain.execution_id)
-        .collect();
+    let got: Vec<_> = page1.iter().chain(&page2).map(|h| h.chain.execution_id).collect();
     assert_eq!(got, ids);
 }
 
@@ -265,11 +168,6 @@ async fn heads_page_through_executions_in_id_order() {
 fn a_second_process_cannot_open_the_same_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let _store = open(&dir);
-    let err = Store::open(dir.path(), StoreOptions::default())
-        .err()
-        .unwrap();
-    assert!(
-        err.to_string().contains("in use by another process"),
-        "{err}"
-    );
+    let err = Store::open(dir.path(), StoreOptions::default()).err().unwrap();
+    assert!(err.to_string().contains("in use by another process"), "{err}");
 }

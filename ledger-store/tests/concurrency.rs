@@ -43,25 +43,14 @@ async fn racing_writers_never_fork_and_never_lose_a_write() {
         assert_eq!(store.entry(id, e.seq()).unwrap().as_ref(), Some(e));
     }
     // The shared chain has exactly one entry per acknowledged append, seqs 1..=n.
-    let chain: Vec<_> = store
-        .iter_entries(shared, Seq::FIRST)
-        .map(Result::unwrap)
-        .collect();
+    let chain: Vec<_> = store.iter_entries(shared, Seq::FIRST).map(Result::unwrap).collect();
     assert_eq!(chain.len(), 16 * PER_TASK);
-    assert!(
-        chain
-            .iter()
-            .enumerate()
-            .all(|(i, e)| e.seq() == Seq::new(i as u64 + 1))
-    );
+    assert!(chain.iter().enumerate().all(|(i, e)| e.seq() == Seq::new(i as u64 + 1)));
     let hashes: HashSet<_> = acked.iter().map(|e| e.hash()).collect();
     assert_eq!(hashes.len(), 64 * PER_TASK);
 
     let totals = verify_store(&store, |_| {}).unwrap();
-    assert_eq!(
-        (totals.executions, totals.entries),
-        (49, (64 * PER_TASK) as u64)
-    );
+    assert_eq!((totals.executions, totals.entries), (49, (64 * PER_TASK) as u64));
     // Group commit did group: fewer syncs than write sets.
     let stats = store.writer_stats();
     let (groups, sets) = (

@@ -25,17 +25,11 @@ fn child_writer() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async move {
         let store = Store::open(&dir, StoreOptions::default()).unwrap();
         // A fixed set of executions, so chains grow across rounds; several writers share each.
-        let ids: Vec<_> = (0..6u128)
-            .map(|i| ExecutionId::from_u128(0x5eed_0000 + i))
-            .collect();
+        let ids: Vec<_> = (0..6u128).map(|i| ExecutionId::from_u128(0x5eed_0000 + i)).collect();
         let mut tasks = Vec::new();
         for w in 0..12usize {
             let store = store.clone();
@@ -64,11 +58,7 @@ fn child_writer() {
 fn acknowledged_writes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
+    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
     eprintln!("crash test seed {seed}");
     let mut total_acks = 0usize;
     for round in 0..ROUNDS {
@@ -107,16 +97,9 @@ fn acknowledged_writes_survive_sigkill() {
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
         for (id, seq, hash) in &acks {
             let e = store.entry(*id, *seq).unwrap();
-            assert_eq!(
-                e.map(|e| e.hash()),
-                Some(*hash),
-                "round {round}: acknowledged entry {id}/{seq} lost"
-            );
+            assert_eq!(e.map(|e| e.hash()), Some(*hash), "round {round}: acknowledged entry {id}/{seq} lost");
         }
         verify_store(&store, |_| {}).unwrap_or_else(|e| panic!("round {round}: {e}"));
     }
-    assert!(
-        total_acks > ROUNDS,
-        "the child barely wrote ({total_acks} acks): the test proves nothing"
-    );
+    assert!(total_acks > ROUNDS, "the child barely wrote ({total_acks} acks): the test proves nothing");
 }

@@ -15,32 +15,17 @@ async fn a_failed_write_poisons_the_writer_until_restart() {
     let mut head = ChainHead::genesis(id);
     {
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        store
-            .append(Append::new(entries(&mut head, 2)).unwrap())
-            .await
-            .unwrap();
+        store.append(Append::new(entries(&mut head, 2)).unwrap()).await.unwrap();
 
         store.inject_write_failure("IO error: No space left on device");
         let mut lost = head;
-        let err = store
-            .append(Append::new(entries(&mut lost, 1)).unwrap())
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&err, StoreError::Poisoned(m) if m.contains("No space left")),
-            "{err}"
-        );
+        let err = store.append(Append::new(entries(&mut lost, 1)).unwrap()).await.unwrap_err();
+        assert!(matches!(&err, StoreError::Poisoned(m) if m.contains("No space left")), "{err}");
         assert!(store.poisoned().is_some());
 
         // Later writes are refused without touching the disk, with the original cause.
-        let err = store
-            .append(Append::new(entries(&mut head.clone(), 1)).unwrap())
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&err, StoreError::Poisoned(m) if m.contains("No space left")),
-            "{err}"
-        );
+        let err = store.append(Append::new(entries(&mut head.clone(), 1)).unwrap()).await.unwrap_err();
+        assert!(matches!(&err, StoreError::Poisoned(m) if m.contains("No space left")), "{err}");
         assert!(err.to_string().contains("restart"));
 
         // Reads still answer, and show only what was acknowledged.
@@ -49,9 +34,6 @@ async fn a_failed_write_poisons_the_writer_until_restart() {
     }
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     assert!(store.poisoned().is_none());
-    store
-        .append(Append::new(entries(&mut head, 1)).unwrap())
-        .await
-        .unwrap();
+    store.append(Append::new(entries(&mut head, 1)).unwrap()).await.unwrap();
     assert_eq!(store.chain_head(id).unwrap().seq, Seq::new(3));
 }

@@ -11,27 +11,13 @@ use pled_store::{Append, Store, StoreOptions};
 use proptest::prelude::*;
 
 fn build(dir: &std::path::Path, plan: &[(usize, usize)], executions: usize) -> Vec<ChainHead> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let store = Store::open(
-        dir,
-        StoreOptions {
-            sync: false,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let mut heads: Vec<_> = (0..executions)
-        .map(|_| ChainHead::genesis(ExecutionId::new_v7()))
-        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let store = Store::open(dir, StoreOptions { sync: false, ..Default::default() }).unwrap();
+    let mut heads: Vec<_> = (0..executions).map(|_| ChainHead::genesis(ExecutionId::new_v7())).collect();
     rt.block_on(async {
         for &(which, n) in plan {
             let head = &mut heads[which % executions];
-            store
-                .append(Append::new(entries(head, n)).unwrap())
-                .await
-                .unwrap();
+            store.append(Append::new(entries(head, n)).unwrap()).await.unwrap();
         }
     });
     heads
@@ -99,8 +85,7 @@ fn a_changed_head_or_a_missing_entry_is_reported() {
     let id = heads[0].execution_id;
     {
         let db = raw_db(dir.path());
-        db.delete_cf(db.cf_handle("entries").unwrap(), entry_key(id, 5))
-            .unwrap();
+        db.delete_cf(db.cf_handle("entries").unwrap(), entry_key(id, 5)).unwrap();
     }
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     let err = verify_store(&store, |_| {}).unwrap_err();
@@ -111,13 +96,9 @@ fn a_changed_head_or_a_missing_entry_is_reported() {
     drop(store);
     {
         let db = raw_db(dir.path());
-        db.delete_cf(db.cf_handle("heads").unwrap(), id.as_bytes())
-            .unwrap();
+        db.delete_cf(db.cf_handle("heads").unwrap(), id.as_bytes()).unwrap();
     }
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     let err = verify_store(&store, |_| {}).unwrap_err();
-    assert!(
-        matches!(err, VerifyError::Chain(ref e) if e.problem == ChainProblem::MissingHead),
-        "{err}"
-    );
+    assert!(matches!(err, VerifyError::Chain(ref e) if e.problem == ChainProblem::MissingHead), "{err}");
 }

@@ -68,9 +68,7 @@ pub(crate) fn open_store(dir: &DataDir, must_exist: bool) -> anyhow::Result<Stor
 fn read_body(arg: &str) -> anyhow::Result<String> {
     if arg == "-" {
         let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("reading the body from stdin")?;
+        std::io::stdin().read_to_string(&mut s).context("reading the body from stdin")?;
         Ok(s)
     } else if let Some(path) = arg.strip_prefix('@') {
         std::fs::read_to_string(path).with_context(|| format!("reading the body from {path}"))
@@ -86,9 +84,7 @@ fn append(a: AppendArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(&a.dir, false)?;
     let head = store.chain_head(id)?;
     let entry = head.next_entry(kind, RecordedAt::now(), body);
-    match store
-        .write_blocking(pled_store::WriteSet::new().append(Append::new(vec![entry.clone()])?))
-    {
+    match store.write_blocking(pled_store::WriteSet::new().append(Append::new(vec![entry.clone()])?)) {
         Ok(_) => {}
         // The data dir is locked while open, so only a bug could race us here.
         Err(e @ StoreError::SeqConflict { .. }) => bail!("{e}"),
@@ -110,36 +106,27 @@ fn export(e: ExportArgs) -> anyhow::Result<ExitCode> {
     let only: Option<ExecutionId> = e.execution.as_deref().map(str::parse).transpose()?;
     let store = open_store(&e.dir, true)?;
     let sink: Box<dyn Write> = match &e.out {
-        Some(p) => {
-            Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
-        }
+        Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = BufWriter::with_capacity(1 << 20, sink);
     let started = Instant::now();
     let mut written = 0u64;
-    let mut write_chain =
-        |id: ExecutionId, out: &mut BufWriter<Box<dyn Write>>| -> anyhow::Result<()> {
-            for entry in store.iter_entries(id, Seq::FIRST) {
-                out.write_all(&entry?.export_json())?;
-                out.write_all(b"\n")?;
-                written += 1;
-                if written.is_multiple_of(PROGRESS_EVERY) {
-                    eprintln!(
-                        "exported {written} entries ({:.1} s)",
-                        started.elapsed().as_secs_f64()
-                    );
-                }
+    let mut write_chain = |id: ExecutionId, out: &mut BufWriter<Box<dyn Write>>| -> anyhow::Result<()> {
+        for entry in store.iter_entries(id, Seq::FIRST) {
+            out.write_all(&entry?.export_json())?;
+            out.write_all(b"\n")?;
+            written += 1;
+            if written.is_multiple_of(PROGRESS_EVERY) {
+                eprintln!("exported {written} entries ({:.1} s)", started.elapsed().as_secs_f64());
             }
-            Ok(())
-        };
+        }
+        Ok(())
+    };
     match only {
         Some(id) => {
             if store.head(id)?.is_none() {
-                bail!(
-                    "execution {id} has no entries in {}",
-                    e.dir.data_dir.display()
-                );
+                bail!("execution {id} has no entries in {}", e.dir.data_dir.display());
             }
             write_chain(id, &mut out)?;
         }
@@ -157,10 +144,7 @@ fn export(e: ExportArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush().context("writing the export")?;
     if written >= PROGRESS_EVERY {
-        eprintln!(
-            "exported {written} entries in {:.1} s",
-            started.elapsed().as_secs_f64()
-        );
+        eprintln!("exported {written} entries in {:.1} s", started.elapsed().as_secs_f64());
     }
     Ok(ExitCode::SUCCESS)
 }

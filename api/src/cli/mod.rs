@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod audit;
 pub(crate) mod ledger;
+mod proof;
 mod serve;
 mod token;
 mod verify;
@@ -36,6 +38,12 @@ enum Command {
     /// Manage access tokens on a stopped store.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Check inclusion proofs offline.
+    #[command(subcommand)]
+    Proof(proof::ProofCommand),
+    /// Export and verify evidence bundles.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// Where the store lives.
@@ -52,5 +60,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => verify::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Token(cmd) => token::run(cmd),
+        Command::Proof(cmd) => proof::run(cmd),
+        Command::Audit(cmd) => audit::run(cmd),
     }
 }

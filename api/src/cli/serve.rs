@@ -17,12 +17,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .init(),
         LogFormat::Pretty => tracing_subscriber::fmt().with_env_filter(filter).init(),
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(pled_api::server::run(
-        config,
-        pled_api::server::shutdown_signal(),
-    ))?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(pled_api::server::run(config, pled_api::server::shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
 }

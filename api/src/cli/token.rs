@@ -69,8 +69,7 @@ pub(crate) fn run(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
             let org = OrgId::new(&a.org)?;
             let role: Role = a.role.parse().map_err(anyhow::Error::msg)?;
             let store = open_store(&a.dir, false)?;
-            let (token, record, ws) =
-                tokens::issue(&org, role, &a.name, "cli", WriteSet::new()).map_err(err)?;
+            let (token, record, ws) = tokens::issue(&org, role, &a.name, "cli", WriteSet::new()).map_err(err)?;
             let ws = audit::record(
                 ws,
                 &org,
@@ -81,25 +80,15 @@ pub(crate) fn run(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
             )
             .map_err(err)?;
             store.write_blocking(ws)?;
-            eprintln!(
-                "issued {role} token {} for org {org}; it is shown only now:",
-                record.id
-            );
+            eprintln!("issued {role} token {} for org {org}; it is shown only now:", record.id);
             println!("{token}");
         }
         TokenCommand::List(a) => {
             let org = OrgId::new(&a.org)?;
             let store = open_store(&a.dir, true)?;
             for r in tokens::list(&store, &org).map_err(err)? {
-                let state = if r.revoked_at.is_some() {
-                    "revoked"
-                } else {
-                    "active"
-                };
-                println!(
-                    "{}\t{}\t{}\t{}\t{}",
-                    r.id, r.role, state, r.created_at, r.name
-                );
+                let state = if r.revoked_at.is_some() { "revoked" } else { "active" };
+                println!("{}\t{}\t{}\t{}\t{}", r.id, r.role, state, r.created_at, r.name);
             }
         }
         TokenCommand::Revoke(a) => {
@@ -109,15 +98,7 @@ pub(crate) fn run(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
                 bail!("no token {} in org {org}", a.id);
             };
             let (_, ws) = tokens::revoke(record, WriteSet::new()).map_err(err)?;
-            let ws = audit::record(
-                ws,
-                &org,
-                "cli",
-                "token.revoked",
-                &a.id,
-                serde_json::json!({}),
-            )
-            .map_err(err)?;
+            let ws = audit::record(ws, &org, "cli", "token.revoked", &a.id, serde_json::json!({})).map_err(err)?;
             store.write_blocking(ws)?;
             println!("revoked {}", a.id);
         }

@@ -45,10 +45,7 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(VerifyError::Chain(e)) => {
-            println!(
-                "FAILED: execution {} seq {}: {}",
-                e.execution_id, e.seq, e.problem
-            );
+            println!("FAILED: execution {} seq {}: {}", e.execution_id, e.seq, e.problem);
             Ok(ExitCode::from(EXIT_INVALID))
         }
         Err(VerifyError::Store(e)) => Err(e.into()),

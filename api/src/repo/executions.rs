@@ -94,8 +94,7 @@ impl LiveState {
 
     /// Decodes a head's state bytes.
     pub fn from_bytes(b: &[u8]) -> Result<Self, ApiError> {
-        serde_json::from_slice(b)
-            .map_err(|e| ApiError::Internal(format!("corrupt execution state: {e}")))
+        serde_json::from_slice(b).map_err(|e| ApiError::Internal(format!("corrupt execution state: {e}")))
     }
 }
 
@@ -104,11 +103,7 @@ fn key(org: &OrgId, id: ExecutionId) -> String {
 }
 
 /// One execution of the org (`None` for another org's, which the caller answers with 404).
-pub fn get(
-    store: &Store,
-    org: &OrgId,
-    id: ExecutionId,
-) -> Result<Option<ExecutionRecord>, ApiError> {
+pub fn get(store: &Store, org: &OrgId, id: ExecutionId) -> Result<Option<ExecutionRecord>, ApiError> {
     get_json(store, &key(org, id))
 }
 
@@ -118,10 +113,7 @@ pub fn put(ws: WriteSet, rec: &ExecutionRecord) -> Result<WriteSet, ApiError> {
 }
 
 /// The live state of an execution.
-pub fn live(
-    store: &Store,
-    id: ExecutionId,
-) -> Result<Option<(pled_core::ChainHead, LiveState)>, ApiError> {
+pub fn live(store: &Store, id: ExecutionId) -> Result<Option<(pled_core::ChainHead, LiveState)>, ApiError> {
     match store.head(id)? {
         Some(h) => Ok(Some((h.chain, LiveState::from_bytes(&h.state)?))),
         None => Ok(None),
@@ -129,14 +121,6 @@ pub fn live(
 }
 
 /// Up to `limit` records after `cursor` (exclusive), in id order.
-pub fn scan(
-    store: &Store,
-    org: &OrgId,
-    cursor: Option<&str>,
-    limit: usize,
-) -> Result<Vec<ExecutionRecord>, ApiError> {
-    Ok(scan_json(store, &format!("exe/{org}/"), cursor, limit)?
-        .into_iter()
-        .map(|(_, r)| r)
-        .collect())
+pub fn scan(store: &Store, org: &OrgId, cursor: Option<&str>, limit: usize) -> Result<Vec<ExecutionRecord>, ApiError> {
+    Ok(scan_json(store, &format!("exe/{org}/"), cursor, limit)?.into_iter().map(|(_, r)| r).collect())
 }

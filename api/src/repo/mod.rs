@@ -19,8 +19,7 @@ pub fn get_json<T: DeserializeOwned>(store: &Store, key: &str) -> Result<Option<
     store
         .get(Table::Meta, key.as_bytes())?
         .map(|bytes| {
-            serde_json::from_slice(&bytes)
-                .map_err(|e| ApiError::Internal(format!("corrupt record {key}: {e}")))
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(format!("corrupt record {key}: {e}")))
         })
         .transpose()
 }
@@ -44,8 +43,8 @@ pub fn scan_json<T: DeserializeOwned>(
         .into_iter()
         .map(|(k, v)| {
             let key = String::from_utf8_lossy(&k).into_owned();
-            let value = serde_json::from_slice(&v)
-                .map_err(|e| ApiError::Internal(format!("corrupt record {key}: {e}")))?;
+            let value =
+                serde_json::from_slice(&v).map_err(|e| ApiError::Internal(format!("corrupt record {key}: {e}")))?;
             Ok((key, value))
         })
         .collect()
@@ -87,10 +86,7 @@ pub fn page<T: DeserializeOwned>(
             let id = key[prefix.len()..].to_owned();
             if keep(&item) {
                 if items.len() == limit {
-                    return Ok(Page {
-                        items,
-                        next_cursor: last_returned,
-                    });
+                    return Ok(Page { items, next_cursor: last_returned });
                 }
                 items.push(item);
                 last_returned = Some(id.clone());
@@ -98,10 +94,7 @@ pub fn page<T: DeserializeOwned>(
             after = Some(id);
         }
         if fetched <= limit {
-            return Ok(Page {
-                items,
-                next_cursor: None,
-            });
+            return Ok(Page { items, next_cursor: None });
         }
     }
 }

@@ -111,12 +111,7 @@ pub fn list(
 }
 
 /// One published version.
-pub fn get_version(
-    store: &Store,
-    org: &OrgId,
-    id: &str,
-    version: u32,
-) -> Result<Option<TemplateVersion>, ApiError> {
+pub fn get_version(store: &Store, org: &OrgId, id: &str, version: u32) -> Result<Option<TemplateVersion>, ApiError> {
     get_json(store, &version_key(org, id, version))
 }
 
@@ -129,26 +124,14 @@ pub fn put_version(ws: WriteSet, org: &OrgId, v: &TemplateVersion) -> Result<Wri
 pub fn delete(ws: WriteSet, org: &OrgId, rec: &TemplateRecord) -> WriteSet {
     let mut ws = ws.delete(pled_store::Table::Meta, key(org, &rec.id).into_bytes());
     for v in &rec.versions {
-        ws = ws.delete(
-            pled_store::Table::Meta,
-            version_key(org, &rec.id, v.version).into_bytes(),
-        );
+        ws = ws.delete(pled_store::Table::Meta, version_key(org, &rec.id, v.version).into_bytes());
     }
     ws
 }
 
 /// Records that an execution runs from the template.
-pub fn mark_used(
-    ws: WriteSet,
-    org: &OrgId,
-    id: &str,
-    execution: &str,
-) -> Result<WriteSet, ApiError> {
-    put_json(
-        ws,
-        &format!("{}{execution}", use_prefix(org, id)),
-        &serde_json::json!({}),
-    )
+pub fn mark_used(ws: WriteSet, org: &OrgId, id: &str, execution: &str) -> Result<WriteSet, ApiError> {
+    put_json(ws, &format!("{}{execution}", use_prefix(org, id)), &serde_json::json!({}))
 }
 
 /// Whether any execution runs from the template.

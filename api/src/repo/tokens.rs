@@ -101,16 +101,10 @@ pub fn verify(store: &Store, token: &str) -> Result<Principal, ApiError> {
         return Err(invalid());
     }
     let record: TokenRecord = get_json(store, &key(id))?.ok_or_else(invalid)?;
-    if !constant_time_eq(record.hash.as_bytes(), digest(token).as_bytes())
-        || record.revoked_at.is_some()
-    {
+    if !constant_time_eq(record.hash.as_bytes(), digest(token).as_bytes()) || record.revoked_at.is_some() {
         return Err(invalid());
     }
-    Ok(Principal {
-        org: record.org,
-        role: record.role,
-        subject: format!("pat:{id}"),
-    })
+    Ok(Principal { org: record.org, role: record.role, subject: format!("pat:{id}") })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -62,42 +62,21 @@ pub(crate) async fn create_token(
     }
     let idem = Idempotency::from_request(&headers, &who.org, "tokens", "/v1/tokens", &body.raw)?;
     idempotency::create(&s, idem, || async {
-        let (token, record, ws) = tokens::issue(
-            &who.org,
-            req.role,
-            &req.name,
-            &who.subject,
-            pled_store::WriteSet::new(),
-        )?;
-        let ws = audit::by(
-            ws,
-            &who,
-            "token.issued",
-            &record.id,
-            serde_json::json!({ "role": req.role, "name": req.name }),
-        )?;
+        let (token, record, ws) =
+            tokens::issue(&who.org, req.role, &req.name, &who.subject, pled_store::WriteSet::new())?;
+        let ws =
+            audit::by(ws, &who, "token.issued", &record.id, serde_json::json!({ "role": req.role, "name": req.name }))?;
         let location = format!("/v1/tokens/{}", record.id);
-        let body = serde_json::to_value(IssuedToken {
-            token,
-            record: record.public(),
-        })
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok(Created {
-            status: StatusCode::CREATED,
-            body,
-            location: Some(location),
-            writes: ws,
-        })
+        let body = serde_json::to_value(IssuedToken { token, record: record.public() })
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(Created { status: StatusCode::CREATED, body, location: Some(location), writes: ws })
     })
     .await
 }
 
 /// The org's access tokens (never their secrets).
 #[utoipa::path(get, path = "/v1/tokens", tag = "admin", responses((status = 200, body = Vec<TokenRecord>)))]
-pub(crate) async fn list_tokens(
-    State(s): State<AppState>,
-    who: Principal,
-) -> ApiResult<axum::Json<Vec<TokenRecord>>> {
+pub(crate) async fn list_tokens(State(s): State<AppState>, who: Principal) -> ApiResult<axum::Json<Vec<TokenRecord>>> {
     who.require(Permission::Administer)?;
     Ok(axum::Json(tokens::list(&s.store, &who.org)?))
 }
@@ -112,8 +91,7 @@ pub(crate) async fn revoke_token(
 ) -> ApiResult<axum::Json<TokenRecord>> {
     who.require(Permission::Administer)?;
     let _guard = s.locks.lock(&format!("pat/{id}")).await;
-    let record =
-        tokens::get(&s.store, &who.org, &id)?.ok_or_else(|| ApiError::not_found("token", &id))?;
+    let record = tokens::get(&s.store, &who.org, &id)?.ok_or_else(|| ApiError::not_found("token", &id))?;
     if record.revoked_at.is_some() {
         return Ok(axum::Json(record.public()));
     }
@@ -131,10 +109,5 @@ pub(crate) async fn list_audit(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<axum::Json<Page<AuditRecord>>> {
     who.require(Permission::Administer)?;
-    Ok(axum::Json(audit::list(
-        &s.store,
-        &who.org,
-        q.cursor.as_deref(),
-        q.limit,
-    )?))
+    Ok(axum::Json(audit::list(&s.store, &who.org, q.cursor.as_deref(), q.limit)?))
 }

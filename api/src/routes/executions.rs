@@ -40,16 +40,13 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 
 /// Loads an execution of the caller's org; another org's answers 404 exactly like a missing one.
 pub(crate) fn load(s: &AppState, who: &Principal, id: &str) -> ApiResult<ExecutionRecord> {
-    let parsed: ExecutionId = id
-        .parse()
-        .map_err(|_| ApiError::not_found("execution", id))?;
+    let parsed: ExecutionId = id.parse().map_err(|_| ApiError::not_found("execution", id))?;
     tracing::Span::current().record("execution_id", id);
     repo::get(&s.store, &who.org, parsed)?.ok_or_else(|| ApiError::not_found("execution", id))
 }
 
 fn live(s: &AppState, rec: &ExecutionRecord) -> ApiResult<(pled_core::ChainHead, LiveState)> {
-    repo::live(&s.store, rec.id)?
-        .ok_or_else(|| ApiError::Internal(format!("execution {} has no ledger", rec.id)))
+    repo::live(&s.store, rec.id)?.ok_or_else(|| ApiError::Internal(format!("execution {} has no ledger", rec.id)))
 }
 
 /// Start an execution.
@@ -85,11 +82,7 @@ pub(crate) struct ExecutionView {
     head_hash: String,
 }
 
-fn exec_view(
-    record: ExecutionRecord,
-    head: &pled_core::ChainHead,
-    live: &LiveState,
-) -> ExecutionView {
+fn exec_view(record: ExecutionRecord, head: &pled_core::ChainHead, live: &LiveState) -> ExecutionView {
     ExecutionView {
         record,
         status: live.status,
@@ -111,31 +104,35 @@ pub(crate) async fn create_execution(
     body: ApiJson<NewExecution>,
 ) -> ApiResult<Response> {
     who.require(Permission::Run)?;
-    let idem = Idempotency::from_request(
-        &headers,
-        &who.org,
-        "executions",
-        "/v1/executions",
-        &body.raw,
-    )?;
+    let idem = Idempotency::from_request(&headers, &who.org, "executions", "/v1/executions", &body.raw)?;
     let req = body.value;
     if req.name.trim().is_empty() || req.name.len() > 200 {
         return Err(ApiError::bad_field("/name", "must be 1-200 characters"));
     }
     idempotency::create(&s, idem, || async {
-        let tpl = templates::get(&s.store, &who.org, &req.template_id)?.ok_or_else(|| ApiError::not_found("template", &req.template_id))?;
+        let tpl = templates::get(&s.store, &who.org, &req.template_id)?
+            .ok_or_else(|| ApiError::not_found("template", &req.template_id))?;
         let version = match req.version {
-            Some(v) => tpl.versions.iter().find(|x| x.version == v).ok_or_else(|| ApiError::not_found("template version", format!("{}/{v}", tpl.id)))?,
+            Some(v) => tpl
+                .versions
+                .iter()
+                .find(|x| x.version == v)
+                .ok_or_else(|| ApiError::not_found("template version", format!("{}/{v}", tpl.id)))?,
             None => tpl.versions.last().ok_or_else(|| ApiError::Unprocessable {
                 code: "not_published",
-                detail: format!("template {} has no published version; publish one first (POST /v1/templates/{}/versions)", tpl.id, tpl.id),
+                detail: format!(
+                    "template {} has no published version; publish one first (POST /v1/templates/{}/versions)",
+                    tpl.id, tpl.id
+                ),
                 errors: vec![],
             })?,
         };
         let machine = s.lanes.machine(&who.org, &tpl.id, version.version)?;
         let id = ExecutionId::new_v7();
         let now = RecordedAt::now();
-        let outcome = machine.initial_state(req.variables.as_ref(), now.as_str()).map_err(|e| ApiError::bad_field("/variables", e.to_string()))?;
+        let outcome = machine
+            .initial_state(req.variables.as_ref(), now.as_str())
+            .map_err(|e| ApiError::bad_field("/variables", e.to_string()))?;
         let record = ExecutionRecord {
             id,
             org: who.org.clone(),
@@ -164,10 +161,14 @@ pub(crate) async fn create_execution(
         head.advance(&first);
         let mut entries = vec![first];
         let sealed = lanes::seal(&mut head, &outcome.drafts, &now);
-        let live = LiveState { status: if outcome.state.completed { Status::Completed } else { Status::Created }, exec: outcome.state };
+        let live = LiveState {
+            status: if outcome.state.completed { Status::Completed } else { Status::Created },
+            exec: outcome.state,
+        };
         let ws = lanes::enqueue_jobs(WriteSet::new(), &record, &outcome.actions, &sealed)?;
         entries.extend(sealed);
-        let ws = ws.append(Append::new(entries).map_err(|e| ApiError::Internal(e.to_string()))?.with_state(live.to_bytes()));
+        let ws =
+            ws.append(Append::new(entries).map_err(|e| ApiError::Internal(e.to_string()))?.with_state(live.to_bytes()));
         let ws = repo::put(ws, &record)?;
         let ws = templates::mark_used(ws, &who.org, &tpl.id, &id.to_string())?;
         let view = exec_view(record, &head, &live);
@@ -204,10 +205,7 @@ pub(crate) async fn list_executions(
     ApiQuery(q): ApiQuery<ExecutionQuery>,
 ) -> ApiResult<axum::Json<Page<ExecutionView>>> {
     who.require(Permission::Read)?;
-    let limit = q
-        .limit
-        .unwrap_or(crate::repo::DEFAULT_PAGE)
-        .clamp(1, crate::repo::MAX_PAGE);
+    let limit = q.limit.unwrap_or(crate::repo::DEFAULT_PAGE).clamp(1, crate::repo::MAX_PAGE);
     let mut items = Vec::new();
     let mut cursor = q.cursor.clone();
     // Scan in id order, filtering; stop once the page is full (and one more proves a next page).
@@ -216,10 +214,7 @@ pub(crate) async fn list_executions(
         let exhausted = batch.len() < 256;
         for rec in batch {
             cursor = Some(rec.id.to_string());
-            if q.template_id
-                .as_deref()
-                .is_some_and(|t| t != rec.template_id)
-            {
+            if q.template_id.as_deref().is_some_and(|t| t != rec.template_id) {
                 continue;
             }
             let (head, live) = live(&s, &rec)?;
@@ -227,21 +222,13 @@ pub(crate) async fn list_executions(
                 continue;
             }
             if items.len() == limit {
-                let next = items
-                    .last()
-                    .map(|v: &ExecutionView| v.record.id.to_string());
-                return Ok(axum::Json(Page {
-                    items,
-                    next_cursor: next,
-                }));
+                let next = items.last().map(|v: &ExecutionView| v.record.id.to_string());
+                return Ok(axum::Json(Page { items, next_cursor: next }));
             }
             items.push(exec_view(rec, &head, &live));
         }
         if exhausted {
-            return Ok(axum::Json(Page {
-                items,
-                next_cursor: None,
-            }));
+            return Ok(axum::Json(Page { items, next_cursor: None }));
         }
     }
 }
@@ -316,32 +303,20 @@ pub(crate) struct EventBody {
 
 fn to_new_event(e: EventBody, at: &str) -> ApiResult<NewEvent> {
     if e.kind.is_empty() || e.kind.len() > 200 {
-        return Err(ApiError::bad_field(
-            format!("{at}/type"),
-            "must be 1-200 characters",
-        ));
+        return Err(ApiError::bad_field(format!("{at}/type"), "must be 1-200 characters"));
     }
     if e.source.is_empty() || e.source.len() > 200 {
-        return Err(ApiError::bad_field(
-            format!("{at}/source"),
-            "must be 1-200 characters",
-        ));
+        return Err(ApiError::bad_field(format!("{at}/source"), "must be 1-200 characters"));
     }
     pled_core::Body::from_value(&e.payload)
         .map_err(|err| ApiError::bad_field(format!("{at}/payload"), err.to_string()))?;
-    Ok(NewEvent {
-        kind: e.kind,
-        payload: e.payload,
-        source: e.source,
-        occurred_at: e.occurred_at,
-    })
+    Ok(NewEvent { kind: e.kind, payload: e.payload, source: e.source, occurred_at: e.occurred_at })
 }
 
 fn answer(a: lanes::Answer) -> Response {
     let mut res = (a.status, axum::Json(a.body)).into_response();
     if a.replayed {
-        res.headers_mut()
-            .insert("idempotency-replayed", HeaderValue::from_static("true"));
+        res.headers_mut().insert("idempotency-replayed", HeaderValue::from_static("true"));
     }
     res
 }
@@ -370,9 +345,7 @@ pub(crate) async fn post_event(
         &body.raw,
     )?;
     let event = to_new_event(body.value, "")?;
-    Ok(answer(
-        s.lanes.ingest(&rec, vec![event], false, idem).await?,
-    ))
+    Ok(answer(s.lanes.ingest(&rec, vec![event], false, idem).await?))
 }
 
 /// Several events for one execution.
@@ -406,10 +379,7 @@ pub(crate) async fn post_events_batch(
     )?;
     let n = body.value.events.len();
     if !(1..=1000).contains(&n) {
-        return Err(ApiError::bad_field(
-            "/events",
-            format!("must hold 1-1000 events, got {n}"),
-        ));
+        return Err(ApiError::bad_field("/events", format!("must hold 1-1000 events, got {n}")));
     }
     let events = body
         .value
@@ -455,16 +425,9 @@ pub(crate) async fn get_ledger(
     who.require(Permission::Read)?;
     let rec = load(&s, &who, &id)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let entries = s
-        .store
-        .entries(rec.id, Seq::new(q.after_seq.unwrap_or(0)), limit)?;
-    let next_after_seq = (entries.len() == limit)
-        .then(|| entries.last().map(|e| e.seq().get()))
-        .flatten();
-    Ok(axum::Json(LedgerPage {
-        entries,
-        next_after_seq,
-    }))
+    let entries = s.store.entries(rec.id, Seq::new(q.after_seq.unwrap_or(0)), limit)?;
+    let next_after_seq = (entries.len() == limit).then(|| entries.last().map(|e| e.seq().get())).flatten();
+    Ok(axum::Json(LedgerPage { entries, next_after_seq }))
 }
 
 /// Entries of some kinds, with their seq: events or messages.
@@ -492,11 +455,7 @@ fn by_kind(s: &AppState, id: ExecutionId, kinds: &[&str], q: &SeqQuery) -> ApiRe
         scanned += 1;
         last = e.seq().get();
         if kinds.contains(&e.entry().kind.as_str()) {
-            let mut body = e
-                .entry()
-                .body
-                .to_value()
-                .map_err(|err| ApiError::Internal(err.to_string()))?;
+            let mut body = e.entry().body.to_value().map_err(|err| ApiError::Internal(err.to_string()))?;
             if let Some(o) = body.as_object_mut() {
                 o.insert("seq".into(), json!(last));
                 o.insert("kind".into(), json!(e.entry().kind));
@@ -511,10 +470,7 @@ fn by_kind(s: &AppState, id: ExecutionId, kinds: &[&str], q: &SeqQuery) -> ApiRe
         }
     }
     let at_head = s.store.chain_head(id)?.seq.get() <= last;
-    Ok(KindPage {
-        items,
-        next_after_seq: (!at_head).then_some(last),
-    })
+    Ok(KindPage { items, next_after_seq: (!at_head).then_some(last) })
 }
 
 /// The execution's events (`event.received` entries), oldest first.
@@ -542,12 +498,7 @@ pub(crate) async fn list_messages(
 ) -> ApiResult<axum::Json<KindPage>> {
     who.require(Permission::Read)?;
     let rec = load(&s, &who, &id)?;
-    Ok(axum::Json(by_kind(
-        &s,
-        rec.id,
-        &["message.derived", "rule.failed"],
-        &q,
-    )?))
+    Ok(axum::Json(by_kind(&s, rec.id, &["message.derived", "rule.failed"], &q)?))
 }
 
 /// Token balances and movements.
@@ -577,12 +528,7 @@ pub(crate) async fn get_tokens(
     who.require(Permission::Read)?;
     let rec = load(&s, &who, &id)?;
     let (_, live) = live(&s, &rec)?;
-    let page = by_kind(
-        &s,
-        rec.id,
-        &["token.minted", "token.transferred", "token.consumed"],
-        &q,
-    )?;
+    let page = by_kind(&s, rec.id, &["token.minted", "token.transferred", "token.consumed"], &q)?;
     Ok(axum::Json(TokensView {
         balances: live.exec.balances,
         movements: page.items,
@@ -627,18 +573,14 @@ pub(crate) async fn wait(
     who.require(Permission::Read)?;
     let rec = load(&s, &who, &id)?;
     if q.state.is_none() && q.status.is_none() && q.seq.is_none() {
-        return Err(ApiError::bad_field(
-            "query",
-            "give at least one of state, status, seq",
-        ));
+        return Err(ApiError::bad_field("query", "give at least one of state, status, seq"));
     }
     let holds = |head: &pled_core::ChainHead, live: &LiveState| {
         q.state.as_deref().is_none_or(|st| live.exec.state == st)
             && q.status.is_none_or(|st| live.status == st)
             && q.seq.is_none_or(|n| head.seq.get() >= n)
     };
-    let deadline = tokio::time::Instant::now()
-        + Duration::from_millis(q.timeout_ms.unwrap_or(30_000).min(120_000));
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(q.timeout_ms.unwrap_or(30_000).min(120_000));
     // Subscribe before reading, so a change between the read and the wait is not missed.
     let mut rx = s.hub.subscribe(rec.id);
     let view = |head: pled_core::ChainHead, live: LiveState| StateView {
@@ -651,17 +593,11 @@ pub(crate) async fn wait(
     let (mut head, mut current) = live(&s, &rec)?;
     loop {
         if holds(&head, &current) {
-            return Ok(axum::Json(WaitResult {
-                reached: true,
-                state: view(head, current),
-            }));
+            return Ok(axum::Json(WaitResult { reached: true, state: view(head, current) }));
         }
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Err(_) => {
-                return Ok(axum::Json(WaitResult {
-                    reached: false,
-                    state: view(head, current),
-                }));
+                return Ok(axum::Json(WaitResult { reached: false, state: view(head, current) }));
             }
             Ok(Ok(Update::State(change))) => {
                 head.seq = Seq::new(change.head_seq);

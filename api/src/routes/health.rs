@@ -12,10 +12,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(health))
-        .routes(routes!(ready))
-        .routes(routes!(metrics))
+    OpenApiRouter::new().routes(routes!(health)).routes(routes!(ready)).routes(routes!(metrics))
 }
 
 /// Health answer.
@@ -30,28 +27,18 @@ pub(crate) struct Health {
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = Health)))]
 pub(crate) async fn health() -> axum::Json<Health> {
-    axum::Json(Health {
-        status: "ok",
-        version: env!("CARGO_PKG_VERSION"),
-    })
+    axum::Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
 }
 
 /// Readiness: the store answers reads and accepts writes.
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
     responses((status = 200, body = Health), (status = 503, description = "store unavailable", body = crate::error::Problem)))]
 pub(crate) async fn ready(State(s): State<AppState>) -> ApiResult<axum::Json<Health>> {
-    s.store
-        .check()
-        .map_err(|e| ApiError::Unavailable(format!("store: {e}")))?;
+    s.store.check().map_err(|e| ApiError::Unavailable(format!("store: {e}")))?;
     if let Some(cause) = s.store.poisoned() {
-        return Err(ApiError::Unavailable(format!(
-            "store refuses writes: {cause}"
-        )));
+        return Err(ApiError::Unavailable(format!("store refuses writes: {cause}")));
     }
-    Ok(axum::Json(Health {
-        status: "ok",
-        version: env!("CARGO_PKG_VERSION"),
-    }))
+    Ok(axum::Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") }))
 }
 
 /// Prometheus metrics (text exposition format).
@@ -62,9 +49,5 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("pled_store_synced_groups").set(stats.groups.load(Relaxed) as f64);
     metrics::gauge!("pled_store_committed_sets").set(stats.sets.load(Relaxed) as f64);
     metrics::gauge!("pled_store_committed_entries").set(stats.entries.load(Relaxed) as f64);
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(),
-    )
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
 }

@@ -19,6 +19,7 @@ use crate::state::AppState;
 pub(crate) mod admin;
 pub(crate) mod executions;
 pub(crate) mod health;
+pub(crate) mod proofs;
 pub(crate) mod streams;
 pub(crate) mod templates;
 
@@ -39,6 +40,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .merge(templates::routes())
         .merge(executions::routes())
         .merge(streams::routes())
+        .merge(proofs::routes())
         .merge(admin::routes())
 }
 

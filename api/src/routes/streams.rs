@@ -34,9 +34,7 @@ use crate::repo::executions as repo;
 use crate::state::AppState;
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(sse))
-        .routes(routes!(websocket))
+    OpenApiRouter::new().routes(routes!(sse)).routes(routes!(websocket))
 }
 
 /// Where to resume.
@@ -91,22 +89,13 @@ fn state_value(change: &StateChange) -> Value {
 /// Starts the forwarder of one subscriber: it subscribes, reads the snapshot, catches up from
 /// the store, then relays live updates into a bounded outbox. The outbox's receiver is the
 /// stream. Capacity is kept for the final `lagged` message.
-fn subscribe(
-    s: &AppState,
-    id: ExecutionId,
-    after: Option<u64>,
-) -> ApiResult<mpsc::Receiver<StreamMsg>> {
+fn subscribe(s: &AppState, id: ExecutionId, after: Option<u64>) -> ApiResult<mpsc::Receiver<StreamMsg>> {
     let mut rx = s.hub.subscribe(id);
-    let (head, live) =
-        repo::live(&s.store, id)?.ok_or_else(|| ApiError::not_found("execution", id))?;
+    let (head, live) = repo::live(&s.store, id)?.ok_or_else(|| ApiError::not_found("execution", id))?;
     let (tx, out) = mpsc::channel(STREAM_BUFFER + 1);
     let store = s.store.clone();
     tokio::spawn(async move {
-        let snapshot = StateChange {
-            head_seq: head.seq.get(),
-            head_hash: head.hash.to_hex(),
-            live,
-        };
+        let snapshot = StateChange { head_seq: head.seq.get(), head_hash: head.hash.to_hex(), live };
         let mut last = after.unwrap_or(head.seq.get()).min(head.seq.get());
         // One slot always stays free for the final `lagged`.
         let sent_to = |m: StreamMsg| -> bool { tx.capacity() > 1 && tx.try_send(m).is_ok() };
@@ -177,9 +166,7 @@ fn subscribe(
             }
         }
         if let Some(at) = lagged_at {
-            let _ = tx.try_send(StreamMsg::Lagged {
-                resume_after_seq: at,
-            });
+            let _ = tx.try_send(StreamMsg::Lagged { resume_after_seq: at });
         }
         // Dropping `tx` ends the stream.
     });
@@ -216,17 +203,13 @@ pub(crate) async fn sse(
     let rec = load(&s, &who, &id)?;
     let out = subscribe(&s, rec.id, resume_point(&headers, &q)?)?;
     let stream = tokio_stream::wrappers::ReceiverStream::new(out).map(|m| {
-        let mut ev = SseEvent::default()
-            .event(m.name())
-            .data(m.data().to_string());
+        let mut ev = SseEvent::default().event(m.name()).data(m.data().to_string());
         if let Some(seq) = m.seq() {
             ev = ev.id(seq.to_string());
         }
         Ok::<_, Infallible>(ev)
     });
-    Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
 }
 
 /// WebSocket: the same protocol as JSON text messages `{"type": "snapshot"|"entry"|"state"|

@@ -49,10 +49,7 @@ pub(crate) struct TemplateView {
 
 fn view(template: TemplateRecord) -> TemplateView {
     let validation = compile(&template.draft).report;
-    TemplateView {
-        template,
-        validation,
-    }
+    TemplateView { template, validation }
 }
 
 fn to_json<T: Serialize>(v: &T) -> ApiResult<serde_json::Value> {
@@ -67,11 +64,7 @@ fn load(s: &AppState, who: &Principal, id: &str) -> ApiResult<TemplateRecord> {
     repo::get(&s.store, &who.org, id)?.ok_or_else(|| ApiError::not_found("template", id))
 }
 
-fn new_record(
-    who: &Principal,
-    draft: Template,
-    duplicated_from: Option<String>,
-) -> ApiResult<TemplateRecord> {
+fn new_record(who: &Principal, draft: Template, duplicated_from: Option<String>) -> ApiResult<TemplateRecord> {
     let now = RecordedAt::now();
     Ok(TemplateRecord {
         id: uuid::Uuid::now_v7().hyphenated().to_string(),
@@ -87,12 +80,7 @@ fn new_record(
     })
 }
 
-fn created(
-    who: &Principal,
-    rec: &TemplateRecord,
-    action: &str,
-    details: serde_json::Value,
-) -> ApiResult<Created> {
+fn created(who: &Principal, rec: &TemplateRecord, action: &str, details: serde_json::Value) -> ApiResult<Created> {
     let ws = repo::put(WriteSet::new(), &who.org, rec)?;
     let ws = audit::by(ws, who, action, &rec.id, details)?;
     Ok(Created {
@@ -116,17 +104,11 @@ pub(crate) async fn create_template(
     body: ApiJson<Template>,
 ) -> ApiResult<Response> {
     who.require(Permission::EditTemplates)?;
-    let idem =
-        Idempotency::from_request(&headers, &who.org, "templates", "/v1/templates", &body.raw)?;
+    let idem = Idempotency::from_request(&headers, &who.org, "templates", "/v1/templates", &body.raw)?;
     let draft = body.value;
     idempotency::create(&s, idem, || async move {
         let rec = new_record(&who, draft, None)?;
-        created(
-            &who,
-            &rec,
-            "template.created",
-            serde_json::json!({ "name": rec.name }),
-        )
+        created(&who, &rec, "template.created", serde_json::json!({ "name": rec.name }))
     })
     .await
 }
@@ -140,12 +122,7 @@ pub(crate) async fn list_templates(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<axum::Json<Page<TemplateRecord>>> {
     who.require(Permission::Read)?;
-    Ok(axum::Json(repo::list(
-        &s.store,
-        &who.org,
-        q.cursor.as_deref(),
-        q.limit,
-    )?))
+    Ok(axum::Json(repo::list(&s.store, &who.org, q.cursor.as_deref(), q.limit)?))
 }
 
 /// One template, with its draft's validation report.
@@ -180,13 +157,7 @@ pub(crate) async fn update_template(
     rec.draft = draft;
     rec.updated_at = RecordedAt::now();
     let ws = repo::put(WriteSet::new(), &who.org, &rec)?;
-    let ws = audit::by(
-        ws,
-        &who,
-        "template.updated",
-        &id,
-        serde_json::json!({ "draftHash": rec.draft_hash }),
-    )?;
+    let ws = audit::by(ws, &who, "template.updated", &id, serde_json::json!({ "draftHash": rec.draft_hash }))?;
     s.store.write(ws).await?;
     Ok(axum::Json(view(rec)))
 }
@@ -203,18 +174,10 @@ pub(crate) async fn delete_template(
     let _guard = s.locks.lock(&format!("tpl/{}/{id}", who.org)).await;
     let rec = load(&s, &who, &id)?;
     if repo::in_use(&s.store, &who.org, &id)? {
-        return Err(ApiError::conflict(format!(
-            "template {id} is used by executions and cannot be deleted"
-        )));
+        return Err(ApiError::conflict(format!("template {id} is used by executions and cannot be deleted")));
     }
     let ws = repo::delete(WriteSet::new(), &who.org, &rec);
-    let ws = audit::by(
-        ws,
-        &who,
-        "template.deleted",
-        &id,
-        serde_json::json!({ "name": rec.name }),
-    )?;
+    let ws = audit::by(ws, &who, "template.deleted", &id, serde_json::json!({ "name": rec.name }))?;
     s.store.write(ws).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -231,10 +194,7 @@ pub(crate) struct PublishRequest {
 fn report_errors(report: &ValidationReport) -> Vec<FieldError> {
     report
         .errors()
-        .map(|p| FieldError {
-            path: p.path.clone(),
-            message: format!("{}: {}", p.code, p.message),
-        })
+        .map(|p| FieldError { path: p.path.clone(), message: format!("{}: {}", p.code, p.message) })
         .collect()
 }
 
@@ -252,14 +212,10 @@ pub(crate) async fn publish_version(
     body: Bytes,
 ) -> ApiResult<Response> {
     who.require(Permission::EditTemplates)?;
-    let req: PublishRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        PublishRequest::default()
-    } else {
-        parse_json(&body)?
-    };
+    let req: PublishRequest =
+        if body.iter().all(u8::is_ascii_whitespace) { PublishRequest::default() } else { parse_json(&body)? };
     let path = format!("/v1/templates/{id}/versions");
-    let idem =
-        Idempotency::from_request(&headers, &who.org, &format!("publish:{id}"), &path, &body)?;
+    let idem = Idempotency::from_request(&headers, &who.org, &format!("publish:{id}"), &path, &body)?;
     let lock = format!("tpl/{}/{id}", who.org);
     let _guard = s.locks.lock(&lock).await;
     idempotency::create(&s, idem, || async {
@@ -267,19 +223,13 @@ pub(crate) async fn publish_version(
         if let Some(expected) = &req.expected_draft_hash
             && expected != &rec.draft_hash
         {
-            return Err(ApiError::conflict(format!(
-                "the draft changed: its hash is now {}",
-                rec.draft_hash
-            )));
+            return Err(ApiError::conflict(format!("the draft changed: its hash is now {}", rec.draft_hash)));
         }
         let compiled = compile(&rec.draft);
         if !compiled.report.is_ok() {
             return Err(ApiError::Unprocessable {
                 code: "validation_failed",
-                detail: format!(
-                    "the draft does not compile ({} errors)",
-                    compiled.report.errors().count()
-                ),
+                detail: format!("the draft does not compile ({} errors)", compiled.report.errors().count()),
                 errors: report_errors(&compiled.report),
             });
         }
@@ -367,12 +317,7 @@ pub(crate) struct CompileView {
     template_hash: String,
 }
 
-async fn template_text(
-    s: &AppState,
-    who: &Principal,
-    id: &str,
-    version: Option<u32>,
-) -> ApiResult<Template> {
+async fn template_text(s: &AppState, who: &Principal, id: &str, version: Option<u32>) -> ApiResult<Template> {
     match version {
         None => Ok(load(s, who, id)?.draft),
         Some(v) => Ok(repo::get_version(&s.store, &who.org, id, v)?
@@ -423,11 +368,8 @@ pub(crate) async fn duplicate_template(
     body: Bytes,
 ) -> ApiResult<Response> {
     who.require(Permission::EditTemplates)?;
-    let req: DuplicateRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        DuplicateRequest::default()
-    } else {
-        parse_json(&body)?
-    };
+    let req: DuplicateRequest =
+        if body.iter().all(u8::is_ascii_whitespace) { DuplicateRequest::default() } else { parse_json(&body)? };
     let idem = Idempotency::from_request(
         &headers,
         &who.org,
@@ -437,17 +379,9 @@ pub(crate) async fn duplicate_template(
     )?;
     idempotency::create(&s, idem, || async {
         let mut draft = template_text(&s, &who, &id, q.version).await?;
-        draft.name = req
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{} (copy)", draft.name));
+        draft.name = req.name.clone().unwrap_or_else(|| format!("{} (copy)", draft.name));
         let rec = new_record(&who, draft, Some(id.clone()))?;
-        created(
-            &who,
-            &rec,
-            "template.duplicated",
-            serde_json::json!({ "from": id, "version": q.version }),
-        )
+        created(&who, &rec, "template.duplicated", serde_json::json!({ "from": id, "version": q.version }))
     })
     .await
 }
@@ -477,23 +411,14 @@ pub(crate) async fn add_rule(
     idempotency::create(&s, idem, || async {
         let mut rec = load(&s, &who, &id)?;
         if rec.draft.rules.iter().any(|r| r.id == rule.id) {
-            return Err(ApiError::conflict(format!(
-                "the draft already has a rule {:?}",
-                rule.id
-            )));
+            return Err(ApiError::conflict(format!("the draft already has a rule {:?}", rule.id)));
         }
         let rule_id = rule.id.clone();
         rec.draft.rules.push(rule);
         rec.draft_hash = hash_of(&rec.draft)?;
         rec.updated_at = RecordedAt::now();
         let ws = repo::put(WriteSet::new(), &who.org, &rec)?;
-        let ws = audit::by(
-            ws,
-            &who,
-            "template.rule_added",
-            &id,
-            serde_json::json!({ "ruleId": rule_id }),
-        )?;
+        let ws = audit::by(ws, &who, "template.rule_added", &id, serde_json::json!({ "ruleId": rule_id }))?;
         Ok(Created {
             status: StatusCode::CREATED,
             body: to_json(&view(rec))?,
@@ -558,9 +483,8 @@ pub(crate) async fn test_rule(
     body: ApiJson<RuleTest>,
 ) -> ApiResult<axum::Json<RuleTestResult>> {
     who.require(Permission::Read)?;
-    let (template_id, rule_id) = rule
-        .split_once(':')
-        .ok_or_else(|| ApiError::bad_field("rule", "must be <template id>:<rule id>"))?;
+    let (template_id, rule_id) =
+        rule.split_once(':').ok_or_else(|| ApiError::bad_field("rule", "must be <template id>:<rule id>"))?;
     let t = template_text(&s, &who, template_id, body.value.version).await?;
     let compiled = compile(&t);
     let machine = compiled.machine.ok_or_else(|| ApiError::Unprocessable {
@@ -577,26 +501,12 @@ pub(crate) async fn test_rule(
         occurred_at: req.event.occurred_at,
         received_at: RecordedAt::now().to_string(),
     };
-    let mut vars: BTreeMap<String, serde_json::Value> = t
-        .variables
-        .iter()
-        .map(|v| {
-            (
-                v.name.clone(),
-                v.default.clone().unwrap_or(serde_json::Value::Null),
-            )
-        })
-        .collect();
+    let mut vars: BTreeMap<String, serde_json::Value> =
+        t.variables.iter().map(|v| (v.name.clone(), v.default.clone().unwrap_or(serde_json::Value::Null))).collect();
     vars.extend(req.vars);
-    let messages = machine
-        .test_rule_with_ai(rule_id, &event, &vars, &req.ai_outputs)
-        .map_err(|e| match e {
-            pled_engine::EngineError::UnknownRule(_) => ApiError::not_found("rule", &rule),
-            other => ApiError::Unprocessable {
-                code: "rule_failed",
-                detail: other.to_string(),
-                errors: vec![],
-            },
-        })?;
+    let messages = machine.test_rule_with_ai(rule_id, &event, &vars, &req.ai_outputs).map_err(|e| match e {
+        pled_engine::EngineError::UnknownRule(_) => ApiError::not_found("rule", &rule),
+        other => ApiError::Unprocessable { code: "rule_failed", detail: other.to_string(), errors: vec![] },
+    })?;
     Ok(axum::Json(RuleTestResult { messages }))
 }

@@ -25,6 +25,7 @@ pub const ROLES: [Role; 4] = [Role::Admin, Role::Editor, Role::Operator, Role::V
 
 pub struct TestApp {
     pub app: Router,
+    pub committer: std::sync::Arc<pled_committer::Committer>,
     pub store: Store,
     pub dir: tempfile::TempDir,
     pub tokens: HashMap<(String, Role), String>,
@@ -43,16 +44,12 @@ impl Reply {
 }
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 pub fn example(name: &str) -> (Value, Vec<Value>) {
     let dir = repo_root().join("examples").join(name);
-    let template =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("template.json")).unwrap()).unwrap();
+    let template = serde_json::from_str(&std::fs::read_to_string(dir.join("template.json")).unwrap()).unwrap();
     let events = std::fs::read_to_string(dir.join("events.jsonl"))
         .unwrap()
         .lines()
@@ -70,11 +67,8 @@ impl TestApp {
     pub fn with_config(tweak: impl FnOnce(&mut ServeConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        let mut config = ServeConfig {
-            data_dir: dir.path().to_path_buf(),
-            body_limit: 64 * 1024,
-            ..Default::default()
-        };
+        let mut config =
+            ServeConfig { data_dir: dir.path().to_path_buf(), body_limit: 64 * 1024, ..Default::default() };
         tweak(&mut config);
         let jwt = JwtConfig {
             hs256_secret: Some(JWT_SECRET.as_bytes().to_vec()),
@@ -86,21 +80,17 @@ impl TestApp {
         let mut ws = WriteSet::new();
         for org in ORGS {
             for role in ROLES {
-                let (t, _, next) =
-                    tokens::issue(&OrgId::new(org).unwrap(), role, "test", "test", ws).unwrap();
+                let (t, _, next) = tokens::issue(&OrgId::new(org).unwrap(), role, "test", "test", ws).unwrap();
                 ws = next;
                 tokens.insert((org.to_owned(), role), t);
             }
         }
         // Tests run inside a runtime, where blocking on the writer is not allowed.
         std::thread::scope(|sc| sc.spawn(|| store.write_blocking(ws)).join().unwrap()).unwrap();
-        let app = pled_api::app(pled_api::server::state(store.clone(), config, jwt));
-        Self {
-            app,
-            store,
-            dir,
-            tokens,
-        }
+        let state = pled_api::server::state(store.clone(), config, jwt).unwrap();
+        let committer = state.committer.clone();
+        let app = pled_api::app(state);
+        Self { app, committer, store, dir, tokens }
     }
 
     pub fn token(&self, org: &str, role: Role) -> &str {
@@ -113,10 +103,7 @@ impl TestApp {
 
     /// A JWT signed with the test secret, expiring `exp_in` seconds from now.
     pub fn jwt(org: &str, role: &str, exp_in: i64, iss: &str, aud: &str) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
         let claims = json!({ "sub": "user-1", "org": org, "role": role, "exp": now + exp_in, "iss": iss, "aud": aud });
         jsonwebtoken::encode(
             &jsonwebtoken::Header::default(),
@@ -137,20 +124,16 @@ impl TestApp {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply { status, headers, body }
     }
 
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Reply {
+    /// Closes a commit round now (as the committer's loop would).
+    pub async fn close_round(&self) -> Option<pled_committer::RoundRecord> {
+        let c = self.committer.clone();
+        tokio::task::spawn_blocking(move || c.close_round()).await.unwrap().unwrap()
+    }
+
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
         self.call_with(method, path, token, body, &[]).await
     }
 
@@ -170,10 +153,7 @@ impl TestApp {
             req = req.header(*k, *v);
         }
         let req = match body {
-            Some(b) => req
-                .header("content-type", "application/json")
-                .body(Body::from(b.to_string()))
-                .unwrap(),
+            Some(b) => req.header("content-type", "application/json").body(Body::from(b.to_string())).unwrap(),
             None => req.body(Body::empty()).unwrap(),
         };
         self.raw(req).await
@@ -189,19 +169,10 @@ impl TestApp {
 
     /// Creates and publishes a template; returns its id.
     pub async fn published_template(&self, org: &str, template: &Value) -> String {
-        let r = self
-            .post("/v1/templates", self.admin(org), template.clone())
-            .await;
+        let r = self.post("/v1/templates", self.admin(org), template.clone()).await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         let id = r.body["id"].as_str().unwrap().to_owned();
-        let r = self
-            .call(
-                Method::POST,
-                &format!("/v1/templates/{id}/versions"),
-                Some(self.admin(org)),
-                None,
-            )
-            .await;
+        let r = self.call(Method::POST, &format!("/v1/templates/{id}/versions"), Some(self.admin(org)), None).await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         id
     }
@@ -209,11 +180,7 @@ impl TestApp {
     /// Starts an execution of a published template; returns its id.
     pub async fn execution(&self, org: &str, template_id: &str) -> String {
         let r = self
-            .post(
-                "/v1/executions",
-                self.admin(org),
-                json!({ "templateId": template_id, "name": "test run" }),
-            )
+            .post("/v1/executions", self.admin(org), json!({ "templateId": template_id, "name": "test run" }))
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         r.body["id"].as_str().unwrap().to_owned()
@@ -229,23 +196,12 @@ pub fn assert_problem(r: &Reply, status: StatusCode, code: &str) {
         "{:?}",
         r.body
     );
-    assert_eq!(
-        r.problem_type(),
-        format!("urn:pled:problem:{code}"),
-        "{:?}",
-        r.body
-    );
+    assert_eq!(r.problem_type(), format!("urn:pled:problem:{code}"), "{:?}", r.body);
     assert_eq!(r.body["status"], status.as_u16());
     assert!(
-        r.body["title"].is_string()
-            && r.body["detail"].is_string()
-            && r.body["instance"].is_string(),
+        r.body["title"].is_string() && r.body["detail"].is_string() && r.body["instance"].is_string(),
         "{:?}",
         r.body
     );
-    assert!(
-        r.body["traceId"].as_str().is_some_and(|t| !t.is_empty()),
-        "{:?}",
-        r.body
-    );
+    assert!(r.body["traceId"].as_str().is_some_and(|t| !t.is_empty()), "{:?}", r.body);
 }

@@ -68,7 +68,10 @@ impl Target {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
-    let out = Command::new(&args.pled).args(["token", "create", "--org", "bench", "--role", "admin", "--data-dir"]).arg(dir.path()).output()?;
+    let out = Command::new(&args.pled)
+        .args(["token", "create", "--org", "bench", "--role", "admin", "--data-dir"])
+        .arg(dir.path())
+        .output()?;
     anyhow::ensure!(out.status.success(), "token create failed: {}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8(out.stdout)?.trim().to_owned();
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -119,17 +122,26 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
     }
     let executions = Arc::new(executions);
     let tid = Arc::new(tid);
-    eprintln!("setup done: {} executions; warming up {} s, measuring {} s with {} connections ({})", executions.len(), args.warmup, args.seconds, args.connections, if args.rate > 0 { format!("open loop at {} req/s", args.rate) } else { "closed loop".into() });
+    eprintln!(
+        "setup done: {} executions; warming up {} s, measuring {} s with {} connections ({})",
+        executions.len(),
+        args.warmup,
+        args.seconds,
+        args.connections,
+        if args.rate > 0 { format!("open loop at {} req/s", args.rate) } else { "closed loop".into() }
+    );
 
     let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let measure_from = started + Duration::from_secs(args.warmup);
     let end = measure_from + Duration::from_secs(args.seconds);
-    let per_conn_interval = (args.rate > 0).then(|| Duration::from_secs_f64(args.connections as f64 / args.rate as f64));
+    let per_conn_interval =
+        (args.rate > 0).then(|| Duration::from_secs_f64(args.connections as f64 / args.rate as f64));
     let mut tasks = Vec::new();
     for c in 0..args.connections {
-        let (t, executions, tid, hist, errors, mode) = (t.clone(), executions.clone(), tid.clone(), hist.clone(), errors.clone(), args.mode.clone());
+        let (t, executions, tid, hist, errors, mode) =
+            (t.clone(), executions.clone(), tid.clone(), hist.clone(), errors.clone(), args.mode.clone());
         tasks.push(tokio::spawn(async move {
             let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| unreachable!());
             let mut n: u64 = c as u64;

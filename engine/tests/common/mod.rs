@@ -17,10 +17,7 @@ pub(crate) fn repo() -> PathBuf {
 
 /// The time `secs` seconds after [`T0`].
 pub(crate) fn at(secs: i64) -> String {
-    RecordedAt::from_unix_micros(T0 + secs * 1_000_000)
-        .expect("at")
-        .as_str()
-        .to_owned()
+    RecordedAt::from_unix_micros(T0 + secs * 1_000_000).expect("at").as_str().to_owned()
 }
 
 /// Compiles a template given as JSON; panics with the report if it has errors.
@@ -60,11 +57,7 @@ pub(crate) fn kinds(o: &Outcome) -> Vec<&str> {
 
 /// The bodies of the drafts of one kind.
 pub(crate) fn bodies(o: &Outcome, kind: &str) -> Vec<Value> {
-    o.drafts
-        .iter()
-        .filter(|d| d.kind.as_str() == kind)
-        .map(|d| d.body.to_value().expect("bodies"))
-        .collect()
+    o.drafts.iter().filter(|d| d.kind.as_str() == kind).map(|d| d.body.to_value().expect("bodies")).collect()
 }
 
 /// The one body of a kind.
