@@ -108,3 +108,27 @@ fn the_worked_examples_in_the_ledger_format_doc_hold() {
     std::fs::write(&path, lines.join("\n")).unwrap();
     python_verifies(&path);
 }
+
+#[test]
+fn the_merkle_worked_example_in_the_ledger_format_doc_holds() {
+    use pled_core::merkle::{MerkleTree, from_0x, hash_pair, leaf_hash, to_0x};
+    let doc = std::fs::read_to_string(repo().join("docs/ledger-format.md")).unwrap();
+    let value = |label: &str| -> String {
+        doc.lines().find_map(|l| l.strip_prefix(label)).map(|v| v.trim().to_owned()).unwrap_or_else(|| panic!("{label} missing"))
+    };
+    let entries: Vec<SealedEntry> = doc
+        .lines()
+        .filter(|l| l.starts_with(r#"{"body":"#) && l.contains(r#""entry_hash":"#))
+        .map(|l| SealedEntry::from_export_value(&serde_json::from_str(l).unwrap()).unwrap())
+        .collect();
+    let leaves: Vec<_> = entries.iter().map(|e| leaf_hash(&e.entry().execution_id, e.seq(), &e.hash())).collect();
+    for (i, leaf) in leaves.iter().enumerate() {
+        assert_eq!(to_0x(leaf), value(&format!("leaf {} = ", i + 1)));
+    }
+    assert_eq!(to_0x(&hash_pair(&leaves[0], &leaves[1])), value("node(leaf 1, leaf 2) = "));
+    let tree = MerkleTree::from_leaves(&leaves);
+    assert_eq!(to_0x(&tree.root().unwrap()), value("root = node(node(leaf 1, leaf 2), leaf 3) = "));
+    assert_eq!(tree.proof(0).unwrap(), vec![leaves[1], leaves[2]]);
+    assert_eq!(tree.proof(2).unwrap(), vec![hash_pair(&leaves[0], &leaves[1])]);
+    assert!(from_0x::<32>(&to_0x(&leaves[0])).is_some());
+}
