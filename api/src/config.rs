@@ -41,6 +41,31 @@ pub struct ServeConfig {
     pub commit_interval: Duration,
     /// …or once this many entries are pending. Default 1,000,000.
     pub max_round_entries: u64,
+    /// Take a snapshot of an execution's state every this many ledger entries (0 = only on
+    /// demand). Default 10,000.
+    pub snapshot_every: u64,
+    /// Where roots are anchored: `auto` (default: `rpc_url` if given, else a local anvil started
+    /// by the server), `off` (rounds and proofs stay local, marked unanchored).
+    pub chain: ChainMode,
+    /// JSON-RPC URL of an EVM chain (the signer key comes from `PLED_SIGNER_KEY`).
+    pub rpc_url: Option<String>,
+    /// `PLEDRegistry` address on that chain (deployed by `pled chain deploy`).
+    pub registry: Option<String>,
+    /// `PLEDToken` address on that chain.
+    pub token_contract: Option<String>,
+    /// Confirmations before a root counts as confirmed. Default 1.
+    pub confirmations: u64,
+}
+
+/// Where commit roots go.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ChainMode {
+    /// `--rpc-url` if given, else a local anvil started and stopped with the server.
+    #[default]
+    Auto,
+    /// No chain: rounds and proofs stay local (anchor status `unanchored`).
+    Off,
 }
 
 /// Log output format.
@@ -68,6 +93,12 @@ impl Default for ServeConfig {
             ai_endpoint: None,
             commit_interval: pled_committer::DEFAULT_COMMIT_INTERVAL,
             max_round_entries: pled_committer::DEFAULT_MAX_ROUND_ENTRIES,
+            snapshot_every: 10_000,
+            chain: ChainMode::Auto,
+            rpc_url: None,
+            registry: None,
+            token_contract: None,
+            confirmations: 1,
         }
     }
 }
@@ -114,6 +145,24 @@ pub struct ServeArgs {
     /// Close a commit round once this many entries are pending [default: 1000000].
     #[arg(long, env = "PLED_MAX_ROUND_ENTRIES")]
     pub max_round_entries: Option<u64>,
+    /// Snapshot an execution every this many entries; 0 = on demand only [default: 10000].
+    #[arg(long, env = "PLED_SNAPSHOT_EVERY")]
+    pub snapshot_every: Option<u64>,
+    /// `auto` (the RPC URL, or a local anvil) or `off` [default: auto].
+    #[arg(long, env = "PLED_CHAIN", value_enum)]
+    pub chain: Option<ChainMode>,
+    /// JSON-RPC URL of an EVM chain; the signer key comes from PLED_SIGNER_KEY.
+    #[arg(long, env = "PLED_RPC_URL")]
+    pub rpc_url: Option<String>,
+    /// PLEDRegistry address (with --rpc-url).
+    #[arg(long, env = "PLED_REGISTRY")]
+    pub registry: Option<String>,
+    /// PLEDToken address (with --rpc-url).
+    #[arg(long, env = "PLED_TOKEN_CONTRACT")]
+    pub token_contract: Option<String>,
+    /// Confirmations before a root counts as confirmed [default: 1].
+    #[arg(long, env = "PLED_CONFIRMATIONS")]
+    pub confirmations: Option<u64>,
 }
 
 /// Parses `250ms`, `2s`, `1m`, `1h` (or plain seconds).
@@ -169,6 +218,18 @@ impl ServeConfig {
         }
         if let Some(v) = a.max_round_entries {
             c.max_round_entries = v.max(1);
+        }
+        if let Some(v) = a.snapshot_every {
+            c.snapshot_every = v;
+        }
+        if let Some(v) = a.chain {
+            c.chain = v;
+        }
+        c.rpc_url = a.rpc_url.or(c.rpc_url);
+        c.registry = a.registry.or(c.registry);
+        c.token_contract = a.token_contract.or(c.token_contract);
+        if let Some(v) = a.confirmations {
+            c.confirmations = v.max(1);
         }
         Ok(c)
     }

@@ -67,8 +67,12 @@ impl TestApp {
     pub fn with_config(tweak: impl FnOnce(&mut ServeConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        let mut config =
-            ServeConfig { data_dir: dir.path().to_path_buf(), body_limit: 64 * 1024, ..Default::default() };
+        let mut config = ServeConfig {
+            data_dir: dir.path().to_path_buf(),
+            body_limit: 64 * 1024,
+            chain: pled_api::config::ChainMode::Off,
+            ..Default::default()
+        };
         tweak(&mut config);
         let jwt = JwtConfig {
             hs256_secret: Some(JWT_SECRET.as_bytes().to_vec()),
