@@ -46,7 +46,8 @@ impl Server {
 
     fn start_on(dir: tempfile::TempDir, token: String) -> Self {
         let mut child = Command::new(PLED)
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--chain", "off"])
+            .args(["--commit-interval", "200ms", "--data-dir"])
             .arg(dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
