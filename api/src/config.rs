@@ -55,6 +55,9 @@ pub struct ServeConfig {
     pub token_contract: Option<String>,
     /// Confirmations before a root counts as confirmed. Default 1.
     pub confirmations: u64,
+    /// The anchoring signer's address (derived at start from the key; not configurable).
+    #[serde(skip)]
+    pub signer_address: Option<String>,
 }
 
 /// Where commit roots go.
@@ -99,6 +102,7 @@ impl Default for ServeConfig {
             registry: None,
             token_contract: None,
             confirmations: 1,
+            signer_address: None,
         }
     }
 }

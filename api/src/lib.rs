@@ -7,6 +7,7 @@
 pub mod ai;
 pub mod auth;
 pub mod config;
+pub mod devchain;
 pub mod error;
 pub mod evidence;
 pub mod extract;

@@ -10,10 +10,14 @@ use pled_store::{Store, StoreOptions};
 use tokio::net::TcpListener;
 
 use crate::auth::JwtConfig;
-use crate::config::ServeConfig;
+use crate::config::{ChainMode, ServeConfig};
+use crate::devchain::DevChain;
 use crate::hub::Hub;
 use crate::lanes::Lanes;
 use crate::state::{AppState, KeyLocks};
+use alloy::signers::local::PrivateKeySigner;
+use pled_committer::chain::{ChainConfig, Publisher};
+use std::time::Duration;
 
 /// The process-wide Prometheus recorder (metrics macros report to one global recorder).
 pub fn metrics_handle() -> PrometheusHandle {
@@ -65,7 +69,8 @@ pub fn state(store: Store, config: ServeConfig, jwt: JwtConfig) -> anyhow::Resul
     let lanes = Lanes::new(store.clone(), hub.clone(), ai);
     let commit =
         pled_committer::CommitConfig { interval: config.commit_interval, max_round_entries: config.max_round_entries };
-    let committer = pled_committer::Committer::open(store.clone(), commit, false)
+    let anchoring = config.chain != crate::config::ChainMode::Off;
+    let committer = pled_committer::Committer::open(store.clone(), commit, anchoring)
         .map_err(|e| anyhow::anyhow!("opening the committer: {e}"))?;
     Ok(AppState {
         store,
@@ -79,8 +84,58 @@ pub fn state(store: Store, config: ServeConfig, jwt: JwtConfig) -> anyhow::Resul
     })
 }
 
+/// How `pled serve` anchors: a chain config for the publisher, and the dev chain to stop.
+async fn chain_setup(
+    config: &mut ServeConfig,
+    store: &Store,
+) -> anyhow::Result<(Option<ChainConfig>, Option<DevChain>)> {
+    if config.chain == ChainMode::Off {
+        tracing::info!("chain off: rounds and proofs stay local (anchor status unanchored)");
+        return Ok((None, None));
+    }
+    let (signer, dev) = match &config.rpc_url {
+        Some(_) => {
+            let key = std::env::var("PLED_SIGNER_KEY")
+                .context("--rpc-url needs the signer key in PLED_SIGNER_KEY (never a flag or a file)")?;
+            (key.trim().parse::<PrivateKeySigner>().context("PLED_SIGNER_KEY is not a private key")?, None)
+        }
+        None => {
+            let dev = DevChain::start(&config.data_dir, store).await?;
+            tracing::info!(
+                rpc_url = %dev.rpc_url, chain_id = dev.deployed.chain_id, registry = %dev.deployed.registry, token = %dev.deployed.token,
+                "started a local anvil (dev default; state in the data dir) and anchoring there with its first dev key"
+            );
+            config.rpc_url = Some(dev.rpc_url.clone());
+            config.registry = Some(dev.deployed.registry.to_string());
+            config.token_contract = Some(dev.deployed.token.to_string());
+            (crate::devchain::DEV_KEY.parse()?, Some(dev))
+        }
+    };
+    let rpc_url = config.rpc_url.clone().unwrap_or_default();
+    let registry = config
+        .registry
+        .as_deref()
+        .context("--rpc-url needs --registry (deploy with `pled chain deploy --rpc-url URL`)")?
+        .parse()
+        .context("--registry is not an address")?;
+    let token =
+        config.token_contract.as_deref().map(str::parse).transpose().context("--token-contract is not an address")?;
+    tracing::info!(%rpc_url, %registry, signer = %signer.address(), confirmations = config.confirmations, "anchoring roots on chain");
+    config.signer_address = Some(signer.address().to_string());
+    let cfg = ChainConfig {
+        rpc_url,
+        registry,
+        token,
+        signer,
+        confirmations: config.confirmations,
+        poll: Duration::from_millis(500),
+        stuck_after: Duration::from_secs(30),
+    };
+    Ok((Some(cfg), dev))
+}
+
 /// Runs the service until `shutdown` resolves.
-pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(mut config: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let jwt = jwt_config(&config)?;
     let store = Store::open(&config.data_dir, StoreOptions::default())
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
@@ -94,15 +149,26 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send 
     }
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let (chain, dev) = chain_setup(&mut config, &store).await?;
     let app_state = state(store.clone(), config.clone(), jwt)?;
-    let (stop_rounds, rounds_stopped) = tokio::sync::watch::channel(false);
-    let rounds = tokio::spawn(app_state.committer.clone().run(rounds_stopped));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let rounds = tokio::spawn(app_state.committer.clone().run(stopped.clone()));
+    let publisher = match chain {
+        Some(cfg) => Some(tokio::spawn(Publisher::new(app_state.committer.clone(), cfg)?.run(stopped))),
+        None => None,
+    };
     let app = crate::app(app_state);
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening on http://{addr}");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving")?;
     tracing::info!("stopped accepting requests; closing the last round and committing outstanding writes");
-    let _ = stop_rounds.send(true);
+    let _ = stop.send(true);
     let _ = rounds.await;
+    if let Some(p) = publisher {
+        let _ = p.await;
+    }
+    if let Some(dev) = dev {
+        dev.stop().await;
+    }
     drop(store);
     tracing::info!("shutdown complete");
     Ok(())

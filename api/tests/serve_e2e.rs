@@ -6,107 +6,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{example, repo_root};
+use common::repo_root;
+use common::server::{PLED, Server};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-const PLED: &str = env!("CARGO_BIN_EXE_pled");
-
-struct Server {
-    child: Child,
-    base: String,
-    token: String,
-    dir: Option<tempfile::TempDir>,
-}
-
-impl Drop for Server {
-    /// A test that fails (or never calls `stop`) must not leave a server running.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new(PLED)
-            .args(["token", "create", "--org", "acme", "--role", "admin", "--name", "e2e", "--data-dir"])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        Self::start_on(dir, token)
-    }
-
-    fn start_on(dir: tempfile::TempDir, token: String) -> Self {
-        let mut child = Command::new(PLED)
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--chain", "off"])
-            .args(["--commit-interval", "200ms", "--data-dir"])
-            .arg(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("server exited before listening").unwrap();
-            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-            if let Some(a) = v["fields"]["addr"].as_str() {
-                break a.to_owned();
-            }
-        };
-        // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines.by_ref() {});
-        Self { child, base: format!("http://{addr}"), token, dir: Some(dir) }
-    }
-
-    fn client(&self) -> reqwest::Client {
-        let mut h = reqwest::header::HeaderMap::new();
-        h.insert("authorization", format!("Bearer {}", self.token).parse().unwrap());
-        reqwest::Client::builder().default_headers(h).build().unwrap()
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let r = self.client().post(format!("{}{path}", self.base)).json(&body).send().await.unwrap();
-        let status = r.status();
-        let v: Value = r.json().await.unwrap();
-        assert!(status.is_success(), "{path}: {status} {v}");
-        v
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.client().get(format!("{}{path}", self.base)).send().await.unwrap().json().await.unwrap()
-    }
-
-    /// SIGTERM, then wait: a graceful shutdown exits 0.
-    fn stop(mut self) -> tempfile::TempDir {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "pled serve exited with {status}");
-        self.dir.take().unwrap()
-    }
-
-    async fn started_execution(&self, example_name: &str) -> (String, Vec<Value>) {
-        let (template, events) = example(example_name);
-        let tid = self.post("/v1/templates", template).await["id"].as_str().unwrap().to_owned();
-        self.post(&format!("/v1/templates/{tid}/versions"), json!({})).await;
-        let eid = self.post("/v1/executions", json!({ "templateId": tid, "name": "e2e" })).await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        (eid, events)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_runs_the_examples_and_an_independent_verifier_accepts_its_ledger() {
-    let server = Server::start();
+    let server = Server::start(&["--chain", "off", "--commit-interval", "200ms"]);
     assert_eq!(server.get("/health/ready").await["status"], "ok");
     let mut executions: Vec<String> = Vec::new();
     for name in ["approval", "tokens"] {
@@ -218,7 +128,7 @@ async fn read_sse(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_sse_joiner_gets_every_entry_once_and_resumes_with_last_event_id() {
-    let server = std::sync::Arc::new(Server::start());
+    let server = std::sync::Arc::new(Server::start(&["--chain", "off", "--commit-interval", "200ms"]));
     let template = json!({
         "name": "pings",
         "states": [{ "id": "open", "initial": true }],
@@ -281,7 +191,7 @@ async fn a_late_sse_joiner_gets_every_entry_once_and_resumes_with_last_event_id(
 async fn a_slow_websocket_client_is_told_it_lagged_while_ingest_goes_on() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-    let server = Server::start();
+    let server = Server::start(&["--chain", "off", "--commit-interval", "200ms"]);
     let template = json!({
         "name": "pings",
         "states": [{ "id": "open", "initial": true }],

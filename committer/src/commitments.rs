@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::CommitError;
 use crate::keys;
-use crate::rounds::{Anchor, Committer, ProofAnswer, hash_leaves};
+use crate::rounds::{Anchor, AnchorStatus, Committer, ProofAnswer, hash_leaves};
 
 /// One commitment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,14 +88,17 @@ impl Committer {
             leaf_count: end - start + 1,
             created_at: RecordedAt::now(),
             created_by: by.to_owned(),
-            anchor: Anchor::default(),
+            anchor: Anchor {
+                status: if self.anchoring() { AnchorStatus::Built } else { AnchorStatus::Unanchored },
+                ..Anchor::default()
+            },
         };
         let bytes = serde_json::to_vec(&rec).map_err(|e| CommitError::Corrupt(e.to_string()))?;
-        self.store.write_blocking(WriteSet::new().put(
-            Table::Commitments,
-            keys::commitment(execution, rec.id),
-            bytes,
-        ))?;
+        let mut ws = WriteSet::new().put(Table::Commitments, keys::commitment(execution, rec.id), bytes);
+        if self.anchoring() {
+            ws = self.enqueue(ws, &crate::outbox::Target::Commitment { execution_id: execution, id: rec.id })?;
+        }
+        self.store.write_blocking(ws)?;
         Ok(rec)
     }
 

@@ -6,6 +6,9 @@
 //! - `x | execution | first seq`: `round | leaf offset | last seq` for the entries
 //!   `first..=last` of one append (one key per append, not per entry)
 //! - `c | execution | commitment`: a per-execution commitment (JSON)
+//! - `o | n`: the n-th anchoring outbox item (JSON); `O`: the last n used
+//! - `t | n`: the transaction state of outbox item n (JSON)
+//! - `m | execution | seq`: an on-chain mint for a sink entry (JSON)
 
 use pled_core::{ExecutionId, Seq};
 
@@ -13,6 +16,10 @@ pub(crate) const ROUND: u8 = b'r';
 pub(crate) const LEAVES: u8 = b'l';
 pub(crate) const INDEX: u8 = b'x';
 pub(crate) const COMMITMENT: u8 = b'c';
+pub(crate) const OUTBOX: u8 = b'o';
+pub(crate) const OUTBOX_COUNTER: u8 = b'O';
+pub(crate) const TX_STATE: u8 = b't';
+pub(crate) const MINT: u8 = b'm';
 
 /// Leaves per stored chunk.
 pub(crate) const LEAF_CHUNK: u64 = 4096;
@@ -54,4 +61,16 @@ pub(crate) fn parse_index_value(v: &[u8]) -> Option<(u64, u64, Seq)> {
 
 pub(crate) fn parse_seq_suffix(key: &[u8]) -> Option<Seq> {
     key.get(key.len().checked_sub(8)?..)?.try_into().ok().map(u64::from_be_bytes).map(Seq::new)
+}
+
+pub(crate) fn outbox(n: u64) -> Vec<u8> {
+    [&[OUTBOX][..], &n.to_be_bytes()].concat()
+}
+
+pub(crate) fn tx_state(n: u64) -> Vec<u8> {
+    [&[TX_STATE][..], &n.to_be_bytes()].concat()
+}
+
+pub(crate) fn mint(execution: ExecutionId, seq: u64) -> Vec<u8> {
+    [&[MINT][..], execution.as_bytes(), &seq.to_be_bytes()].concat()
 }

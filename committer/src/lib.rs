@@ -13,13 +13,18 @@
 //!
 //! A **commitment** is the root over one execution's seq range, made on demand.
 
+pub mod chain;
 mod commitments;
 mod error;
 mod keys;
+mod mints;
+mod outbox;
 mod rounds;
 
 pub use commitments::CommitmentRecord;
 pub use error::CommitError;
+pub use mints::MintRecord;
+pub use outbox::{Item, Target, TxState};
 pub use rounds::{
     Anchor, AnchorStatus, CommitConfig, Committer, DEFAULT_COMMIT_INTERVAL, DEFAULT_MAX_ROUND_ENTRIES, ProofAnswer,
     RoundRecord,

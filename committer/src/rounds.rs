@@ -54,6 +54,8 @@ pub enum AnchorStatus {
     Included,
     /// The block has the configured confirmations.
     Confirmed,
+    /// The transaction reverted (the reason is in `error`); it is not retried.
+    Failed,
 }
 
 /// The anchoring of a root.
@@ -83,6 +85,9 @@ pub struct Anchor {
     /// Confirmations seen.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confirmations: Option<u64>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A commit round.
@@ -186,6 +191,11 @@ impl Committer {
     /// The configuration.
     pub fn config(&self) -> CommitConfig {
         self.config
+    }
+
+    /// Whether roots are anchored on a chain (else they stay `unanchored`).
+    pub fn anchoring(&self) -> bool {
+        self.initial_anchor == AnchorStatus::Built
     }
 
     /// One round.
@@ -332,6 +342,9 @@ impl Committer {
         r.built_at = Some(RecordedAt::now());
         r.anchor = Anchor { status: self.initial_anchor, ..Anchor::default() };
         ws = ws.put(Table::Commitments, keys::round(r.id), serde_json::to_vec(&r).map_err(corrupt)?);
+        if self.anchoring() {
+            ws = self.enqueue(ws, &crate::outbox::Target::Round { round: r.id })?;
+        }
         self.store.write_blocking(ws)?;
         self.trees.lock().unwrap_or_else(|p| p.into_inner()).put(r.id, tree);
         tracing::info!(round = r.id, leaves = r.leaf_count, root = %to_0x(&root), ms = started.elapsed().as_millis() as u64, "round built");

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod audit;
+mod chain;
 pub(crate) mod ledger;
 mod proof;
 mod serve;
@@ -34,7 +35,7 @@ enum Command {
     /// Verify every hash chain in a store; names the first bad entry.
     Verify(verify::VerifyArgs),
     /// Run the PLED service.
-    Serve(pled_api::config::ServeArgs),
+    Serve(Box<pled_api::config::ServeArgs>),
     /// Manage access tokens on a stopped store.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -44,6 +45,9 @@ enum Command {
     /// Export and verify evidence bundles.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Deploy the contracts to an EVM chain.
+    #[command(subcommand)]
+    Chain(chain::ChainCommand),
 }
 
 /// Where the store lives.
@@ -58,9 +62,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Ledger(cmd) => ledger::run(cmd),
         Command::Verify(args) => verify::run(args),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Token(cmd) => token::run(cmd),
         Command::Proof(cmd) => proof::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Chain(cmd) => chain::run(cmd),
     }
 }

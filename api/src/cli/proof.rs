@@ -19,6 +19,12 @@ pub(crate) enum ProofCommand {
 pub(crate) struct VerifyArgs {
     /// The proof JSON file (`-` for stdin).
     file: PathBuf,
+    /// Also check on this chain: the registry's anchored root, and `verifyInclusion`.
+    #[arg(long)]
+    rpc_url: Option<String>,
+    /// The registry to ask (default: the document's `anchor.contract`).
+    #[arg(long)]
+    registry: Option<String>,
 }
 
 pub(crate) fn run(cmd: ProofCommand) -> anyhow::Result<ExitCode> {
@@ -36,7 +42,26 @@ pub(crate) fn run(cmd: ProofCommand) -> anyhow::Result<ExitCode> {
             println!("    leaf {} is included under root {}", doc.leaf.hash, doc.root);
             println!("    scope: {}", serde_json::to_string(&doc.scope)?);
             println!("    anchor: {}", doc.anchor);
-            Ok(ExitCode::SUCCESS)
+            let Some(rpc_url) = a.rpc_url else { return Ok(ExitCode::SUCCESS) };
+            let registry = a
+                .registry
+                .or_else(|| doc.anchor["contract"].as_str().map(str::to_owned))
+                .context("no registry: pass --registry (the document's anchor names none yet)")?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let on_chain = rt.block_on(pled_committer::chain::verify_on_chain(&rpc_url, registry.parse()?, &doc))?;
+            let same_root = on_chain.anchored_root.eq_ignore_ascii_case(&doc.root);
+            println!(
+                "    on chain: registry {registry} holds root {} ({}); verifyInclusion: {}",
+                on_chain.anchored_root,
+                if same_root { "the same" } else { "DIFFERENT" },
+                on_chain.included
+            );
+            if same_root && on_chain.included {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("FAILED: the chain does not anchor this proof");
+                Ok(ExitCode::from(EXIT_INVALID))
+            }
         }
         Err(e) => {
             println!("FAILED: {e}");

@@ -19,6 +19,7 @@ use crate::state::AppState;
 pub(crate) mod admin;
 pub(crate) mod executions;
 pub(crate) mod health;
+pub(crate) mod mint;
 pub(crate) mod proofs;
 pub(crate) mod streams;
 pub(crate) mod templates;
@@ -41,6 +42,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .merge(executions::routes())
         .merge(streams::routes())
         .merge(proofs::routes())
+        .merge(mint::routes())
         .merge(admin::routes())
 }
 

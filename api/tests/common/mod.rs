@@ -17,6 +17,8 @@ use pled_store::{Store, StoreOptions, WriteSet};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+pub mod server;
+
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
 pub const ISSUER: &str = "https://idp.test";
 pub const AUDIENCE: &str = "pled";
