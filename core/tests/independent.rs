@@ -114,7 +114,10 @@ fn the_merkle_worked_example_in_the_ledger_format_doc_holds() {
     use pled_core::merkle::{MerkleTree, from_0x, hash_pair, leaf_hash, to_0x};
     let doc = std::fs::read_to_string(repo().join("docs/ledger-format.md")).unwrap();
     let value = |label: &str| -> String {
-        doc.lines().find_map(|l| l.strip_prefix(label)).map(|v| v.trim().to_owned()).unwrap_or_else(|| panic!("{label} missing"))
+        doc.lines()
+            .find_map(|l| l.strip_prefix(label))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("{label} missing"))
     };
     let entries: Vec<SealedEntry> = doc
         .lines()
