@@ -13,7 +13,13 @@
 //! `GET …/ledger?limit=50` on executions that already hold events. `templates`: alternating
 //! `GET /v1/templates/{id}` and `GET /v1/templates?limit=50`. With `--rate`, requests are sent
 //! open-loop at that rate (latency includes queueing when the server falls behind); without it,
-//! each connection sends as fast as answers come back.
+//! each connection sends as fast as answers come back. `anchor`: posts `--rate` events per
+//! second (default 10) and measures, per event, the time from its acknowledged append to its
+//! proof being `confirmed` on the chain (the server's dev anvil: 1 s blocks, 1 confirmation,
+//! unless `--serve-arg`s say otherwise).
+//!
+//! `--serve-arg` passes flags to `pled serve` (repeatable), e.g. `--serve-arg=--chain
+//! --serve-arg=off` to measure HTTP without anchoring.
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -48,6 +54,9 @@ struct Args {
     /// Open-loop request rate (requests/s in total); 0 = closed loop.
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Extra flags for `pled serve` (repeat for each word).
+    #[arg(long = "serve-arg", allow_hyphen_values = true)]
+    serve_args: Vec<String>,
 }
 
 struct Target {
@@ -78,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
     let mut server = Command::new(&args.pled)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(dir.path())
+        .args(&args.serve_args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()?;
@@ -119,6 +129,9 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
             let events: Vec<Value> = (0..50).map(|i| json!({ "type": "order.line.added", "payload": { "qty": 1, "sku": format!("S{i}") }, "source": "bench" })).collect();
             t.post(&format!("/v1/executions/{e}/events/batch"), &json!({ "events": events })).await?;
         }
+    }
+    if args.mode == "anchor" {
+        return anchor_latency(args, &t, &executions).await;
     }
     let executions = Arc::new(executions);
     let tid = Arc::new(tid);
@@ -208,6 +221,62 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
         q(0.95),
         q(0.99),
         h.max() as f64 / 1000.0
+    );
+    Ok(())
+}
+
+/// Time from an acknowledged append to a confirmed anchor, per event.
+async fn anchor_latency(args: &Args, t: &Target, executions: &[String]) -> anyhow::Result<()> {
+    let rate = if args.rate == 0 { 10 } else { args.rate };
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let mut pending: Vec<(String, u64, Instant)> = Vec::new();
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000, 3)?;
+    let end = Instant::now() + Duration::from_secs(args.seconds);
+    let mut next_post = Instant::now();
+    let mut n = 0u64;
+    let mut last_poll = Instant::now();
+    eprintln!("posting {rate} events/s for {} s; waiting for each to be confirmed", args.seconds);
+    while Instant::now() < end || !pending.is_empty() {
+        if Instant::now() >= next_post && Instant::now() < end {
+            next_post += interval;
+            n += 1;
+            let e = &executions[n as usize % executions.len()];
+            let body = json!({ "type": "order.line.added", "payload": { "qty": 1, "sku": "S" }, "source": "loadgen" });
+            let r: Value = t.post(&format!("/v1/executions/{e}/events"), &body).await?;
+            let seq = r["entries"][0]["seq"].as_u64().unwrap_or(0);
+            pending.push((e.clone(), seq, Instant::now()));
+        }
+        if last_poll.elapsed() >= Duration::from_millis(50) {
+            last_poll = Instant::now();
+            let mut still = Vec::new();
+            for (e, seq, t0) in pending.drain(..) {
+                let p: Value = t
+                    .client
+                    .get(format!("{}/v1/executions/{e}/ledger/{seq}/proof", t.base))
+                    .bearer_auth(&t.token)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                if p["anchor"]["status"] == "confirmed" {
+                    hist.record(t0.elapsed().as_millis().max(1) as u64)?;
+                } else if t0.elapsed() > Duration::from_secs(120) {
+                    anyhow::bail!("event {e}/{seq} not confirmed after 120 s: {p}");
+                } else {
+                    still.push((e, seq, t0));
+                }
+            }
+            pending = still;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "mode=anchor rate={rate}/s events={} -> append-to-confirmed ms: p50 {} p95 {} p99 {} max {}",
+        hist.len(),
+        hist.value_at_quantile(0.5),
+        hist.value_at_quantile(0.95),
+        hist.value_at_quantile(0.99),
+        hist.max()
     );
     Ok(())
 }
