@@ -67,6 +67,18 @@ pub enum EngineError {
         /// The error.
         error: String,
     },
+    /// An operator's forced transition or forced action cannot apply (nothing was drafted):
+    /// the execution is completed, the transition does not leave the current state, an
+    /// assignment, token operation or action input failed, or an id is unknown.
+    #[error("cannot force ({code}): {reason}")]
+    ForceRefused {
+        /// Stable code: `completed`, `unknown_transition`, `unknown_state`, `unknown_action`,
+        /// `wrong_state`, `bad_data`, or the refusal code of the step (`assign_error`,
+        /// `token_error`, `insufficient_balance`, `token_overflow`, `action_input_error`).
+        code: String,
+        /// Why.
+        reason: String,
+    },
     /// A value could not be serialised to JSON.
     #[error("JSON serialisation failed: {0}")]
     Json(String),

@@ -29,6 +29,13 @@ pub const TIMER_FIRED: &str = "timer.fired";
 pub const TIMER_IGNORED: &str = "timer.ignored";
 /// A final state was entered.
 pub const EXECUTION_COMPLETED: &str = "execution.completed";
+/// An operator forced a transition (or a move to a state), guard not evaluated.
+pub const TRANSITION_FORCED: &str = "transition.forced";
+
+/// The kinds that begin the entries of one input: an event (`event.received`) or a timer
+/// firing (`timer.fired`, `timer.ignored`). Every other kind above is an effect that follows
+/// one of them (or the service's own entry for start and operator actions).
+pub const INPUTS: &[&str] = &[EVENT_RECEIVED, TIMER_FIRED, TIMER_IGNORED];
 
 /// Every kind above.
 pub const ALL: &[&str] = &[
@@ -46,6 +53,7 @@ pub const ALL: &[&str] = &[
     TIMER_FIRED,
     TIMER_IGNORED,
     EXECUTION_COMPLETED,
+    TRANSITION_FORCED,
 ];
 
 #[cfg(test)]

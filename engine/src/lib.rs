@@ -4,6 +4,7 @@ mod compile;
 mod duration;
 mod error;
 mod expr;
+mod force;
 pub mod kinds;
 mod machine;
 mod model;
@@ -15,6 +16,7 @@ mod values;
 pub use compile::{Compiled, Problem, Severity, ValidationReport, compile};
 pub use duration::{MAX_TIMER_DAYS, TimerDuration};
 pub use error::EngineError;
+pub use force::{FORCED_MESSAGE_TYPE, ForceTarget};
 pub use machine::Machine;
 pub use model::{
     ActionJob, AiOutputs, AiProvenance, AiRequest, ArmedTimer, Draft, Event, ExecState, Message, Outcome,

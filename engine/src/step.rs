@@ -80,53 +80,53 @@ pub(crate) fn scope_for<'a>(
 }
 
 /// What triggered a step, for bodies, job keys and due times.
-struct StepCtx {
+pub(crate) struct StepCtx {
     /// The `event` CEL variable (null for timers and start).
-    event: Value,
+    pub(crate) event: Value,
     /// The event's seq (`None` for timers and start).
-    event_seq: Option<u64>,
+    pub(crate) event_seq: Option<u64>,
     /// The job key prefix.
-    job_prefix: String,
+    pub(crate) job_prefix: String,
     /// Due times of armed timers count from here.
-    base_micros: i64,
+    pub(crate) base_micros: i64,
     /// `armedAtEvent` of timers armed in this step.
-    armed_at_event: u64,
+    pub(crate) armed_at_event: u64,
 }
 
 /// An action whose input is evaluated, not yet drafted.
-struct ReadyAction {
-    id: String,
-    action_type: String,
-    input: Value,
+pub(crate) struct ReadyAction {
+    pub(crate) id: String,
+    pub(crate) action_type: String,
+    pub(crate) input: Value,
 }
 
 /// A transition computed in full, not yet applied.
-struct Prepared {
-    assigned: BTreeMap<String, Value>,
-    balances: Balances,
-    token_bodies: Vec<(&'static str, Value)>,
-    actions: Vec<ReadyAction>,
+pub(crate) struct Prepared {
+    pub(crate) assigned: BTreeMap<String, Value>,
+    pub(crate) balances: Balances,
+    pub(crate) token_bodies: Vec<(&'static str, Value)>,
+    pub(crate) actions: Vec<ReadyAction>,
 }
 
 /// Why a chosen transition cannot apply: (code, reason).
-type Refusal = (&'static str, String);
+pub(crate) type Refusal = (&'static str, String);
 
 /// A step in progress.
-struct Run<'m> {
-    m: &'m Machine,
-    current: usize,
-    state: ExecState,
-    balances: Balances,
-    drafts: Vec<Draft>,
+pub(crate) struct Run<'m> {
+    pub(crate) m: &'m Machine,
+    pub(crate) current: usize,
+    pub(crate) state: ExecState,
+    pub(crate) balances: Balances,
+    pub(crate) drafts: Vec<Draft>,
     messages: Vec<Message>,
     actions: Vec<ActionJob>,
     timers_armed: Vec<ArmedTimer>,
     timers_cancelled: Vec<String>,
-    transitions: Vec<TransitionRecord>,
+    pub(crate) transitions: Vec<TransitionRecord>,
 }
 
 impl<'m> Run<'m> {
-    fn new(m: &'m Machine, state: &ExecState) -> Result<Self, EngineError> {
+    pub(crate) fn new(m: &'m Machine, state: &ExecState) -> Result<Self, EngineError> {
         let (current, balances) = load_state(m, state)?;
         Ok(Run {
             m,
@@ -142,12 +142,12 @@ impl<'m> Run<'m> {
         })
     }
 
-    fn draft(&mut self, kind: &str, body: Value) -> Result<(), EngineError> {
+    pub(crate) fn draft(&mut self, kind: &str, body: Value) -> Result<(), EngineError> {
         self.drafts.push(Draft::new(kind, &body)?);
         Ok(())
     }
 
-    fn finish(mut self) -> Outcome {
+    pub(crate) fn finish(mut self) -> Outcome {
         self.state.balances = balances_text(&self.balances);
         Outcome {
             state: self.state,
@@ -160,7 +160,7 @@ impl<'m> Run<'m> {
         }
     }
 
-    fn scope<'a>(&'a self, ctx: &'a StepCtx, msg: Option<&'a Value>) -> Scope<'a> {
+    pub(crate) fn scope<'a>(&'a self, ctx: &'a StepCtx, msg: Option<&'a Value>) -> Scope<'a> {
         scope_for(&self.state.vars, &self.state.state, &ctx.event, msg, &self.balances)
     }
 
@@ -229,7 +229,7 @@ impl<'m> Run<'m> {
     }
 
     /// Computes everything transition `t` does, or why it cannot.
-    fn prepare(&self, t: usize, scope: &Scope<'_>, ctx: &StepCtx, msg: &Value) -> Result<Prepared, Refusal> {
+    pub(crate) fn prepare(&self, t: usize, scope: &Scope<'_>, ctx: &StepCtx, msg: &Value) -> Result<Prepared, Refusal> {
         let tr = &self.m.transitions[t];
         let mut assigned = BTreeMap::new();
         for (var, e) in &tr.assign {
@@ -270,17 +270,34 @@ impl<'m> Run<'m> {
         let m = self.m;
         let tr = &m.transitions[t];
         let (from, to) = (&m.states[tr.from], &m.states[tr.to]);
-        self.draft(
-            kinds::TRANSITION_FIRED,
-            json!({
-                "eventSeq": ctx.event_seq,
-                "messageIndex": msg_index,
-                "transitionId": tr.id,
-                "from": from.id,
-                "to": to.id,
-                "assigned": p.assigned,
-            }),
-        )?;
+        let body = json!({
+            "eventSeq": ctx.event_seq,
+            "messageIndex": msg_index,
+            "transitionId": tr.id,
+            "from": from.id,
+            "to": to.id,
+            "assigned": p.assigned,
+        });
+        self.transitions.push(TransitionRecord {
+            message_index: msg_index,
+            transition_id: tr.id.clone(),
+            from: from.id.clone(),
+            to: to.id.clone(),
+        });
+        self.move_to(tr.to, (kinds::TRANSITION_FIRED, body), p, ctx)
+    }
+
+    /// Leaves the current state for state `to`: drafts `first` (the transition's own entry),
+    /// the token entries, `timer.cancelled` for the left state's timers and the scheduled
+    /// actions, applies the assignments and balances, then enters `to`.
+    pub(crate) fn move_to(
+        &mut self,
+        to: usize,
+        first: (&'static str, Value),
+        p: Prepared,
+        ctx: &StepCtx,
+    ) -> Result<(), EngineError> {
+        self.draft(first.0, first.1)?;
         for (kind, body) in p.token_bodies {
             self.draft(kind, body)?;
         }
@@ -289,20 +306,14 @@ impl<'m> Run<'m> {
             self.timers_cancelled.push(timer.transition_id);
         }
         self.schedule(p.actions, ctx)?;
-        self.state.state = to.id.clone();
-        self.current = tr.to;
+        self.state.state = self.m.states[to].id.clone();
+        self.current = to;
         self.state.vars.extend(p.assigned);
         self.balances = p.balances;
-        self.transitions.push(TransitionRecord {
-            message_index: msg_index,
-            transition_id: tr.id.clone(),
-            from: from.id.clone(),
-            to: to.id.clone(),
-        });
         self.enter(ctx)
     }
 
-    fn schedule(&mut self, actions: Vec<ReadyAction>, ctx: &StepCtx) -> Result<(), EngineError> {
+    pub(crate) fn schedule(&mut self, actions: Vec<ReadyAction>, ctx: &StepCtx) -> Result<(), EngineError> {
         for a in actions {
             let draft_index = self.drafts.len();
             let job_key = format!("{}:{draft_index}:{}", ctx.job_prefix, a.id);
@@ -322,7 +333,7 @@ impl<'m> Run<'m> {
     }
 
     /// Arms the timers of the (just entered) current state and completes a final state.
-    fn enter(&mut self, ctx: &StepCtx) -> Result<(), EngineError> {
+    pub(crate) fn enter(&mut self, ctx: &StepCtx) -> Result<(), EngineError> {
         let m = self.m;
         for &t in &m.timers[self.current] {
             let tr = &m.transitions[t];
@@ -404,7 +415,7 @@ fn apply_token_op(balances: &mut Balances, op: &CTokenOp, n: u128) -> Result<(&'
 }
 
 /// Evaluates the inputs of the listed actions; the scope is built only if an input needs it.
-fn ready_actions<'a, 's>(
+pub(crate) fn ready_actions<'a, 's>(
     m: &Machine,
     ids: impl Iterator<Item = &'a String>,
     scope: impl FnOnce() -> Scope<'s>,
@@ -421,7 +432,7 @@ fn ready_actions<'a, 's>(
     Ok(out)
 }
 
-fn eval_input(tree: &InputTree, scope: Option<&Scope<'_>>) -> Result<Value, (String, String)> {
+pub(crate) fn eval_input(tree: &InputTree, scope: Option<&Scope<'_>>) -> Result<Value, (String, String)> {
     Ok(match tree {
         InputTree::Literal(v) => v.clone(),
         InputTree::Expr { path, expr } => {
