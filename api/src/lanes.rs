@@ -6,24 +6,35 @@
 //! action jobs, idempotency records) as one atomic write through the store's group-commit
 //! writer. Callers are answered after the sync; subscribers are told after the sync. A lane
 //! with nothing to do for a while exits; the next request starts it again from the store.
+//!
+//! Operator controls (pause, resume, cancel, complete, forced transitions and actions) go
+//! through the same lane, so they are ordered with the events: a control is committed on its
+//! own, after every event that reached the lane before it. While an execution is paused, its
+//! events are accepted and recorded as `event.queued` entries (the queue is the ledger
+//! itself); resume applies them, in order, in the same write as its `admin.resumed` entry.
+//! Every write that crosses a multiple of `snapshot_every` entries also stores a snapshot at
+//! its new head. The pure part of every step is in [`crate::apply`], shared with replay.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use pled_core::{ChainHead, ExecutionId, RecordedAt, SealedEntry};
-use pled_engine::{ActionJob, AiOutputs, Event, Machine, Outcome};
+use pled_core::{ChainHead, ExecutionId, RecordedAt, SealedEntry, Seq};
+use pled_engine::{ActionJob, AiOutputs, Event, ForceTarget, Machine};
 use pled_store::{Append, Store, Table, WriteSet};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::apply::{self, AdminAction, Control, QueuedEvent, StepError};
 use crate::error::ApiError;
 use crate::hub::{Hub, StateChange, Update};
 use crate::idempotency::Idempotency;
-use crate::repo::executions::{ExecutionRecord, LiveState, Status};
-use crate::repo::templates;
+use crate::repo::executions::{ExecutionRecord, LiveState, PauseQueue, Status};
+use crate::repo::snapshots::{self, SnapshotRecord, Trigger};
+use crate::repo::{audit, templates};
 
 /// A lane exits after this long without work.
 const IDLE: Duration = Duration::from_secs(60);
@@ -63,6 +74,58 @@ struct Ingest {
     reply: oneshot::Sender<Result<Answer, ApiError>>,
 }
 
+/// An operator control as the routes hand it to the lane.
+#[derive(Debug, Clone)]
+pub struct ControlRequest {
+    /// Who (`principal.subject`), for the admin entry and the audit record.
+    pub actor: String,
+    /// Why (non-empty; the route checks).
+    pub reason: String,
+    /// What.
+    pub control: ControlInput,
+}
+
+/// The controls.
+#[derive(Debug, Clone)]
+pub enum ControlInput {
+    /// Stop applying events; queue them.
+    Pause,
+    /// Apply the queued events and go on.
+    Resume {
+        /// Optional approval data, recorded on the ledger as given.
+        approval: Option<Value>,
+    },
+    /// Stop for good.
+    Cancel,
+    /// Mark completed.
+    Complete,
+    /// Force a transition or a move to a state.
+    ForceTransition {
+        /// What.
+        target: ForceTarget,
+        /// `msg.data` for its expressions.
+        data: Value,
+    },
+    /// Schedule an action now.
+    ForceAction {
+        /// The template action.
+        action_id: String,
+        /// Literal input replacing the template's.
+        input: Option<Value>,
+    },
+}
+
+struct ControlJob {
+    request: ControlRequest,
+    idem: Option<Idempotency>,
+    reply: oneshot::Sender<Result<Answer, ApiError>>,
+}
+
+enum Work {
+    Ingest(Ingest),
+    Control(ControlJob),
+}
+
 /// A created action job, as stored in the `jobs` table (picked up by the action runner).
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -98,13 +161,34 @@ pub struct Lanes {
     hub: Arc<Hub>,
     ai: Option<Arc<dyn crate::ai::AiProvider>>,
     machines: Mutex<HashMap<(String, String, u32), Arc<Machine>>>,
-    lanes: Mutex<HashMap<ExecutionId, mpsc::Sender<Ingest>>>,
+    lanes: Mutex<HashMap<ExecutionId, mpsc::Sender<Work>>>,
+    snapshot_every: AtomicU64,
 }
 
 impl Lanes {
-    /// Lanes over a store, publishing to `hub`.
+    /// Lanes over a store, publishing to `hub`, snapshotting every
+    /// `ServeConfig::default().snapshot_every` entries until [`Lanes::set_snapshot_every`].
     pub fn new(store: Store, hub: Arc<Hub>, ai: Option<Arc<dyn crate::ai::AiProvider>>) -> Arc<Self> {
-        Arc::new(Self { store, hub, ai, machines: Mutex::default(), lanes: Mutex::default() })
+        let every = crate::config::ServeConfig::default().snapshot_every;
+        Arc::new(Self {
+            store,
+            hub,
+            ai,
+            machines: Mutex::default(),
+            lanes: Mutex::default(),
+            snapshot_every: AtomicU64::new(every),
+        })
+    }
+
+    /// Snapshot every `n` ledger entries (0: on demand only). `crate::app` sets it from the
+    /// configuration.
+    pub fn set_snapshot_every(&self, n: u64) {
+        self.snapshot_every.store(n, Ordering::Relaxed);
+    }
+
+    /// The snapshot interval in entries (0: on demand only).
+    pub fn snapshot_every(&self) -> u64 {
+        self.snapshot_every.load(Ordering::Relaxed)
     }
 
     /// The compiled machine of a published template version (cached).
@@ -132,7 +216,27 @@ impl Lanes {
         idem: Option<Idempotency>,
     ) -> Result<Answer, ApiError> {
         let (reply, rx) = oneshot::channel();
-        let mut job = Ingest { events, batch, idem, reply };
+        self.send(record, Work::Ingest(Ingest { events, batch, idem, reply }), rx).await
+    }
+
+    /// Applies an operator control through the execution's lane (ordered with its events,
+    /// one atomic write with its audit record).
+    pub async fn control(
+        self: &Arc<Self>,
+        record: &ExecutionRecord,
+        request: ControlRequest,
+        idem: Option<Idempotency>,
+    ) -> Result<Answer, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(record, Work::Control(ControlJob { request, idem, reply }), rx).await
+    }
+
+    async fn send(
+        self: &Arc<Self>,
+        record: &ExecutionRecord,
+        mut job: Work,
+        rx: oneshot::Receiver<Result<Answer, ApiError>>,
+    ) -> Result<Answer, ApiError> {
         for _ in 0..2 {
             let tx = self.lane(record)?;
             match tx.send(job).await {
@@ -149,7 +253,7 @@ impl Lanes {
         Err(ApiError::Unavailable("could not start the execution's lane".into()))
     }
 
-    fn lane(self: &Arc<Self>, record: &ExecutionRecord) -> Result<mpsc::Sender<Ingest>, ApiError> {
+    fn lane(self: &Arc<Self>, record: &ExecutionRecord) -> Result<mpsc::Sender<Work>, ApiError> {
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = lanes.get(&record.id)
             && !tx.is_closed()
@@ -173,17 +277,7 @@ impl Lanes {
     }
 }
 
-/// Seals engine drafts onto a chain, all recorded at `at`.
-pub fn seal(head: &mut ChainHead, drafts: &[pled_engine::Draft], at: &RecordedAt) -> Vec<SealedEntry> {
-    drafts
-        .iter()
-        .map(|d| {
-            let e = head.next_entry(d.kind.clone(), at.clone(), d.body.clone());
-            head.advance(&e);
-            e
-        })
-        .collect()
-}
+pub use crate::apply::seal;
 
 /// Adds the jobs of an outcome to a write set. `entries` are the sealed drafts of the outcome.
 pub fn enqueue_jobs(
@@ -232,28 +326,46 @@ struct Staged {
 }
 
 impl Lane {
-    async fn run(mut self, mut rx: mpsc::Receiver<Ingest>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Work>) {
+        // A control taken off the queue while gathering a group of events waits for that
+        // group's write: controls are ordered with events and committed on their own.
+        let mut pending: Option<ControlJob> = None;
         loop {
-            let first = match tokio::time::timeout(IDLE, rx.recv()).await {
-                Ok(Some(job)) => job,
-                Ok(None) => return,
-                Err(_) => {
-                    // Idle: leave the registry, unless work arrived meanwhile.
-                    let mut lanes = self.lanes.lanes.lock().unwrap_or_else(|p| p.into_inner());
-                    if rx.is_empty() {
-                        lanes.remove(&self.record.id);
-                        return;
+            let first = match pending.take() {
+                Some(c) => Work::Control(c),
+                None => match tokio::time::timeout(IDLE, rx.recv()).await {
+                    Ok(Some(job)) => job,
+                    Ok(None) => return,
+                    Err(_) => {
+                        // Idle: leave the registry, unless work arrived meanwhile.
+                        let mut lanes = self.lanes.lanes.lock().unwrap_or_else(|p| p.into_inner());
+                        if rx.is_empty() {
+                            lanes.remove(&self.record.id);
+                            return;
+                        }
+                        continue;
                     }
+                },
+            };
+            let first = match first {
+                Work::Control(c) => {
+                    let answer = self.control(c.request, c.idem).await;
+                    let _ = c.reply.send(answer);
                     continue;
                 }
+                Work::Ingest(i) => i,
             };
             let mut group = vec![first];
             let mut events = group[0].events.len();
             while events < MAX_GROUP_EVENTS {
                 match rx.try_recv() {
-                    Ok(job) => {
+                    Ok(Work::Ingest(job)) => {
                         events += job.events.len();
                         group.push(job);
+                    }
+                    Ok(Work::Control(c)) => {
+                        pending = Some(c);
+                        break;
                     }
                     Err(_) => break,
                 }
@@ -334,12 +446,32 @@ impl Lane {
             }
         }
 
+        if let Err(e) = self.write(ws, entries, head, live).await {
+            return fail_all(staged, e);
+        }
+        for s in staged {
+            let _ = s.reply.send(s.answer);
+        }
+    }
+
+    /// Writes a group's entries (with the new state, and a snapshot if the write crosses a
+    /// multiple of `snapshot_every`) and the rest of its write set in one atomic write; then
+    /// publishes and moves the lane's head. On failure, reloads the head from the store.
+    async fn write(
+        &mut self,
+        mut ws: WriteSet,
+        entries: Vec<SealedEntry>,
+        head: ChainHead,
+        live: LiveState,
+    ) -> Result<(), ApiError> {
+        let store = self.lanes.store.clone();
         if !entries.is_empty() {
-            let append = match Append::new(entries.clone()) {
-                Ok(a) => a.with_state(live.to_bytes()),
-                Err(e) => return fail_all(staged, ApiError::Internal(e.to_string())),
-            };
-            ws = ws.append(append);
+            let append = Append::new(entries.clone()).map_err(|e| ApiError::Internal(e.to_string()))?;
+            ws = ws.append(append.with_state(live.to_bytes()));
+            let every = self.lanes.snapshot_every();
+            if every > 0 && self.head.seq.get() / every != head.seq.get() / every {
+                ws = snapshots::put(ws, self.record.id, &SnapshotRecord::new(&head, &live, Trigger::Periodic))?;
+            }
         }
         if let Err(e) = store.write(ws).await {
             // What the store holds is the truth: reload before the next group.
@@ -347,7 +479,7 @@ impl Lane {
                 self.head = h;
                 self.live = l;
             }
-            return fail_all(staged, e.into());
+            return Err(e.into());
         }
         if !entries.is_empty() {
             metrics::counter!("pled_ledger_entries_appended_total").increment(entries.len() as u64);
@@ -355,12 +487,55 @@ impl Lane {
         }
         self.head = head;
         self.live = live;
-        for s in staged {
-            let _ = s.reply.send(s.answer);
-        }
+        Ok(())
     }
 
-    /// Steps events through the engine, sealing their entries onto `head`.
+    /// The outputs of an event's AI rules (this group's fresh ones, the cache, the provider).
+    async fn ai_outputs(
+        &self,
+        live: &LiveState,
+        event: &Event,
+        ai_fresh: &mut HashMap<String, Value>,
+        ws: &mut WriteSet,
+    ) -> Result<AiOutputs, ApiError> {
+        let requests = self.machine.ai_requests(&live.exec, event).map_err(bad_event)?;
+        if requests.is_empty() {
+            return Ok(AiOutputs::new());
+        }
+        let lanes = &self.lanes;
+        crate::ai::resolve(&lanes.store, lanes.ai.as_deref(), &self.record.org, &requests, ai_fresh, ws).await
+    }
+
+    /// Steps one event through the engine (the next event seq, received at `received_at`),
+    /// sealing its entries onto `head` and adding its jobs to `ws`.
+    async fn step_event(
+        &self,
+        ev: &QueuedEvent,
+        head: &mut ChainHead,
+        live: &mut LiveState,
+        ws: &mut WriteSet,
+        ai_fresh: &mut HashMap<String, Value>,
+    ) -> Result<apply::Stepped, ApiError> {
+        let event = Event {
+            event_seq: live.exec.event_count + 1,
+            r#type: ev.kind.clone(),
+            payload: ev.payload.clone(),
+            source: ev.source.clone(),
+            occurred_at: ev.occurred_at.clone(),
+            received_at: ev.received_at.to_string(),
+        };
+        let ai = self.ai_outputs(live, &event, ai_fresh, ws).await?;
+        let stepped = apply::event(&self.machine, live, head, &event, &ai).map_err(step_error)?;
+        *ws =
+            enqueue_jobs(std::mem::take(ws), &self.record, &stepped.actions, &stepped.entries[stepped.drafts_from..])?;
+        metrics::counter!("pled_events_ingested_total").increment(1);
+        metrics::counter!("pled_messages_derived_total").increment(stepped.messages.len() as u64);
+        metrics::counter!("pled_transitions_fired_total").increment(stepped.transitions.len() as u64);
+        Ok(stepped)
+    }
+
+    /// Steps events through the engine, sealing their entries onto `head`; while paused,
+    /// queues them instead (`event.queued`).
     async fn apply(
         &self,
         events: &[NewEvent],
@@ -378,38 +553,32 @@ impl Lane {
         }
         let mut results = Vec::with_capacity(events.len());
         for ev in events {
-            let received_at = RecordedAt::now();
-            let event = Event {
-                event_seq: live.exec.event_count + 1,
-                r#type: ev.kind.clone(),
+            let ev = QueuedEvent {
+                kind: ev.kind.clone(),
                 payload: ev.payload.clone(),
                 source: ev.source.clone(),
                 occurred_at: ev.occurred_at.clone(),
-                received_at: received_at.to_string(),
+                received_at: RecordedAt::now(),
             };
-            let bad = |e: pled_engine::EngineError| ApiError::bad_field("/", e.to_string());
-            let requests = self.machine.ai_requests(&live.exec, &event).map_err(bad)?;
-            let ai = if requests.is_empty() {
-                AiOutputs::new()
-            } else {
-                let lanes = &self.lanes;
-                crate::ai::resolve(&lanes.store, lanes.ai.as_deref(), &self.record.org, &requests, ai_fresh, ws).await?
-            };
-            let outcome: Outcome = self.machine.process_event(&live.exec, &event, &ai).map_err(bad)?;
-            let sealed = seal(head, &outcome.drafts, &received_at);
-            *ws = enqueue_jobs(std::mem::take(ws), &self.record, &outcome.actions, &sealed)?;
-            live.exec = outcome.state;
-            live.status = if live.exec.completed { Status::Completed } else { Status::Running };
-            metrics::counter!("pled_events_ingested_total").increment(1);
-            metrics::counter!("pled_messages_derived_total").increment(outcome.messages.len() as u64);
-            metrics::counter!("pled_transitions_fired_total").increment(outcome.transitions.len() as u64);
+            if live.status == Status::Paused {
+                let (entry, position) = apply::queue(live, head, &ev).map_err(step_error)?;
+                results.push(json!({
+                    "queued": true,
+                    "queuePosition": position,
+                    "seq": entry.seq(),
+                    "entries": entry_refs(std::slice::from_ref(&entry)),
+                }));
+                out.push(entry);
+                continue;
+            }
+            let stepped = self.step_event(&ev, head, live, ws, ai_fresh).await?;
             results.push(json!({
-                "eventSeq": event.event_seq,
-                "entries": entry_refs(&sealed),
-                "messages": outcome.messages,
-                "transitions": outcome.transitions,
+                "eventSeq": live.exec.event_count,
+                "entries": entry_refs(&stepped.entries),
+                "messages": stepped.messages,
+                "transitions": stepped.transitions,
             }));
-            out.extend(sealed);
+            out.extend(stepped.entries);
             if !live.status.accepts_events() && events.len() > results.len() {
                 return Err(ApiError::conflict(format!(
                     "event {} of the batch completed the execution; the remaining {} cannot be applied",
@@ -419,6 +588,130 @@ impl Lane {
             }
         }
         Ok(results)
+    }
+
+    /// Applies an operator control: its `admin.*` entry (and the engine's entries for a
+    /// forced transition or action), for resume the queued events, the audit record and the
+    /// idempotency record, in one atomic write.
+    async fn control(&mut self, req: ControlRequest, idem: Option<Idempotency>) -> Result<Answer, ApiError> {
+        let store = self.lanes.store.clone();
+        if let Some(i) = &idem
+            && let Some(r) = i.lookup_record(&store)?
+        {
+            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+            return Ok(Answer { status, body: r.body, replayed: true });
+        }
+        let (mut head, mut live) = (self.head, self.live.clone());
+        let at = RecordedAt::now();
+        let mut ws = WriteSet::new();
+        let discarded = live.queue.map_or(0, |q| q.length);
+        // Every event before this control is durable (controls are committed on their own),
+        // so the queue can be read from the store.
+        let queued = match (&req.control, live.queue) {
+            (ControlInput::Resume { .. }, Some(q)) => read_queue(&store, self.record.id, q)?,
+            _ => Vec::new(),
+        };
+        let control = match req.control {
+            ControlInput::Pause => Control::Pause,
+            ControlInput::Resume { approval } => {
+                Control::Resume { approval, applied: queued.iter().map(|(seq, _)| *seq).collect() }
+            }
+            ControlInput::Cancel => Control::Cancel { discarded },
+            ControlInput::Complete => Control::Complete { discarded },
+            ControlInput::ForceTransition { target, data } => Control::ForceTransition { target, data },
+            ControlInput::ForceAction { action_id, input } => Control::ForceAction { action_id, input },
+        };
+        let action = AdminAction { actor: req.actor, reason: req.reason, control };
+        let stepped = apply::control(&self.machine, &mut live, &mut head, &action, &at).map_err(step_error)?;
+        ws = enqueue_jobs(ws, &self.record, &stepped.actions, &stepped.entries[stepped.drafts_from..])?;
+        let admin_seq = stepped.entries[0].seq().get();
+        let first = json!({
+            "entries": entry_refs(&stepped.entries),
+            "transitions": stepped.transitions,
+        });
+        let mut entries = stepped.entries;
+        // Resume: the queued events, in order, received now.
+        let mut applied = Vec::with_capacity(queued.len());
+        let mut ai_fresh = HashMap::new();
+        for (queued_seq, q) in queued {
+            let q = QueuedEvent { received_at: at.clone(), ..q };
+            let s = self.step_event(&q, &mut head, &mut live, &mut ws, &mut ai_fresh).await?;
+            applied.push(json!({
+                "queuedSeq": queued_seq,
+                "eventSeq": live.exec.event_count,
+                "entries": entry_refs(&s.entries),
+                "messages": s.messages,
+                "transitions": s.transitions,
+            }));
+            entries.extend(s.entries);
+        }
+        let mut details = action.body();
+        details["seq"] = json!(admin_seq);
+        ws = audit::record(
+            ws,
+            &self.record.org,
+            &action.actor,
+            &action.audit_action(),
+            &self.record.id.to_string(),
+            details,
+        )?;
+        let mut body = json!({
+            "executionId": self.record.id,
+            "action": action.kind(),
+            "seq": admin_seq,
+            "entries": first["entries"],
+            "transitions": first["transitions"],
+            "headSeq": head.seq,
+            "headHash": head.hash,
+            "status": live.status,
+            "state": live.exec,
+        });
+        if matches!(action.control, Control::Resume { .. }) {
+            body["applied"] = Value::Array(applied);
+        }
+        if let Some(i) = &idem {
+            ws = i.record(ws, StatusCode::OK, &body, None)?;
+        }
+        self.write(ws, entries, head, live).await?;
+        Ok(Answer { status: StatusCode::OK, body, replayed: false })
+    }
+}
+
+/// The events queued since a pause: the `event.queued` entries after `since_seq`, in order.
+fn read_queue(store: &Store, id: ExecutionId, q: PauseQueue) -> Result<Vec<(u64, QueuedEvent)>, ApiError> {
+    let mut out = Vec::with_capacity(q.length as usize);
+    for e in store.iter_entries(id, Seq::new(q.since_seq + 1)) {
+        let e = e?;
+        if e.entry().kind.as_str() != apply::kinds::EVENT_QUEUED {
+            continue;
+        }
+        let body = e.entry().body.to_value().map_err(|err| ApiError::Internal(err.to_string()))?;
+        let (_, ev) = QueuedEvent::parse(&body).map_err(|err| ApiError::Internal(err.to_string()))?;
+        out.push((e.seq().get(), ev));
+    }
+    if out.len() as u64 != q.length {
+        return Err(ApiError::Internal(format!(
+            "execution {id}: {} queued events on the ledger, the state says {}",
+            out.len(),
+            q.length
+        )));
+    }
+    Ok(out)
+}
+
+fn bad_event(e: pled_engine::EngineError) -> ApiError {
+    ApiError::bad_field("/", e.to_string())
+}
+
+/// The answer to a step that could not apply.
+pub fn step_error(e: StepError) -> ApiError {
+    match e {
+        StepError::Conflict(detail) => ApiError::conflict(detail),
+        StepError::Refused { code, reason } => {
+            ApiError::Unprocessable { code: "force_refused", detail: format!("{code}: {reason}"), errors: vec![] }
+        }
+        StepError::Engine(e) => bad_event(e),
+        StepError::Corrupt(detail) => ApiError::Internal(detail),
     }
 }
 

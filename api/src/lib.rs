@@ -5,6 +5,7 @@
 //! (`tower::ServiceExt::oneshot`), and `pled serve` binds it to a socket.
 
 pub mod ai;
+pub mod apply;
 pub mod auth;
 pub mod config;
 pub mod devchain;

@@ -84,6 +84,28 @@ pub struct LiveState {
     pub status: Status,
     /// The engine's state.
     pub exec: ExecState,
+    /// While paused: where the queue of events waiting for resume starts and how long it
+    /// is. The events themselves are the `event.queued` entries after `sinceSeq`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<PauseQueue>,
+}
+
+/// The events a paused execution accepted and has not applied yet.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PauseQueue {
+    /// Seq of the `admin.paused` entry; every `event.queued` entry after it is queued.
+    pub since_seq: u64,
+    /// How many events are queued.
+    pub length: u64,
+}
+
+impl LiveState {
+    /// The state of a freshly started execution.
+    pub fn started(exec: ExecState) -> Self {
+        let status = if exec.completed { Status::Completed } else { Status::Created };
+        Self { status, exec, queue: None }
+    }
 }
 
 impl LiveState {

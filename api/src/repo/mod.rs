@@ -11,6 +11,7 @@ use crate::error::ApiError;
 
 pub mod audit;
 pub mod executions;
+pub mod snapshots;
 pub mod templates;
 pub mod tokens;
 

@@ -161,10 +161,7 @@ pub(crate) async fn create_execution(
         head.advance(&first);
         let mut entries = vec![first];
         let sealed = lanes::seal(&mut head, &outcome.drafts, &now);
-        let live = LiveState {
-            status: if outcome.state.completed { Status::Completed } else { Status::Created },
-            exec: outcome.state,
-        };
+        let live = LiveState::started(outcome.state);
         let ws = lanes::enqueue_jobs(WriteSet::new(), &record, &outcome.actions, &sealed)?;
         entries.extend(sealed);
         let ws =
@@ -313,7 +310,7 @@ fn to_new_event(e: EventBody, at: &str) -> ApiResult<NewEvent> {
     Ok(NewEvent { kind: e.kind, payload: e.payload, source: e.source, occurred_at: e.occurred_at })
 }
 
-fn answer(a: lanes::Answer) -> Response {
+pub(crate) fn answer(a: lanes::Answer) -> Response {
     let mut res = (a.status, axum::Json(a.body)).into_response();
     if a.replayed {
         res.headers_mut().insert("idempotency-replayed", HeaderValue::from_static("true"));

@@ -17,6 +17,7 @@ use crate::openapi::ApiDoc;
 use crate::state::AppState;
 
 pub(crate) mod admin;
+pub(crate) mod controls;
 pub(crate) mod executions;
 pub(crate) mod health;
 pub(crate) mod mint;
@@ -40,6 +41,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .merge(health::routes())
         .merge(templates::routes())
         .merge(executions::routes())
+        .merge(controls::routes())
         .merge(streams::routes())
         .merge(proofs::routes())
         .merge(mint::routes())
@@ -48,6 +50,9 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
 
 /// The whole service: routes, docs, and the layers every request passes through.
 pub fn app(state: AppState) -> Router {
+    // The lanes are built before the configuration is at hand in every caller; the
+    // snapshot interval is part of the app's configuration.
+    state.lanes.set_snapshot_every(state.config.snapshot_every);
     let (router, spec) = api_routes().split_for_parts();
     let config = state.config.clone();
     let request_id = HeaderName::from_static(REQUEST_ID);
