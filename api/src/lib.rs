@@ -17,6 +17,7 @@ pub mod idempotency;
 pub mod lanes;
 mod middleware;
 pub mod openapi;
+pub mod replay;
 pub mod repo;
 mod routes;
 pub mod server;

@@ -273,11 +273,18 @@ async fn every_new_endpoint_answers_404_for_another_orgs_execution() {
         ("complete", json!({"reason": "x"})),
         ("force-transition", json!({"toState": "review", "reason": "x"})),
         ("force-action", json!({"actionId": "notify-reviewers", "reason": "x"})),
+        ("snapshot", json!({})),
+        ("replay", json!({})),
+        ("compare", json!({"version": 1})),
     ];
     for (op, body) in posts {
         let r = t.post(&format!("/v1/executions/{eid}/{op}"), other, body).await;
         assert_problem(&r, StatusCode::NOT_FOUND, "not_found");
     }
-    // And the owner sees the execution.
-    assert_eq!(t.get(&format!("/v1/executions/{eid}"), t.admin("acme")).await.status, StatusCode::OK);
+    for path in ["snapshots", "snapshots/1"] {
+        let r = t.get(&format!("/v1/executions/{eid}/{path}"), other).await;
+        assert_problem(&r, StatusCode::NOT_FOUND, "not_found");
+    }
+    // And the owner sees them.
+    assert_eq!(t.get(&format!("/v1/executions/{eid}/snapshots"), t.admin("acme")).await.status, StatusCode::OK);
 }

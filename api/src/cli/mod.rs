@@ -10,6 +10,7 @@ mod audit;
 mod chain;
 pub(crate) mod ledger;
 mod proof;
+mod replay;
 mod serve;
 mod token;
 mod verify;
@@ -48,6 +49,8 @@ enum Command {
     /// Deploy the contracts to an EVM chain.
     #[command(subcommand)]
     Chain(chain::ChainCommand),
+    /// Replay an execution on a stopped store and compare it with its ledger (a dry run).
+    Replay(replay::ReplayArgs),
 }
 
 /// Where the store lives.
@@ -67,5 +70,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Proof(cmd) => proof::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Chain(cmd) => chain::run(cmd),
+        Command::Replay(args) => replay::run(args),
     }
 }

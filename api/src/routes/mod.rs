@@ -22,6 +22,7 @@ pub(crate) mod executions;
 pub(crate) mod health;
 pub(crate) mod mint;
 pub(crate) mod proofs;
+pub(crate) mod replay;
 pub(crate) mod streams;
 pub(crate) mod templates;
 
@@ -42,6 +43,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .merge(templates::routes())
         .merge(executions::routes())
         .merge(controls::routes())
+        .merge(replay::routes())
         .merge(streams::routes())
         .merge(proofs::routes())
         .merge(mint::routes())

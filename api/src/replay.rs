@@ -1,0 +1,892 @@
+//! Replay: re-run an execution's stored inputs through a compiled template version and
+//! compare what comes out with the stored chain; and the comparison of two versions on the
+//! same inputs.
+//!
+//! The stored ledger is read as a sequence of *inputs*, each followed by its effects: an
+//! input is every entry whose kind is not an engine effect ([`apply::is_effect`]) —
+//! `execution.created`, `event.received`, `timer.fired` / `timer.ignored`, `event.queued`,
+//! `admin.*`, and any other kind the service may write (replayed verbatim). Each input goes
+//! through the same functions the lane uses ([`crate::apply`]): events are rebuilt from their
+//! `event.received` bodies (AI outputs from the event's own `message.derived` entries — never
+//! a model), timers from `transitionId` / `firedAt`, operator controls from their `admin.*`
+//! bodies. The entries are sealed exactly as the lane seals them, chained from genesis or from
+//! a snapshot's head, and compared with the stored ones: identical, or the first seq where
+//! they differ and how.
+//!
+//! Everything here only reads: no entry is appended, no job enqueued, no model called.
+//! Replay is a fold, so it is cancellable between inputs ([`Stop`]).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use pled_core::{ChainHead, ExecutionId, OrgId, SealedEntry, Seq};
+use pled_engine::{AiOutputs, Event, Machine, TransitionRecord};
+use pled_store::{Store, StoreError};
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::apply::{self, AdminAction, QueuedEvent, StepError, Stepped, kinds};
+use crate::error::ApiError;
+use crate::repo::executions::LiveState;
+use crate::repo::snapshots::{self, SnapshotRecord};
+
+/// Where to start and stop.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayOptions {
+    /// Stop at the last input boundary at or before this seq (default: the head when the
+    /// replay starts).
+    pub up_to: Option<u64>,
+    /// Start from this snapshot (its seq) instead of genesis.
+    pub from_snapshot: Option<u64>,
+    /// Report progress every this many inputs (0: never).
+    pub progress_every: u64,
+}
+
+/// How far a replay is.
+#[derive(Debug, Clone, Copy, Default, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// The last stored seq read.
+    pub seq: u64,
+    /// The seq it runs to.
+    pub target_seq: u64,
+    /// Inputs replayed.
+    pub inputs: u64,
+    /// Events among them.
+    pub events: u64,
+}
+
+/// When to stop early: a cancellation flag (the HTTP request went away) and a deadline.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stop<'a> {
+    /// Set by someone else to stop the replay.
+    pub cancel: Option<&'a AtomicBool>,
+    /// Give up at this instant.
+    pub deadline: Option<Instant>,
+}
+
+impl Stop<'_> {
+    fn check(&self, progress: &Progress) -> Result<(), ReplayError> {
+        if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(ReplayError::Cancelled(*progress));
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(ReplayError::TimedOut(*progress));
+        }
+        Ok(())
+    }
+}
+
+/// Why a replay could not run to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// A bad request (up-to before the snapshot, beyond the head, …).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such snapshot.
+    #[error("snapshot {0} not found")]
+    SnapshotNotFound(u64),
+    /// The execution has no ledger.
+    #[error("execution {0} has no ledger")]
+    NoLedger(ExecutionId),
+    /// Cancelled (the client went away).
+    #[error("replay cancelled after {} inputs (seq {} of {})", .0.inputs, .0.seq, .0.target_seq)]
+    Cancelled(Progress),
+    /// The deadline passed.
+    #[error(
+        "replay did not finish in time: {} inputs replayed (seq {} of {}); run `pled replay` on a stopped store, or replay from a snapshot",
+        .0.inputs, .0.seq, .0.target_seq
+    )]
+    TimedOut(Progress),
+    /// A store read failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Something else (corrupt records).
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+impl From<ReplayError> for ApiError {
+    fn from(e: ReplayError) -> Self {
+        match e {
+            ReplayError::Invalid(d) => ApiError::BadRequest { detail: d, errors: vec![] },
+            ReplayError::SnapshotNotFound(s) => ApiError::not_found("snapshot", s),
+            ReplayError::NoLedger(id) => ApiError::Internal(format!("execution {id} has no ledger")),
+            e @ (ReplayError::Cancelled(_) | ReplayError::TimedOut(_)) => ApiError::Unavailable(e.to_string()),
+            ReplayError::Store(e) => e.into(),
+            ReplayError::Api(e) => e,
+        }
+    }
+}
+
+/// One entry, as a divergence shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EntryView {
+    /// Seq.
+    pub seq: u64,
+    /// Kind.
+    pub kind: String,
+    /// Body.
+    #[schema(value_type = Object)]
+    pub body: Value,
+    /// Recorded time.
+    pub recorded_at: String,
+    /// Previous hash.
+    pub prev_hash: String,
+    /// Its hash (stored: as claimed).
+    pub entry_hash: String,
+}
+
+impl EntryView {
+    fn of(e: &SealedEntry) -> Self {
+        let x = e.entry();
+        Self {
+            seq: x.seq.get(),
+            kind: x.kind.as_str().to_owned(),
+            body: x.body.to_value().unwrap_or(Value::Null),
+            recorded_at: x.recorded_at.as_str().to_owned(),
+            prev_hash: x.prev_hash.to_hex(),
+            entry_hash: e.hash().to_hex(),
+        }
+    }
+}
+
+/// Where a replay first differs from the stored chain.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Divergence {
+    /// The first seq that differs.
+    pub seq: u64,
+    /// The seq of the input whose effects differ there.
+    pub input_seq: u64,
+    /// What differs: `kind`, `body`, `recordedAt`, `prevHash`, `hash` (the stored hash is
+    /// not the hash of the stored content), `missing` (the stored chain has an entry replay
+    /// does not produce), `extra` (replay produces one the stored chain lacks), `refused`
+    /// (replay could not apply the stored input), `snapshot` (the snapshot's head hash is
+    /// not the stored entry's), `state` (same entries, different state).
+    pub field: String,
+    /// In words.
+    pub detail: String,
+    /// The stored entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored: Option<EntryView>,
+    /// The replayed entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<EntryView>,
+}
+
+/// A snapshot met on the way, checked against the replayed state.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotCheck {
+    /// Its id (seq).
+    pub id: u64,
+    /// Whether its state and head hash equal the replay's at that seq.
+    pub matches: bool,
+}
+
+/// What a replay found.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayReport {
+    /// The execution.
+    #[schema(value_type = String)]
+    pub execution_id: ExecutionId,
+    /// The snapshot it started from (`null`: genesis).
+    pub from_snapshot_id: Option<u64>,
+    /// The seq it started after (0: genesis).
+    pub from_seq: u64,
+    /// The seq it was asked to reach.
+    pub up_to_seq: u64,
+    /// The seq it reached (the last input boundary at or before `upToSeq`).
+    pub head_seq: u64,
+    /// The replayed chain's hash at `headSeq`.
+    pub head_hash: String,
+    /// The stored chain's hash at `headSeq`.
+    pub stored_head_hash: String,
+    /// Whether every replayed entry is byte-identical to the stored one (and the state,
+    /// where a stored state exists to compare with).
+    pub identical: bool,
+    /// The first difference, if any.
+    pub divergence: Option<Divergence>,
+    /// Status, engine state and pause queue after the replay.
+    #[schema(value_type = Object)]
+    pub state: LiveState,
+    /// When the replay reached the stored head: whether its state equals the stored one.
+    pub state_matches_head: Option<bool>,
+    /// Snapshots on the way.
+    pub snapshots: Vec<SnapshotCheck>,
+    /// Inputs replayed.
+    pub inputs: u64,
+    /// Events among them.
+    pub events: u64,
+    /// Entries replayed.
+    pub entries: u64,
+    /// Wall time.
+    pub elapsed_ms: f64,
+}
+
+/// Groups stored entries into inputs (an input entry and its effects), up to `up_to`.
+struct Inputs<I: Iterator<Item = Result<SealedEntry, StoreError>>> {
+    it: std::iter::Peekable<I>,
+    up_to: u64,
+}
+
+impl<I: Iterator<Item = Result<SealedEntry, StoreError>>> Iterator for Inputs<I> {
+    type Item = Result<Vec<SealedEntry>, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let first = match self.it.next()? {
+            Ok(e) => e,
+            Err(e) => return Some(Err(e)),
+        };
+        if first.seq().get() > self.up_to {
+            return None;
+        }
+        let mut group = vec![first];
+        while let Some(Ok(e)) = self.it.peek() {
+            if !apply::is_effect(e.entry().kind.as_str()) {
+                break;
+            }
+            match self.it.next() {
+                Some(Ok(e)) => group.push(e),
+                Some(Err(e)) => return Some(Err(e)),
+                None => break,
+            }
+        }
+        // An input whose effects run past `up_to` is not replayed: states exist only
+        // between inputs.
+        if group.last().is_some_and(|e| e.seq().get() > self.up_to) {
+            return None;
+        }
+        Some(Ok(group))
+    }
+}
+
+fn body_value(e: &SealedEntry) -> Result<Value, StepError> {
+    e.entry().body.to_value().map_err(|err| StepError::Corrupt(format!("entry {}: {err}", e.seq())))
+}
+
+/// The AI outputs an event's stored `message.derived` entries carry, by input hash.
+fn recorded_ai(group: &[SealedEntry]) -> Result<AiOutputs, StepError> {
+    let mut out = AiOutputs::new();
+    for e in &group[1..] {
+        let x = e.entry();
+        if x.kind.as_str() != pled_engine::kinds::MESSAGE_DERIVED
+            || !x.body.as_str().contains("\"deterministic\":false")
+        {
+            continue;
+        }
+        let b = body_value(e)?;
+        if let (Some(hash), Some(data)) = (b["ai"]["inputHash"].as_str(), b.get("data")) {
+            out.insert(hash.to_owned(), data.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Rebuilds an event from its `event.received` entry (its seq is the next one, as the lane
+/// numbers events).
+fn stored_event(e: &SealedEntry, event_seq: u64) -> Result<Event, StepError> {
+    let b = body_value(e)?;
+    let bad = |what: &str| StepError::Corrupt(format!("event.received at seq {}: {what}", e.seq()));
+    let text = |name: &str| b.get(name).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| bad(name));
+    Ok(Event {
+        event_seq,
+        r#type: text("type")?,
+        payload: b.get("payload").cloned().ok_or_else(|| bad("payload"))?,
+        source: text("source")?,
+        occurred_at: b.get("occurredAt").and_then(Value::as_str).map(str::to_owned),
+        received_at: text("receivedAt")?,
+    })
+}
+
+/// Folds inputs through one machine, the way the lane does.
+struct Fold<'a> {
+    machine: &'a Machine,
+    live: Option<LiveState>,
+    head: ChainHead,
+    /// Where to look up AI outputs an event's own entries do not carry (comparison only:
+    /// another version may ask other questions).
+    ai_cache: Option<(&'a Store, &'a OrgId)>,
+    events: u64,
+}
+
+impl<'a> Fold<'a> {
+    fn new(machine: &'a Machine, head: ChainHead, live: Option<LiveState>) -> Self {
+        Self { machine, live, head, ai_cache: None, events: 0 }
+    }
+
+    /// Applies one stored input; returns what it produced.
+    fn step(&mut self, group: &[SealedEntry]) -> Result<Stepped, StepError> {
+        let first = &group[0];
+        let x = first.entry();
+        let kind = x.kind.as_str();
+        if kind == kinds::EXECUTION_CREATED {
+            return self.start(first);
+        }
+        let live = self
+            .live
+            .as_mut()
+            .ok_or_else(|| StepError::Corrupt(format!("seq {}: {kind} before execution.created", x.seq)))?;
+        let head = &mut self.head;
+        match kind {
+            pled_engine::kinds::EVENT_RECEIVED => {
+                let event = stored_event(first, live.exec.event_count + 1)?;
+                let mut ai = recorded_ai(group)?;
+                if let Some((store, org)) = self.ai_cache {
+                    for r in self.machine.ai_requests(&live.exec, &event)? {
+                        if ai.contains_key(&r.input_hash) {
+                            continue;
+                        }
+                        let key = format!("ai/{org}/{}", r.input_hash);
+                        if let Ok(Some(c)) = crate::repo::get_json::<crate::ai::CachedOutput>(store, &key) {
+                            ai.insert(r.input_hash, c.output);
+                        }
+                    }
+                }
+                self.events += 1;
+                apply::event(self.machine, live, head, &event, &ai)
+            }
+            pled_engine::kinds::TIMER_FIRED | pled_engine::kinds::TIMER_IGNORED => {
+                let b = body_value(first)?;
+                let field = |n: &str| {
+                    b.get(n)
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| StepError::Corrupt(format!("{kind} at seq {}: {n}", x.seq)))
+                };
+                apply::timer(self.machine, live, head, field("transitionId")?, field("firedAt")?)
+            }
+            kinds::EVENT_QUEUED => {
+                let (_, ev) = QueuedEvent::parse(&body_value(first)?)?;
+                let (entry, _) = apply::queue(live, head, &ev)?;
+                Ok(Stepped { entries: vec![entry], ..Stepped::default() })
+            }
+            k if k.starts_with("admin.") => {
+                let action = AdminAction::parse(k, &body_value(first)?)?;
+                apply::control(self.machine, live, head, &action, &x.recorded_at)
+            }
+            // A kind the service writes that is not an input of the machine: copied as is.
+            _ => Ok(Stepped {
+                entries: vec![apply::seal_one(head, x.kind.clone(), &x.recorded_at, x.body.clone())],
+                ..Stepped::default()
+            }),
+        }
+    }
+
+    /// `execution.created`: the initial state from its variables, started at its time.
+    fn start(&mut self, created: &SealedEntry) -> Result<Stepped, StepError> {
+        let x = created.entry();
+        if x.seq != Seq::FIRST || self.live.is_some() {
+            return Err(StepError::Corrupt(format!("execution.created at seq {}", x.seq)));
+        }
+        let b = body_value(created)?;
+        let mut vars = b.get("variables").cloned().unwrap_or_else(|| json!({}));
+        // Another version may declare other variables: keep the ones it knows.
+        if let Value::Object(m) = &mut vars {
+            let known: Vec<&str> = self.machine.template().variables.iter().map(|v| v.name.as_str()).collect();
+            m.retain(|k, _| known.contains(&k.as_str()));
+        }
+        let outcome = self.machine.initial_state(Some(&vars), x.recorded_at.as_str())?;
+        let mut entries = vec![apply::seal_one(&mut self.head, x.kind.clone(), &x.recorded_at, x.body.clone())];
+        entries.extend(apply::seal(&mut self.head, &outcome.drafts, &x.recorded_at));
+        self.live = Some(LiveState::started(outcome.state));
+        Ok(Stepped { entries, drafts_from: 1, actions: outcome.actions, ..Stepped::default() })
+    }
+}
+
+/// Compares replayed entries with the stored ones of the same input; `None` if identical.
+fn compare_entries(input_seq: u64, stored: &[SealedEntry], replayed: &[SealedEntry]) -> Option<Divergence> {
+    for i in 0..stored.len().max(replayed.len()) {
+        let (s, r) = (stored.get(i), replayed.get(i));
+        let (field, detail) = match (s, r) {
+            (Some(s), Some(r)) if s.hash() == r.hash() => continue,
+            (Some(s), Some(r)) => {
+                let (a, b) = (s.entry(), r.entry());
+                if a.seq != b.seq {
+                    ("seq", format!("stored seq {}, replayed seq {}", a.seq, b.seq))
+                } else if a.kind != b.kind {
+                    ("kind", format!("stored {}, replayed {}", a.kind, b.kind))
+                } else if a.body != b.body {
+                    ("body", format!("the {} bodies differ", a.kind))
+                } else if a.recorded_at != b.recorded_at {
+                    ("recordedAt", format!("stored {}, replayed {}", a.recorded_at, b.recorded_at))
+                } else if a.prev_hash != b.prev_hash {
+                    ("prevHash", "the previous entries' hashes differ".to_owned())
+                } else {
+                    ("hash", "same content, but the stored hash is not the hash of the stored entry".to_owned())
+                }
+            }
+            (Some(s), None) => ("missing", format!("the stored {} has no counterpart in the replay", s.entry().kind)),
+            (None, Some(r)) => ("extra", format!("the replay produces a {} the stored chain lacks", r.entry().kind)),
+            (None, None) => continue,
+        };
+        let seq = s.or(r).map_or(0, |e| e.seq().get());
+        return Some(Divergence {
+            seq,
+            input_seq,
+            field: field.to_owned(),
+            detail,
+            stored: s.map(EntryView::of),
+            replayed: r.map(EntryView::of),
+        });
+    }
+    None
+}
+
+/// Replays an execution's stored inputs through `machine` (its pinned version) and compares
+/// the result with the stored chain. Reads only.
+pub fn replay(
+    store: &Store,
+    machine: &Machine,
+    execution: ExecutionId,
+    opts: &ReplayOptions,
+    stop: Stop<'_>,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<ReplayReport, ReplayError> {
+    let started = Instant::now();
+    let stored_head = store.head(execution)?.ok_or(ReplayError::NoLedger(execution))?;
+    let head_seq = stored_head.chain.seq.get();
+    let up_to = opts.up_to.unwrap_or(head_seq);
+    if up_to > head_seq {
+        return Err(ReplayError::Invalid(format!("upToSeq {up_to} is beyond the ledger's head {head_seq}")));
+    }
+    let mut divergence = None;
+    let (mut fold, from_seq) = match opts.from_snapshot {
+        None => (Fold::new(machine, ChainHead::genesis(execution), None), 0),
+        Some(id) => {
+            let snap = snapshots::get(store, execution, id)?.ok_or(ReplayError::SnapshotNotFound(id))?;
+            if id > up_to {
+                return Err(ReplayError::Invalid(format!("snapshot {id} is after upToSeq {up_to}")));
+            }
+            let head = snap.head(execution)?;
+            if let Some(stored) = store.entry(execution, head.seq)?
+                && stored.hash() != head.hash
+            {
+                divergence = Some(Divergence {
+                    seq: id,
+                    input_seq: id,
+                    field: "snapshot".into(),
+                    detail: format!(
+                        "snapshot {id} records head hash {}, the stored entry has {}",
+                        head.hash,
+                        stored.hash()
+                    ),
+                    stored: Some(EntryView::of(&stored)),
+                    replayed: None,
+                });
+            }
+            (Fold::new(machine, head, Some(snap.state)), id)
+        }
+    };
+    let checks: Vec<SnapshotRecord> =
+        snapshots::list(store, execution)?.into_iter().filter(|s| s.seq > from_seq && s.seq <= up_to).collect();
+    let mut checks = checks.into_iter().peekable();
+    let mut snapshot_checks = Vec::new();
+    let mut progress = Progress { seq: from_seq, target_seq: up_to, ..Progress::default() };
+    let mut entries = 0u64;
+    let mut stored_hash_at_head = fold.head.hash;
+    let inputs = Inputs { it: store.iter_entries(execution, Seq::new(from_seq + 1)).peekable(), up_to };
+    for group in inputs {
+        let group = group?;
+        let input_seq = group[0].seq().get();
+        let stepped = match fold.step(&group) {
+            Ok(s) => s,
+            Err(e) => {
+                if divergence.is_none() {
+                    divergence = Some(Divergence {
+                        seq: input_seq,
+                        input_seq,
+                        field: "refused".into(),
+                        detail: format!("replay cannot apply the stored {}: {e}", group[0].entry().kind),
+                        stored: Some(EntryView::of(&group[0])),
+                        replayed: None,
+                    });
+                }
+                break;
+            }
+        };
+        if divergence.is_none() {
+            divergence = compare_entries(input_seq, &group, &stepped.entries);
+        }
+        entries += stepped.entries.len() as u64;
+        progress.inputs += 1;
+        progress.seq = group.last().map_or(progress.seq, |e| e.seq().get());
+        progress.events = fold.events;
+        if let Some(last) = group.last() {
+            stored_hash_at_head = last.hash();
+        }
+        while let Some(s) = checks.next_if(|s| s.seq <= fold.head.seq.get()) {
+            let matches = s.seq == fold.head.seq.get()
+                && fold.live.as_ref() == Some(&s.state)
+                && s.head_hash == fold.head.hash.to_hex();
+            snapshot_checks.push(SnapshotCheck { id: s.seq, matches });
+        }
+        if progress.inputs.is_multiple_of(256) {
+            stop.check(&progress)?;
+        }
+        if opts.progress_every > 0 && progress.inputs.is_multiple_of(opts.progress_every) {
+            on_progress(&progress);
+        }
+    }
+    let live = fold.live.ok_or_else(|| ReplayError::Invalid("nothing to replay: no execution.created".into()))?;
+    let reached = fold.head.seq.get();
+    let state_matches_head = if reached == head_seq && divergence.is_none() {
+        let stored = LiveState::from_bytes(&stored_head.state)?;
+        let matches = stored == live;
+        if !matches {
+            divergence = Some(Divergence {
+                seq: reached,
+                input_seq: reached,
+                field: "state".into(),
+                detail: "every entry is identical, but the replayed state is not the stored head state".into(),
+                stored: None,
+                replayed: None,
+            });
+        }
+        Some(matches)
+    } else {
+        None
+    };
+    on_progress(&progress);
+    let identical = divergence.is_none() && snapshot_checks.iter().all(|c| c.matches);
+    Ok(ReplayReport {
+        execution_id: execution,
+        from_snapshot_id: opts.from_snapshot,
+        from_seq,
+        up_to_seq: up_to,
+        head_seq: reached,
+        head_hash: fold.head.hash.to_hex(),
+        stored_head_hash: stored_hash_at_head.to_hex(),
+        identical,
+        divergence,
+        state: live,
+        state_matches_head,
+        snapshots: snapshot_checks,
+        inputs: progress.inputs,
+        events: progress.events,
+        entries,
+        elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+/// A message as the comparison shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    /// Type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Data.
+    #[schema(value_type = Object)]
+    pub data: Value,
+    /// The rule (`null`: passed through).
+    pub rule_id: Option<String>,
+}
+
+/// One side of one input in a comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Side {
+    /// Messages derived.
+    pub messages: Vec<MessageView>,
+    /// Transitions that fired.
+    #[schema(value_type = Vec<Object>)]
+    pub transitions: Vec<TransitionRecord>,
+    /// Entry kinds written, in order.
+    pub kinds: Vec<String>,
+    /// State id after.
+    pub state: String,
+    /// Variables after.
+    #[schema(value_type = Object)]
+    pub vars: BTreeMap<String, Value>,
+    /// Balances after.
+    #[schema(value_type = Object)]
+    pub balances: BTreeMap<String, BTreeMap<String, String>>,
+    /// Status after.
+    pub status: String,
+    /// Why this side could not apply the input (it is skipped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// How the two versions differ on one input.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InputDiff {
+    /// Seq of the stored input entry.
+    pub input_seq: u64,
+    /// Its kind.
+    pub kind: String,
+    /// The event's seq and type, for events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_seq: Option<u64>,
+    /// The event's type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    /// Whether the messages differ.
+    pub messages_differ: bool,
+    /// Whether the transitions differ.
+    pub transitions_differ: bool,
+    /// Whether the state after differs (state id, variables, balances, status).
+    pub state_differs: bool,
+    /// The pinned version.
+    pub base: Side,
+    /// The other version.
+    pub candidate: Side,
+}
+
+/// A comparison of two versions on an execution's stored inputs.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CompareReport {
+    /// The execution.
+    #[schema(value_type = String)]
+    pub execution_id: ExecutionId,
+    /// Its pinned version.
+    pub base_version: u32,
+    /// The version compared.
+    pub version: u32,
+    /// Inputs run through both.
+    pub inputs: u64,
+    /// Events among them.
+    pub events: u64,
+    /// Whether both versions behave the same on every input.
+    pub identical: bool,
+    /// The first input after which the two states differ.
+    pub first_divergence: Option<InputDiff>,
+    /// Every input where messages, transitions or the state differ (at most 100).
+    pub differences: Vec<InputDiff>,
+    /// How many inputs differ in all.
+    pub differences_total: u64,
+    /// Final state of the pinned version.
+    #[schema(value_type = Object)]
+    pub base_final: LiveState,
+    /// Final state of the other version.
+    #[schema(value_type = Object)]
+    pub candidate_final: LiveState,
+}
+
+/// How many differing inputs a comparison lists.
+pub const MAX_DIFFERENCES: usize = 100;
+
+fn side(fold: &Fold<'_>, stepped: Result<Stepped, StepError>) -> Side {
+    let (stepped, error) = match stepped {
+        Ok(s) => (s, None),
+        Err(e) => (Stepped::default(), Some(e.to_string())),
+    };
+    let (state, vars, balances, status) = match &fold.live {
+        Some(l) => (l.exec.state.clone(), l.exec.vars.clone(), l.exec.balances.clone(), l.status.as_str().to_owned()),
+        None => Default::default(),
+    };
+    Side {
+        messages: stepped
+            .messages
+            .into_iter()
+            .map(|m| MessageView { kind: m.r#type, data: m.data, rule_id: m.rule_id })
+            .collect(),
+        transitions: stepped.transitions,
+        kinds: stepped.entries.iter().map(|e| e.entry().kind.as_str().to_owned()).collect(),
+        state,
+        vars,
+        balances,
+        status,
+        error,
+    }
+}
+
+/// Runs an execution's stored inputs through its pinned version (`base`) and another
+/// version (`candidate`) side by side, and lists where they differ. Reads only; AI outputs
+/// come from the recorded messages, then the org's cache; a model is never called.
+#[allow(clippy::too_many_arguments)]
+pub fn compare(
+    store: &Store,
+    org: &OrgId,
+    execution: ExecutionId,
+    base: (&Machine, u32),
+    candidate: (&Machine, u32),
+    up_to: Option<u64>,
+    stop: Stop<'_>,
+) -> Result<CompareReport, ReplayError> {
+    let head_seq = store.chain_head(execution)?.seq.get();
+    let up_to = up_to.unwrap_or(head_seq).min(head_seq);
+    let genesis = ChainHead::genesis(execution);
+    let mut a = Fold::new(base.0, genesis, None);
+    let mut b = Fold::new(candidate.0, genesis, None);
+    b.ai_cache = Some((store, org));
+    let mut differences = Vec::new();
+    let (mut total, mut first_divergence) = (0u64, None);
+    let mut progress = Progress { target_seq: up_to, ..Progress::default() };
+    let inputs = Inputs { it: store.iter_entries(execution, Seq::FIRST).peekable(), up_to };
+    for group in inputs {
+        let group = group?;
+        let first = &group[0];
+        let ra = a.step(&group);
+        let rb = b.step(&group);
+        if ra.is_err() && a.live.is_none() {
+            return Err(ReplayError::Invalid(format!("the pinned version cannot start the execution: {:?}", ra.err())));
+        }
+        let (sa, sb) = (side(&a, ra), side(&b, rb));
+        progress.inputs += 1;
+        progress.seq = first.seq().get();
+        progress.events = a.events;
+        let messages_differ = sa.messages != sb.messages;
+        let transitions_differ = sa.transitions != sb.transitions;
+        let state_differs = (&sa.state, &sa.vars, &sa.balances, &sa.status)
+            != (&sb.state, &sb.vars, &sb.balances, &sb.status)
+            || sb.error.is_some();
+        if messages_differ || transitions_differ || state_differs {
+            total += 1;
+            let is_event = first.entry().kind.as_str() == pled_engine::kinds::EVENT_RECEIVED;
+            let body = if is_event { first.entry().body.to_value().ok() } else { None };
+            let diff = InputDiff {
+                input_seq: first.seq().get(),
+                kind: first.entry().kind.as_str().to_owned(),
+                event_seq: body.as_ref().and_then(|b| b["eventSeq"].as_u64()),
+                event_type: body.as_ref().and_then(|b| b["type"].as_str().map(str::to_owned)),
+                messages_differ,
+                transitions_differ,
+                state_differs,
+                base: sa,
+                candidate: sb,
+            };
+            if state_differs && first_divergence.is_none() {
+                first_divergence = Some(diff.clone());
+            }
+            if differences.len() < MAX_DIFFERENCES {
+                differences.push(diff);
+            }
+        }
+        if progress.inputs.is_multiple_of(256) {
+            stop.check(&progress)?;
+        }
+    }
+    let none = || ReplayError::Invalid("nothing to compare: no execution.created".into());
+    let base_final = a.live.ok_or_else(none)?;
+    let candidate_final = b.live.ok_or_else(none)?;
+    Ok(CompareReport {
+        execution_id: execution,
+        base_version: base.1,
+        version: candidate.1,
+        inputs: progress.inputs,
+        events: progress.events,
+        identical: total == 0,
+        first_divergence,
+        differences,
+        differences_total: total,
+        base_final,
+        candidate_final,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use pled_core::{Body, Entry, Kind, RecordedAt};
+    use pled_store::{Append, StoreOptions, WriteSet};
+
+    use super::*;
+    use crate::repo::executions::Status;
+
+    fn machine() -> Machine {
+        let t = pled_engine::Template::from_value(json!({
+            "name": "timers",
+            "variables": [{"name": "n", "type": "int", "default": 0}],
+            "states": [{"id": "wait", "initial": true}, {"id": "late", "onEnter": ["ping"]}, {"id": "done", "final": true}],
+            "transitions": [
+                {"id": "expire", "from": "wait", "to": "late", "after": "1h", "assign": {"n": "vars.n + 1"}},
+                {"id": "bump", "from": "wait", "to": "wait", "on": "bump", "assign": {"n": "vars.n + msg.data.by"}},
+                {"id": "close", "from": "late", "to": "done", "on": "close"}
+            ],
+            "actions": [{"id": "ping", "type": "webhook", "input": {"n": "=vars.n"}}]
+        }))
+        .unwrap();
+        pled_engine::compile(&t).machine.unwrap()
+    }
+
+    fn at(secs: i64) -> RecordedAt {
+        RecordedAt::from_unix_micros(1_767_225_600_000_000 + secs * 1_000_000).unwrap()
+    }
+
+    fn event(m: &Machine, live: &mut LiveState, head: &mut ChainHead, kind: &str, data: Value, secs: i64) -> Stepped {
+        let e = Event {
+            event_seq: live.exec.event_count + 1,
+            r#type: kind.into(),
+            payload: data,
+            source: "test".into(),
+            occurred_at: None,
+            received_at: at(secs).to_string(),
+        };
+        apply::event(m, live, head, &e, &AiOutputs::new()).unwrap()
+    }
+
+    /// Builds a ledger the way the lane would, with a timer firing in the middle (the lane
+    /// does not fire timers yet; replay must already handle `timer.fired`).
+    fn ledger(m: &Machine, id: ExecutionId) -> (Vec<SealedEntry>, ChainHead, LiveState) {
+        let mut head = ChainHead::genesis(id);
+        let body = Body::from_value(&json!({"org": "acme", "variables": {"n": 2}})).unwrap();
+        let created = apply::seal_one(&mut head, Kind::new(kinds::EXECUTION_CREATED).unwrap(), &at(0), body);
+        let start = m.initial_state(Some(&json!({"n": 2})), at(0).as_str()).unwrap();
+        let mut entries = vec![created];
+        entries.extend(apply::seal(&mut head, &start.drafts, &at(0)));
+        let mut live = LiveState::started(start.state);
+        entries.extend(event(m, &mut live, &mut head, "bump", json!({"by": 3}), 10).entries);
+        let due = live.exec.timers[0].due_at.clone();
+        let fired = apply::timer(m, &mut live, &mut head, "expire", &due).unwrap();
+        entries.extend(fired.entries);
+        entries.extend(event(m, &mut live, &mut head, "close", json!({}), 7200).entries);
+        (entries, head, live)
+    }
+
+    fn store_with(entries: Vec<SealedEntry>, live: &LiveState) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let append = Append::new(entries).unwrap().with_state(live.to_bytes());
+        store.write_blocking(WriteSet::new().append(append)).unwrap();
+        (dir, store)
+    }
+
+    fn run(store: &Store, m: &Machine, id: ExecutionId) -> ReplayReport {
+        replay(store, m, id, &ReplayOptions::default(), Stop::default(), &mut |_| {}).unwrap()
+    }
+
+    #[test]
+    fn timer_firings_replay_to_the_same_chain() {
+        let (m, id) = (machine(), ExecutionId::new_v7());
+        let (entries, head, live) = ledger(&m, id);
+        assert!(entries.iter().any(|e| e.entry().kind.as_str() == "timer.fired"));
+        assert_eq!(live.status, Status::Completed);
+        let (_dir, store) = store_with(entries, &live);
+        let r = run(&store, &m, id);
+        assert!(r.identical, "{:?}", r.divergence);
+        assert_eq!(r.head_hash, head.hash.to_hex());
+        assert_eq!((r.inputs, r.events), (4, 2));
+        assert_eq!(r.state, live);
+        assert_eq!(r.state_matches_head, Some(true));
+    }
+
+    #[test]
+    fn a_changed_byte_in_a_stored_entry_is_named() {
+        let (m, id) = (machine(), ExecutionId::new_v7());
+        let (mut entries, _, live) = ledger(&m, id);
+        // Change the payload of the `bump` event but keep its claimed hash (and so the link).
+        let i = entries.iter().position(|e| e.entry().kind.as_str() == "event.received").unwrap();
+        let original = entries[i].clone();
+        let mut changed: Entry = original.entry().clone();
+        changed.body = Body::from_value(&json!({
+            "eventSeq": 1, "type": "bump", "payload": {"by": 4}, "source": "test", "receivedAt": at(10).as_str()
+        }))
+        .unwrap();
+        entries[i] = SealedEntry::from_stored(changed, original.hash());
+        let seq = entries[i].seq().get();
+        let (_dir, store) = store_with(entries, &live);
+        let r = run(&store, &m, id);
+        assert!(!r.identical);
+        let d = r.divergence.unwrap();
+        // Replay applies the stored (changed) input: its own entry is sealed from the changed
+        // body, so the first difference is that input's hash against the claimed one.
+        assert_eq!((d.seq, d.field.as_str()), (seq, "hash"), "{d:?}");
+    }
+}
