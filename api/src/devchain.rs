@@ -43,9 +43,12 @@ pub fn find_anvil() -> Option<PathBuf> {
     if let Ok(exe) = std::env::current_exe() {
         roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
     }
-    if let Some(root) = option_env!("CARGO_MANIFEST_DIR").map(|d| Path::new(d).join("..")) {
-        roots.push(root);
-    }
+    // Under `cargo test` (set at run time, then where this was built).
+    let manifest_dirs = [
+        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
+        option_env!("CARGO_MANIFEST_DIR").map(PathBuf::from),
+    ];
+    roots.extend(manifest_dirs.into_iter().flatten().map(|d| d.join("..")));
     for root in roots {
         let p = root.join(rel);
         if p.is_file() {

@@ -8,7 +8,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use pled_engine::{AiOutputs, Event, Template, compile};
 
 fn example() -> (Template, Vec<serde_json::Value>) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/approval");
+    let dir = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("../examples/approval");
     let t = Template::from_json(&std::fs::read_to_string(dir.join("template.json")).unwrap()).unwrap();
     let events = std::fs::read_to_string(dir.join("events.jsonl"))
         .unwrap()

@@ -13,7 +13,10 @@ use pled_core::{Body, ChainHead, ExecutionId, Kind, RecordedAt, Seq};
 use pled_store::{Append, Store, StoreOptions, WriteSet};
 
 fn hardhat() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("hardhat")
+    std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("hardhat")
 }
 
 /// Runs the OpenZeppelin verifier over documents; one (ok, leafHashMatches) per document.

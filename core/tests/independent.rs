@@ -12,7 +12,10 @@ use std::process::Command;
 use pled_core::{Body, ChainHead, ExecutionId, Kind, RecordedAt, SealedEntry, verify_chain};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Bodies chosen to exercise JCS: key order by UTF-16 code units (which differs from UTF-8

@@ -12,7 +12,7 @@ pub(crate) const T0: i64 = 1_767_225_600_000_000;
 
 /// The repository root.
 pub(crate) fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// The time `secs` seconds after [`T0`].
