@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use pled_core::{ChainHead, ExecutionId, RecordedAt, SealedEntry, Seq};
+use pled_core::{Body, ChainHead, ExecutionId, Kind, RecordedAt, SealedEntry, Seq};
 use pled_engine::{ActionJob, AiOutputs, Event, ForceTarget, Machine};
 use pled_store::{Append, Store, Table, WriteSet};
 use serde::Serialize;
@@ -121,9 +121,29 @@ struct ControlJob {
     reply: oneshot::Sender<Result<Answer, ApiError>>,
 }
 
+/// Entries the service appends that are not inputs of the machine (a confirmed on-chain
+/// mint, an action's attempts and result), with the rest of their write.
+pub struct Recording {
+    /// The entries, in order.
+    pub entries: Vec<(Kind, Body)>,
+    /// Writes that must land atomically with them (a job's new status, a marker).
+    pub ws: WriteSet,
+}
+
+/// Builds a [`Recording`] inside the execution's lane, from the store and the head there, so
+/// that a check ("not recorded yet") and the write that follows it are ordered with every
+/// other write of the execution. `None`: nothing to record.
+pub type Recorder = Box<dyn FnOnce(&Store, &ChainHead) -> Result<Option<Recording>, ApiError> + Send>;
+
+struct RecordJob {
+    recorder: Recorder,
+    reply: oneshot::Sender<Result<Answer, ApiError>>,
+}
+
 enum Work {
     Ingest(Ingest),
     Control(ControlJob),
+    Record(RecordJob),
 }
 
 /// A created action job, as stored in the `jobs` table (picked up by the action runner).
@@ -231,6 +251,15 @@ impl Lanes {
         self.send(record, Work::Control(ControlJob { request, idem, reply }), rx).await
     }
 
+    /// Appends service-written entries through the execution's lane (see [`Recorder`]), in
+    /// any status (a completed execution still records its mints and action results). The
+    /// answer lists the entries (`{"entries": [{seq, hash}], "headSeq", "headHash"}`; no
+    /// entries when the recorder had nothing to record).
+    pub async fn record(self: &Arc<Self>, record: &ExecutionRecord, recorder: Recorder) -> Result<Answer, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(record, Work::Record(RecordJob { recorder, reply }), rx).await
+    }
+
     async fn send(
         self: &Arc<Self>,
         record: &ExecutionRecord,
@@ -327,12 +356,12 @@ struct Staged {
 
 impl Lane {
     async fn run(mut self, mut rx: mpsc::Receiver<Work>) {
-        // A control taken off the queue while gathering a group of events waits for that
-        // group's write: controls are ordered with events and committed on their own.
-        let mut pending: Option<ControlJob> = None;
+        // A control or recording taken off the queue while gathering a group of events waits
+        // for that group's write: they are ordered with events and committed on their own.
+        let mut pending: Option<Work> = None;
         loop {
             let first = match pending.take() {
-                Some(c) => Work::Control(c),
+                Some(w) => w,
                 None => match tokio::time::timeout(IDLE, rx.recv()).await {
                     Ok(Some(job)) => job,
                     Ok(None) => return,
@@ -353,6 +382,11 @@ impl Lane {
                     let _ = c.reply.send(answer);
                     continue;
                 }
+                Work::Record(r) => {
+                    let answer = self.record(r.recorder).await;
+                    let _ = r.reply.send(answer);
+                    continue;
+                }
                 Work::Ingest(i) => i,
             };
             let mut group = vec![first];
@@ -363,8 +397,8 @@ impl Lane {
                         events += job.events.len();
                         group.push(job);
                     }
-                    Ok(Work::Control(c)) => {
-                        pending = Some(c);
+                    Ok(other) => {
+                        pending = Some(other);
                         break;
                     }
                     Err(_) => break,
@@ -674,6 +708,24 @@ impl Lane {
         }
         self.write(ws, entries, head, live).await?;
         Ok(Answer { status: StatusCode::OK, body, replayed: false })
+    }
+}
+
+impl Lane {
+    /// Runs a recorder and writes what it returns.
+    async fn record(&mut self, recorder: Recorder) -> Result<Answer, ApiError> {
+        let mut head = self.head;
+        let body = |entries: &[SealedEntry], head: &ChainHead| json!({ "entries": entry_refs(entries), "headSeq": head.seq, "headHash": head.hash });
+        let Some(rec) = recorder(&self.lanes.store, &head)? else {
+            return Ok(Answer { status: StatusCode::OK, body: body(&[], &head), replayed: false });
+        };
+        let at = RecordedAt::now();
+        let entries: Vec<SealedEntry> =
+            rec.entries.into_iter().map(|(kind, b)| apply::seal_one(&mut head, kind, &at, b)).collect();
+        let answer = body(&entries, &head);
+        let live = self.live.clone();
+        self.write(rec.ws, entries, head, live).await?;
+        Ok(Answer { status: StatusCode::OK, body: answer, replayed: false })
     }
 }
 
