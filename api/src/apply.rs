@@ -41,6 +41,8 @@ pub mod kinds {
     pub const ADMIN_TRANSITION_FORCED: &str = "admin.transition_forced";
     /// An operator forced an action (the engine's `action.scheduled` follows).
     pub const ADMIN_ACTION_FORCED: &str = "admin.action_forced";
+    /// A mint against a sink entry was confirmed on-chain (the transaction and block).
+    pub const TOKEN_MINTED_ONCHAIN: &str = "token.minted_onchain";
 
     /// Every kind above.
     pub const ALL: &[&str] = &[
@@ -52,6 +54,7 @@ pub mod kinds {
         ADMIN_COMPLETED,
         ADMIN_TRANSITION_FORCED,
         ADMIN_ACTION_FORCED,
+        TOKEN_MINTED_ONCHAIN,
     ];
 }
 

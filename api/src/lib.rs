@@ -16,6 +16,7 @@ pub mod hub;
 pub mod idempotency;
 pub mod lanes;
 mod middleware;
+pub mod mints;
 pub mod openapi;
 pub mod replay;
 pub mod repo;

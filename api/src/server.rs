@@ -154,7 +154,11 @@ pub async fn run(mut config: ServeConfig, shutdown: impl Future<Output = ()> + S
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let rounds = tokio::spawn(app_state.committer.clone().run(stopped.clone()));
     let publisher = match chain {
-        Some(cfg) => Some(tokio::spawn(Publisher::new(app_state.committer.clone(), cfg)?.run(stopped))),
+        Some(cfg) => {
+            let (c, l) = (app_state.committer.clone(), app_state.lanes.clone());
+            tokio::spawn(crate::mints::run(c, l, store.clone(), stopped.clone()));
+            Some(tokio::spawn(Publisher::new(app_state.committer.clone(), cfg)?.run(stopped)))
+        }
         None => None,
     };
     let app = crate::app(app_state);

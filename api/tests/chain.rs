@@ -139,6 +139,27 @@ async fn events_are_anchored_confirmed_and_verified_on_chain_and_minted_once() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(mint["anchor"]["status"], "confirmed", "{mint}");
+
+    // The confirmed mint goes on the execution's ledger once, with its transaction.
+    for _ in 0..100 {
+        mint = server.get(&format!("/v1/executions/{eid}/tokens/mints/{seq}")).await;
+        if mint["ledgerSeq"].is_u64() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let at = mint["ledgerSeq"].as_u64().unwrap_or_else(|| panic!("the mint never reached the ledger: {mint}"));
+    let ledger = server.get(&format!("/v1/executions/{eid}/ledger?afterSeq={}&limit=1000", at - 1)).await;
+    let onchain: Vec<&Value> =
+        ledger["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "token.minted_onchain").collect();
+    assert_eq!(onchain.len(), 1, "{ledger}");
+    let body = &onchain[0]["body"];
+    assert_eq!(onchain[0]["seq"], at);
+    assert_eq!(body["sinkSeq"], seq);
+    assert_eq!(body["txHash"], mint["anchor"]["txHash"]);
+    assert_eq!(body["blockNumber"], mint["anchor"]["blockNumber"]);
+    assert_eq!(body["quantity"], sink["amount"]);
+
     let again = server
         .client()
         .post(format!("{}/v1/executions/{eid}/tokens/mint", server.base))

@@ -9,6 +9,7 @@
 //! - `o | n`: the n-th anchoring outbox item (JSON); `O`: the last n used
 //! - `t | n`: the transaction state of outbox item n (JSON)
 //! - `m | execution | seq`: an on-chain mint for a sink entry (JSON)
+//! - `M | execution | seq`: that mint is not on its execution's ledger yet (empty value)
 
 use pled_core::{ExecutionId, Seq};
 
@@ -20,6 +21,7 @@ pub(crate) const OUTBOX: u8 = b'o';
 pub(crate) const OUTBOX_COUNTER: u8 = b'O';
 pub(crate) const TX_STATE: u8 = b't';
 pub(crate) const MINT: u8 = b'm';
+pub(crate) const MINT_UNRECORDED: u8 = b'M';
 
 /// Leaves per stored chunk.
 pub(crate) const LEAF_CHUNK: u64 = 4096;
@@ -73,4 +75,8 @@ pub(crate) fn tx_state(n: u64) -> Vec<u8> {
 
 pub(crate) fn mint(execution: ExecutionId, seq: u64) -> Vec<u8> {
     [&[MINT][..], execution.as_bytes(), &seq.to_be_bytes()].concat()
+}
+
+pub(crate) fn mint_unrecorded(execution: ExecutionId, seq: u64) -> Vec<u8> {
+    [&[MINT_UNRECORDED][..], execution.as_bytes(), &seq.to_be_bytes()].concat()
 }

@@ -32,6 +32,10 @@ pub struct MintRecord {
     pub requested_by: String,
     /// The mint transaction's progress.
     pub anchor: Anchor,
+    /// Seq of the `token.minted_onchain` entry that put the confirmed mint on the
+    /// execution's ledger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_seq: Option<u64>,
 }
 
 impl Committer {
@@ -58,9 +62,44 @@ impl Committer {
             to: rec.to.clone(),
         };
         let bytes = serde_json::to_vec(&rec).map_err(|e| CommitError::Corrupt(e.to_string()))?;
-        let ws = WriteSet::new().put(Table::Commitments, keys::mint(rec.execution_id, rec.seq), bytes);
+        let ws = WriteSet::new().put(Table::Commitments, keys::mint(rec.execution_id, rec.seq), bytes).put(
+            Table::Commitments,
+            keys::mint_unrecorded(rec.execution_id, rec.seq),
+            Vec::new(),
+        );
         let ws = self.enqueue(ws, &target)?;
         self.store.write_blocking(ws)?;
         Ok(Ok(rec))
+    }
+
+    /// Mints that are not on their execution's ledger yet, oldest request first per
+    /// execution, at most `limit`.
+    pub fn unrecorded_mints(&self, limit: usize) -> Result<Vec<MintRecord>, CommitError> {
+        let markers = self.store.scan(Table::Commitments, &[keys::MINT_UNRECORDED], &[], limit)?;
+        let mut out = Vec::with_capacity(markers.len());
+        for (marker, _) in markers {
+            let key = [&[keys::MINT][..], &marker[1..]].concat();
+            let bytes = self
+                .store
+                .get(Table::Commitments, &key)?
+                .ok_or_else(|| CommitError::Corrupt(format!("mint marker {marker:02x?} without its mint")))?;
+            out.push(serde_json::from_slice(&bytes).map_err(|e| CommitError::Corrupt(e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    /// Adds to `ws` what marks a mint as on the ledger at `ledger_seq` (or, with `None`, as
+    /// never going there: it failed). Written atomically with that ledger entry.
+    pub fn mint_recorded(
+        &self,
+        ws: WriteSet,
+        mint: &MintRecord,
+        ledger_seq: Option<u64>,
+    ) -> Result<WriteSet, CommitError> {
+        let rec = MintRecord { ledger_seq, ..mint.clone() };
+        let bytes = serde_json::to_vec(&rec).map_err(|e| CommitError::Corrupt(e.to_string()))?;
+        Ok(ws
+            .put(Table::Commitments, keys::mint(mint.execution_id, mint.seq), bytes)
+            .delete(Table::Commitments, keys::mint_unrecorded(mint.execution_id, mint.seq)))
     }
 }

@@ -153,6 +153,7 @@ pub(crate) async fn mint(
         requested_at: RecordedAt::now(),
         requested_by: who.subject.clone(),
         anchor: pled_committer::Anchor { status: AnchorStatus::Built, ..Default::default() },
+        ledger_seq: None,
     };
     let committer = s.committer.clone();
     match tokio::task::spawn_blocking(move || committer.request_mint(record))
