@@ -242,7 +242,7 @@ impl FromRequestParts<AppState> for Principal {
             .ok_or_else(|| ApiError::Unauthorized("Authorization must be a Bearer token".into()))?
             .trim();
         let principal = if token.starts_with(crate::repo::tokens::PREFIX) {
-            crate::repo::tokens::verify(&state.store, token)?
+            state.tokens.verify(&state.store, token)?
         } else {
             state.jwt.verify(token)?
         };

@@ -6,6 +6,10 @@ use clap::Parser;
 
 mod cli;
 
+/// mimalloc: under ingest, glibc malloc/free took about a fifth of the server's CPU.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match cli::run(args) {

@@ -81,6 +81,7 @@ pub fn state(store: Store, config: ServeConfig, jwt: JwtConfig) -> anyhow::Resul
         lanes,
         hub,
         committer,
+        tokens: Arc::default(),
     })
 }
 

@@ -31,6 +31,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// Commit rounds, proofs and commitments.
     pub committer: Arc<pled_committer::Committer>,
+    /// Access tokens verified so far.
+    pub tokens: Arc<crate::repo::tokens::Verifier>,
 }
 
 /// A fixed set of async mutexes; a key always maps to the same one. Bounded memory, and two

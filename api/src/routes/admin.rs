@@ -98,6 +98,7 @@ pub(crate) async fn revoke_token(
     let (record, ws) = tokens::revoke(record, pled_store::WriteSet::new())?;
     let ws = audit::by(ws, &who, "token.revoked", &id, serde_json::json!({}))?;
     s.store.write(ws).await?;
+    s.tokens.forget_all();
     Ok(axum::Json(record))
 }
 

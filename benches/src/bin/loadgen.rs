@@ -60,6 +60,8 @@ struct Args {
 }
 
 struct Target {
+    /// The server's process id (for its CPU time).
+    pid: u32,
     base: String,
     token: String,
     client: reqwest::Client,
@@ -72,6 +74,10 @@ impl Target {
         Ok(r.json().await?)
     }
 }
+
+/// The client shares the machine with the server: keep its own allocation cost low.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -92,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
         .stdout(Stdio::null())
         .spawn()?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
-    let t = Arc::new(Target { base: format!("http://127.0.0.1:{port}"), token, client });
+    let t = Arc::new(Target { pid: server.id(), base: format!("http://127.0.0.1:{port}"), token, client });
     for _ in 0..100 {
         if t.client.get(format!("{}/health", t.base)).send().await.is_ok() {
             break;
@@ -151,6 +157,15 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
     let end = measure_from + Duration::from_secs(args.seconds);
     let per_conn_interval =
         (args.rate > 0).then(|| Duration::from_secs_f64(args.connections as f64 / args.rate as f64));
+    // The server's CPU time over the measured window: client and server share this machine,
+    // so CPU per request says more about the server than throughput alone.
+    let pid = t.pid;
+    let cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+        let before = cpu_seconds(pid);
+        tokio::time::sleep_until(end.into()).await;
+        Some(cpu_seconds(pid)? - before?)
+    });
     let mut tasks = Vec::new();
     for c in 0..args.connections {
         let (t, executions, tid, hist, errors, mode) =
@@ -206,6 +221,7 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
     for task in tasks {
         task.await?;
     }
+    let server_cpu = cpu.await?;
     let h = hist.lock().await;
     let secs = args.seconds as f64;
     let q = |p: f64| h.value_at_quantile(p) as f64 / 1000.0;
@@ -222,7 +238,22 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
         q(0.99),
         h.max() as f64 / 1000.0
     );
+    if let Some(cpu) = server_cpu.filter(|_| !h.is_empty()) {
+        println!("server CPU: {:.2} cores busy, {:.0} µs per request", cpu / secs, cpu * 1e6 / h.len() as f64);
+    }
     Ok(())
+}
+
+/// User + system CPU seconds of a process so far (Linux `/proc`), if readable.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    let hz = Command::new("getconf").arg("CLK_TCK").output().ok()?;
+    let hz: f64 = String::from_utf8(hz.stdout).ok()?.trim().parse().ok()?;
+    Some(ticks / hz)
 }
 
 /// Time from an acknowledged append to a confirmed anchor, per event.
