@@ -1,0 +1,92 @@
+//! Inclusion proofs: generating one (`Committer::proof`, what `GET …/ledger/{seq}/proof`
+//! runs) for random entries of a closed 100,000-entry round, and verifying a proof document
+//! (`ProofDocument::verify`: the entry's hash, its leaf, the path to the root), with
+//! latency percentiles over many single calls.
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use hdrhistogram::Histogram;
+use pled_benches::{execution, seal_run};
+use pled_committer::{CommitConfig, Committer, ProofAnswer};
+use pled_core::proof::ProofDocument;
+use pled_core::{ChainHead, RecordedAt, Seq};
+use pled_store::{Append, Store, StoreOptions, WriteSet};
+
+const EXECUTIONS: u64 = 100;
+const PER_EXECUTION: u64 = 1_000;
+
+fn proof(c: &Committer, i: u64) -> ProofDocument {
+    let (e, s) = (execution(i % EXECUTIONS), Seq::new(1 + (i * 7919) % PER_EXECUTION));
+    match c.proof(e, s).unwrap() {
+        ProofAnswer::Included(d) => *d,
+        ProofAnswer::Pending { .. } => panic!("entry not in a round"),
+    }
+}
+
+/// p50/p99 of `n` single calls, printed next to criterion's mean.
+fn percentiles(name: &str, n: u64, mut f: impl FnMut(u64)) {
+    let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).unwrap();
+    for i in 0..n {
+        let t = Instant::now();
+        f(i);
+        h.record(t.elapsed().as_nanos().max(1) as u64).unwrap();
+    }
+    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    eprintln!(
+        "{name}: {n} calls, p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+        us(0.5),
+        us(0.99),
+        h.max() as f64 / 1000.0
+    );
+}
+
+fn benches(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let committer =
+        Committer::open(store.clone(), CommitConfig { max_round_entries: u64::MAX, ..Default::default() }, false)
+            .unwrap();
+    let at = RecordedAt::now();
+    for i in 0..EXECUTIONS {
+        let mut head = ChainHead::genesis(execution(i));
+        let run = seal_run(&mut head, PER_EXECUTION as usize, &at);
+        store.write_blocking(WriteSet::new().append(Append::new(run).unwrap())).unwrap();
+    }
+    let round = committer.close_round().unwrap().unwrap();
+    assert_eq!(round.leaf_count, EXECUTIONS * PER_EXECUTION);
+    // The first proof loads the round's tree into the cache, as the first request would.
+    let first = Instant::now();
+    proof(&committer, 0).verify().unwrap();
+    eprintln!("first proof of the round (loads its tree): {:?}", first.elapsed());
+
+    percentiles("proof generation, 100k-entry round", 20_000, |i| {
+        proof(&committer, i);
+    });
+    let docs: Vec<_> = (0..1_000).map(|i| proof(&committer, i)).collect();
+    percentiles("proof verification", 20_000, |i| {
+        docs[i as usize % docs.len()].verify().unwrap();
+    });
+
+    let mut g = c.benchmark_group("proof");
+    g.measurement_time(Duration::from_secs(5));
+    let mut i = 0;
+    g.bench_function("generate/round=100k", |b| {
+        b.iter(|| {
+            i += 1;
+            proof(&committer, i)
+        })
+    });
+    g.bench_function("verify/round=100k", |b| {
+        b.iter(|| {
+            i += 1;
+            docs[i as usize % docs.len()].verify().unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(proof_benches, benches);
+criterion_main!(proof_benches);
