@@ -49,7 +49,10 @@ impl Body {
         if !value.is_object() {
             return Err(BodyError::NotAnObject(type_name(value)));
         }
-        check_numbers(value, &mut String::new())?;
+        if !numbers_safe(value) {
+            // Only now build the path of the offending number.
+            check_numbers(value, &mut String::new())?;
+        }
         let mut out = Vec::with_capacity(128);
         crate::jcs::write_value(value, &mut out);
         // INVARIANT: write_value emits UTF-8 (it copies str bytes and ASCII).
@@ -91,6 +94,20 @@ fn type_name(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+/// Whether every integer in `v` is within ±(2^53 − 1) (no allocation: the common case).
+fn numbers_safe(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => u <= MAX_SAFE_INTEGER,
+            (None, Some(i)) => i.unsigned_abs() <= MAX_SAFE_INTEGER,
+            (None, None) => true,
+        },
+        Value::Array(items) => items.iter().all(numbers_safe),
+        Value::Object(map) => map.values().all(numbers_safe),
+        Value::Null | Value::Bool(_) | Value::String(_) => true,
     }
 }
 
