@@ -31,6 +31,10 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// Commit rounds, proofs and commitments.
     pub committer: Arc<pled_committer::Committer>,
+    /// The action runner (spawned by `pled serve`; tests spawn it when they need it).
+    pub runner: Arc<crate::actions::Runner>,
+    /// Fires due timers (spawned like the runner).
+    pub timers: Arc<crate::timers::TimerService>,
 }
 
 /// A fixed set of async mutexes; a key always maps to the same one. Bounded memory, and two

@@ -168,6 +168,7 @@ pub(crate) async fn create_execution(
             ws.append(Append::new(entries).map_err(|e| ApiError::Internal(e.to_string()))?.with_state(live.to_bytes()));
         let ws = repo::put(ws, &record)?;
         let ws = templates::mark_used(ws, &who.org, &tpl.id, &id.to_string())?;
+        let (ws, _) = crate::timers::reindex(ws, &who.org, id, None, &live);
         let view = exec_view(record, &head, &live);
         Ok(Created {
             status: StatusCode::CREATED,
@@ -177,6 +178,11 @@ pub(crate) async fn create_execution(
         })
     })
     .await
+    .inspect(|_| {
+        // The start may have queued onEnter actions and armed timers.
+        s.lanes.jobs_wake().notify_one();
+        s.lanes.timers_wake().notify_one();
+    })
 }
 
 /// Filters and pagination of the execution list.

@@ -16,6 +16,7 @@ use crate::middleware::{self, REQUEST_ID};
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
 
+pub(crate) mod actions;
 pub(crate) mod admin;
 pub(crate) mod controls;
 pub(crate) mod executions;
@@ -48,6 +49,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .merge(proofs::routes())
         .merge(mint::routes())
         .merge(admin::routes())
+        .merge(actions::routes())
 }
 
 /// The whole service: routes, docs, and the layers every request passes through.
