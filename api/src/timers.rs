@@ -35,6 +35,8 @@ const SCAN: usize = 1_024;
 const PARALLEL: usize = 256;
 /// Re-read the index at least this often (a safety net; lanes wake the service).
 const POLL: Duration = Duration::from_secs(1);
+/// The `meta` marker of a store whose armed timers are all in the index.
+const BACKFILLED: &[u8] = b"timers/index-v1";
 /// Wait after a firing failed before trying again.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -117,6 +119,9 @@ impl TimerService {
 
     /// Runs until `stop` turns true.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        if let Err(e) = self.backfill().await {
+            tracing::error!(error = %e, "building the timer index of an older store failed; timers armed before the upgrade will not fire");
+        }
         let wake = self.lanes.timers_wake();
         loop {
             if *stop.borrow() {
@@ -179,6 +184,43 @@ impl TimerService {
                 return Ok(None);
             }
         }
+    }
+
+    /// Stores written before the timer index existed have armed timers only in their
+    /// executions' states: index them once (marker `timers/index-v1` in `meta`).
+    async fn backfill(&self) -> Result<(), crate::error::ApiError> {
+        if self.store.get(Table::Meta, BACKFILLED)?.is_some() {
+            return Ok(());
+        }
+        let mut after: Vec<u8> = Vec::new();
+        let mut indexed = 0usize;
+        loop {
+            let batch = self.store.scan(Table::Meta, b"exe/", &after, 1_000)?;
+            let mut ws = WriteSet::new();
+            for (k, v) in &batch {
+                after.clone_from(k);
+                let Ok(rec) = serde_json::from_slice::<executions::ExecutionRecord>(v) else {
+                    continue;
+                };
+                if let Some((_, live)) = executions::live(&self.store, rec.id)? {
+                    let (next, added) = reindex(ws, &rec.org, rec.id, None, &live);
+                    ws = next;
+                    indexed += usize::from(added);
+                }
+            }
+            self.store.write(ws).await?;
+            if batch.len() < 1_000 {
+                break;
+            }
+        }
+        self.store.write(WriteSet::new().put(Table::Meta, BACKFILLED.to_vec(), b"1".to_vec())).await?;
+        if indexed > 0 {
+            tracing::info!(
+                executions = indexed,
+                "indexed the armed timers of executions started before the timer index"
+            );
+        }
+        Ok(())
     }
 
     fn claim(&self, key: &[u8]) -> bool {
