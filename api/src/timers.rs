@@ -25,7 +25,7 @@ use pled_store::{Table, WriteSet};
 use tokio::sync::{Semaphore, watch};
 
 use crate::lanes::Lanes;
-use crate::repo::executions::{self, LiveState, Status};
+use crate::repo::executions::{self, BACKFILLED, LiveState, Status};
 
 /// The first byte of every timer key of the `queue` table.
 pub const TIMER_KIND: u8 = b't';
@@ -35,8 +35,6 @@ const SCAN: usize = 1_024;
 const PARALLEL: usize = 256;
 /// Re-read the index at least this often (a safety net; lanes wake the service).
 const POLL: Duration = Duration::from_secs(1);
-/// The `meta` marker of a store whose armed timers are all in the index.
-const BACKFILLED: &[u8] = b"timers/index-v1";
 /// Wait after a firing failed before trying again.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -187,7 +185,8 @@ impl TimerService {
     }
 
     /// Stores written before the timer index existed have armed timers only in their
-    /// executions' states: index them once (marker `timers/index-v1` in `meta`).
+    /// executions' states, and no index from execution id to org: build both once (marker
+    /// `index/backfill-v1` in `meta`).
     async fn backfill(&self) -> Result<(), crate::error::ApiError> {
         if self.store.get(Table::Meta, BACKFILLED)?.is_some() {
             return Ok(());
@@ -202,6 +201,7 @@ impl TimerService {
                 let Ok(rec) = serde_json::from_slice::<executions::ExecutionRecord>(v) else {
                     continue;
                 };
+                ws = executions::put_org_index(ws, &rec);
                 if let Some((_, live)) = executions::live(&self.store, rec.id)? {
                     let (next, added) = reindex(ws, &rec.org, rec.id, None, &live);
                     ws = next;

@@ -152,5 +152,5 @@ async fn timers_armed_before_the_index_existed_are_indexed_at_start() {
     let _workers = t.start_workers();
     let r = t.get(&format!("/v1/executions/{eid}/wait?state=expired&timeoutMs=10000"), t.admin("acme")).await;
     assert_eq!(r.body["reached"], true, "{:?}", r.body);
-    assert!(t.store.get(Table::Meta, b"timers/index-v1").unwrap().is_some());
+    assert!(t.store.get(Table::Meta, b"index/backfill-v1").unwrap().is_some());
 }

@@ -101,6 +101,85 @@ pub fn rotate_outbound(ws: WriteSet, org: &OrgId, actor: &str) -> Result<(WriteS
     Ok((put_json(ws, &outbound_key(org), &rec)?, rec))
 }
 
+/// How far a signed inbound webhook's timestamp may be from now (either way).
+pub const REPLAY_WINDOW_SECS: i64 = 300;
+/// How long the previous inbound secret stays valid after a rotation.
+pub const ROTATION_GRACE_SECS: i64 = 24 * 3600;
+
+/// An inbound webhook source of an org, with its secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InboundSource {
+    /// The source name (the last path segment of `/v1/hooks/{executionId}/{source}`).
+    pub source: String,
+    /// The current secret.
+    pub secret: String,
+    /// The secret before the last rotation, still accepted until `previousUntil`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+    /// Unix seconds until which `previous` is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_until: Option<i64>,
+    /// When the current secret was created.
+    pub created_at: String,
+    /// Who created it.
+    pub created_by: String,
+}
+
+fn inbound_key(org: &OrgId, source: &str) -> String {
+    format!("hooksec/{org}/{source}")
+}
+
+/// One inbound source of the org.
+pub fn inbound(store: &Store, org: &OrgId, source: &str) -> Result<Option<InboundSource>, ApiError> {
+    get_json(store, &inbound_key(org, source))
+}
+
+/// Every inbound source of the org.
+pub fn inbound_sources(store: &Store, org: &OrgId) -> Result<Vec<InboundSource>, ApiError> {
+    Ok(crate::repo::scan_json(store, &format!("hooksec/{org}/"), None, 10_000)?.into_iter().map(|(_, v)| v).collect())
+}
+
+/// Creates the source's secret, or rotates it (the previous one stays valid for
+/// [`ROTATION_GRACE_SECS`]).
+pub fn rotate_inbound(
+    ws: WriteSet,
+    store: &Store,
+    org: &OrgId,
+    source: &str,
+    actor: &str,
+) -> Result<(WriteSet, InboundSource), ApiError> {
+    let old = inbound(store, org, source)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let rec = InboundSource {
+        source: source.to_owned(),
+        secret: generate(),
+        previous: old.as_ref().map(|o| o.secret.clone()),
+        previous_until: old.as_ref().map(|_| now + ROTATION_GRACE_SECS),
+        created_at: RecordedAt::now().as_str().to_owned(),
+        created_by: actor.to_owned(),
+    };
+    Ok((put_json(ws, &inbound_key(org, source), &rec)?, rec))
+}
+
+/// Deletes a source (its webhooks are refused from now on).
+pub fn delete_inbound(ws: WriteSet, org: &OrgId, source: &str) -> WriteSet {
+    ws.delete(pled_store::Table::Meta, inbound_key(org, source).into_bytes())
+}
+
+impl InboundSource {
+    /// Whether a request signed at `timestamp` (unix seconds) is authentic and fresh at
+    /// `now`: within [`REPLAY_WINDOW_SECS`], signed with the current secret or, during the
+    /// grace period, the previous one.
+    pub fn accepts(&self, timestamp: i64, now: i64, body: &[u8], signature: &str) -> bool {
+        if (now - timestamp).abs() > REPLAY_WINDOW_SECS {
+            return false;
+        }
+        verify(&self.secret, timestamp, body, signature)
+            || matches!((&self.previous, self.previous_until), (Some(p), Some(until)) if now <= until && verify(p, timestamp, body, signature))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +195,26 @@ mod tests {
         assert!(!verify(&s, 1_700_000_000, b"{\"a\":2}", &sig));
         assert!(!verify(&generate(), 1_700_000_000, b"{\"a\":1}", &sig));
         assert!(!verify(&s, 1_700_000_000, b"{\"a\":1}", "v1=zz"));
+    }
+
+    #[test]
+    fn inbound_sources_refuse_stale_and_foreign_signatures() {
+        let old = generate();
+        let src = InboundSource {
+            source: "crm".into(),
+            secret: generate(),
+            previous: Some(old.clone()),
+            previous_until: Some(2_000),
+            created_at: String::new(),
+            created_by: String::new(),
+        };
+        let sig = sign(&src.secret, 1_000, b"{}");
+        assert!(src.accepts(1_000, 1_000 + REPLAY_WINDOW_SECS, b"{}", &sig));
+        assert!(!src.accepts(1_000, 1_001 + REPLAY_WINDOW_SECS, b"{}", &sig), "stale");
+        assert!(!src.accepts(1_000, 999 - REPLAY_WINDOW_SECS, b"{}", &sig), "from the future");
+        assert!(src.accepts(1_000, 1_000, b"{}", &sign(&old, 1_000, b"{}")), "previous, in grace");
+        assert!(!src.accepts(2_100, 2_100, b"{}", &sign(&old, 2_100, b"{}")), "previous, after grace");
+        assert!(!src.accepts(1_000, 1_000, b"{}", &sign(&generate(), 1_000, b"{}")));
     }
 
     #[test]

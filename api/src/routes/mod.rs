@@ -21,6 +21,7 @@ pub(crate) mod admin;
 pub(crate) mod controls;
 pub(crate) mod executions;
 pub(crate) mod health;
+pub(crate) mod hooks;
 pub(crate) mod mint;
 pub(crate) mod proofs;
 pub(crate) mod replay;
@@ -50,6 +51,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .merge(mint::routes())
         .merge(admin::routes())
         .merge(actions::routes())
+        .merge(hooks::routes())
 }
 
 /// The whole service: routes, docs, and the layers every request passes through.
