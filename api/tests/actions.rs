@@ -194,6 +194,31 @@ async fn a_webhook_failing_twice_is_attempted_three_times_and_succeeds_once() {
     assert_eq!(t.store.scan(pled_store::Table::Jobs, b"", b"", 1000).unwrap(), jobs_before);
     assert!(t.store.scan(pled_store::Table::Queue, b"", b"", 10).unwrap().is_empty());
     assert_eq!(rx.hits().len(), 3, "replay sent nothing");
+
+    // Metrics and the API description.
+    let text = t.call(Method::GET, "/metrics", None, None).await.body.as_str().unwrap().to_owned();
+    for metric in [
+        "pled_action_attempts_total{type=\"webhook\",outcome=\"retry\"} 2",
+        "pled_action_attempts_total{type=\"webhook\",outcome=\"succeeded\"} 1",
+        "pled_action_results_total{type=\"webhook\",result=\"action.succeeded\"} 1",
+        "pled_action_latency_seconds_count{type=\"webhook\"} 1",
+        "pled_action_attempt_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(metric), "{metric} in {text}");
+    }
+    let spec = t.call(Method::GET, "/openapi.json", None, None).await;
+    for path in [
+        "/v1/catalog/actions",
+        "/v1/jobs",
+        "/v1/jobs/{id}",
+        "/v1/jobs/{id}/rerun",
+        "/v1/executions/{id}/jobs",
+        "/v1/executions/{id}/actions",
+        "/v1/webhooks/signing-secret",
+        "/v1/hooks/{executionId}/{source}",
+    ] {
+        assert!(spec.body["paths"][path].is_object(), "{path} missing from the OpenAPI document");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
