@@ -21,6 +21,7 @@ pub mod openapi;
 pub mod replay;
 pub mod repo;
 mod routes;
+pub mod schedules;
 pub mod server;
 pub mod state;
 pub mod timers;

@@ -165,6 +165,7 @@ pub async fn run(mut config: ServeConfig, shutdown: impl Future<Output = ()> + S
     // Jobs and timers left by an earlier process are in the store's queue: both pick them up.
     let runner = tokio::spawn(app_state.runner.clone().run(stopped.clone()));
     let timers = tokio::spawn(app_state.timers.clone().run(stopped.clone()));
+    let schedules = tokio::spawn(crate::schedules::ScheduleService::new(app_state.clone()).run(stopped.clone()));
     let publisher = match chain {
         Some(cfg) => Some(tokio::spawn(Publisher::new(app_state.committer.clone(), cfg)?.run(stopped))),
         None => None,
@@ -176,6 +177,7 @@ pub async fn run(mut config: ServeConfig, shutdown: impl Future<Output = ()> + S
     let _ = stop.send(true);
     let _ = rounds.await;
     let _ = timers.await;
+    let _ = schedules.await;
     let _ = runner.await;
     if let Some(p) = publisher {
         let _ = p.await;

@@ -25,6 +25,7 @@ pub(crate) mod hooks;
 pub(crate) mod mint;
 pub(crate) mod proofs;
 pub(crate) mod replay;
+pub(crate) mod schedules;
 pub(crate) mod streams;
 pub(crate) mod templates;
 
@@ -52,6 +53,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .merge(admin::routes())
         .merge(actions::routes())
         .merge(hooks::routes())
+        .merge(schedules::routes())
 }
 
 /// The whole service: routes, docs, and the layers every request passes through.

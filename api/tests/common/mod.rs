@@ -108,7 +108,8 @@ impl TestApp {
     pub fn start_workers(&self) -> tokio::sync::watch::Sender<bool> {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(self.state.runner.clone().run(rx.clone()));
-        tokio::spawn(self.state.timers.clone().run(rx));
+        tokio::spawn(self.state.timers.clone().run(rx.clone()));
+        tokio::spawn(pled_api::schedules::ScheduleService::new(self.state.clone()).run(rx));
         tx
     }
 
