@@ -55,6 +55,17 @@ pub struct ServeConfig {
     pub token_contract: Option<String>,
     /// Confirmations before a root counts as confirmed. Default 1.
     pub confirmations: u64,
+    /// Action attempts in flight at once. Default 64.
+    pub action_concurrency: usize,
+    /// Longest action attempt; a slower one counts as a transient failure. Default 10 s.
+    #[serde(with = "duration_text")]
+    pub action_timeout: Duration,
+    /// Attempts of an action job before it is dead (dead-letter). Default 8.
+    pub action_max_attempts: u32,
+    /// Delay before the first retry; it doubles after each failed attempt (at most 1 h),
+    /// with jitter. Default 1 s.
+    #[serde(with = "duration_text")]
+    pub action_backoff: Duration,
     /// The anchoring signer's address (derived at start from the key; not configurable).
     #[serde(skip)]
     pub signer_address: Option<String>,
@@ -102,6 +113,10 @@ impl Default for ServeConfig {
             registry: None,
             token_contract: None,
             confirmations: 1,
+            action_concurrency: 64,
+            action_timeout: Duration::from_secs(10),
+            action_max_attempts: 8,
+            action_backoff: Duration::from_secs(1),
             signer_address: None,
         }
     }
@@ -167,6 +182,18 @@ pub struct ServeArgs {
     /// Confirmations before a root counts as confirmed [default: 1].
     #[arg(long, env = "PLED_CONFIRMATIONS")]
     pub confirmations: Option<u64>,
+    /// Action attempts in flight at once [default: 64].
+    #[arg(long, env = "PLED_ACTION_CONCURRENCY")]
+    pub action_concurrency: Option<usize>,
+    /// Longest action attempt: `10s`, `500ms` [default: 10s].
+    #[arg(long, env = "PLED_ACTION_TIMEOUT", value_parser = parse_duration)]
+    pub action_timeout: Option<Duration>,
+    /// Attempts of an action job before it is dead [default: 8].
+    #[arg(long, env = "PLED_ACTION_MAX_ATTEMPTS")]
+    pub action_max_attempts: Option<u32>,
+    /// Delay before the first retry, doubling after each failure: `1s`, `200ms` [default: 1s].
+    #[arg(long, env = "PLED_ACTION_BACKOFF", value_parser = parse_duration)]
+    pub action_backoff: Option<Duration>,
 }
 
 /// Parses `250ms`, `2s`, `1m`, `1h` (or plain seconds).
@@ -234,6 +261,18 @@ impl ServeConfig {
         c.token_contract = a.token_contract.or(c.token_contract);
         if let Some(v) = a.confirmations {
             c.confirmations = v.max(1);
+        }
+        if let Some(v) = a.action_concurrency {
+            c.action_concurrency = v.max(1);
+        }
+        if let Some(v) = a.action_timeout {
+            c.action_timeout = v;
+        }
+        if let Some(v) = a.action_max_attempts {
+            c.action_max_attempts = v.max(1);
+        }
+        if let Some(v) = a.action_backoff {
+            c.action_backoff = v;
         }
         Ok(c)
     }

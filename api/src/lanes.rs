@@ -22,11 +22,10 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use pled_core::{Body, ChainHead, ExecutionId, Kind, RecordedAt, SealedEntry, Seq};
-use pled_engine::{ActionJob, AiOutputs, Event, ForceTarget, Machine};
-use pled_store::{Append, Store, Table, WriteSet};
-use serde::Serialize;
+use pled_engine::{AiOutputs, Event, ForceTarget, Machine};
+use pled_store::{Append, Store, WriteSet};
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::apply::{self, AdminAction, Control, QueuedEvent, StepError};
 use crate::error::ApiError;
@@ -128,6 +127,9 @@ pub struct Recording {
     pub entries: Vec<(Kind, Body)>,
     /// Writes that must land atomically with them (a job's new status, a marker).
     pub ws: WriteSet,
+    /// An event to apply after the entries, in the same write (an action's result). It is
+    /// queued while the execution is paused, and dropped when it takes no more events.
+    pub event: Option<NewEvent>,
 }
 
 /// Builds a [`Recording`] inside the execution's lane, from the store and the head there, so
@@ -140,40 +142,20 @@ struct RecordJob {
     reply: oneshot::Sender<Result<Answer, ApiError>>,
 }
 
+struct TimerJob {
+    transition_id: String,
+    due_micros: i64,
+    reply: oneshot::Sender<Result<Answer, ApiError>>,
+}
+
 enum Work {
     Ingest(Ingest),
     Control(ControlJob),
     Record(RecordJob),
+    Timer(TimerJob),
 }
 
-/// A created action job, as stored in the `jobs` table (picked up by the action runner).
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct JobRecord {
-    /// `<execution id>/<job key>`: also the idempotency key passed to the side effect.
-    pub id: String,
-    /// Org.
-    pub org: String,
-    /// Execution.
-    pub execution_id: String,
-    /// The template action.
-    pub action_id: String,
-    /// Its type.
-    pub action_type: String,
-    /// Its evaluated input.
-    pub input: Value,
-    /// Seq of its `action.scheduled` entry.
-    pub scheduled_seq: u64,
-    /// `pending` when created.
-    pub status: String,
-    /// Attempts so far.
-    pub attempts: u32,
-}
-
-/// The key of a job in the `jobs` table.
-pub fn job_key(execution: ExecutionId, job_key: &str) -> Vec<u8> {
-    [execution.as_bytes().as_slice(), job_key.as_bytes()].concat()
-}
+pub use crate::actions::jobs::{JobRecord, enqueue_jobs, job_key};
 
 /// Every lane, and what they share.
 pub struct Lanes {
@@ -183,6 +165,8 @@ pub struct Lanes {
     machines: Mutex<HashMap<(String, String, u32), Arc<Machine>>>,
     lanes: Mutex<HashMap<ExecutionId, mpsc::Sender<Work>>>,
     snapshot_every: AtomicU64,
+    wake_jobs: Arc<Notify>,
+    wake_timers: Arc<Notify>,
 }
 
 impl Lanes {
@@ -197,6 +181,8 @@ impl Lanes {
             machines: Mutex::default(),
             lanes: Mutex::default(),
             snapshot_every: AtomicU64::new(every),
+            wake_jobs: Arc::default(),
+            wake_timers: Arc::default(),
         })
     }
 
@@ -204,6 +190,16 @@ impl Lanes {
     /// configuration.
     pub fn set_snapshot_every(&self, n: u64) {
         self.snapshot_every.store(n, Ordering::Relaxed);
+    }
+
+    /// Notified after every write that queued action jobs (the action runner waits on it).
+    pub fn jobs_wake(&self) -> Arc<Notify> {
+        self.wake_jobs.clone()
+    }
+
+    /// Notified after every write that armed timers (the timer service waits on it).
+    pub fn timers_wake(&self) -> Arc<Notify> {
+        self.wake_timers.clone()
     }
 
     /// The snapshot interval in entries (0: on demand only).
@@ -299,6 +295,21 @@ impl Lanes {
         Ok(tx)
     }
 
+    /// Fires an armed timer through the execution's lane: `timer.fired` and the transition's
+    /// entries when the timer is still armed (due at `due_micros`) and the execution is
+    /// created or running; otherwise nothing is written (a cancelled timer, a paused or
+    /// finished execution) and the answer has no entries.
+    pub async fn fire_timer(
+        self: &Arc<Self>,
+        record: &ExecutionRecord,
+        transition_id: &str,
+        due_micros: i64,
+    ) -> Result<Answer, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        let job = TimerJob { transition_id: transition_id.to_owned(), due_micros, reply };
+        self.send(record, Work::Timer(job), rx).await
+    }
+
     /// Publishes a write's entries and the state after it.
     pub fn publish(&self, id: ExecutionId, entries: Vec<SealedEntry>, head: &ChainHead, live: &LiveState) {
         let change = StateChange { head_seq: head.seq.get(), head_hash: head.hash.to_hex(), live: live.clone() };
@@ -307,31 +318,6 @@ impl Lanes {
 }
 
 pub use crate::apply::seal;
-
-/// Adds the jobs of an outcome to a write set. `entries` are the sealed drafts of the outcome.
-pub fn enqueue_jobs(
-    mut ws: WriteSet,
-    record: &ExecutionRecord,
-    jobs: &[ActionJob],
-    entries: &[SealedEntry],
-) -> Result<WriteSet, ApiError> {
-    for j in jobs {
-        let rec = JobRecord {
-            id: format!("{}/{}", record.id, j.job_key),
-            org: record.org.to_string(),
-            execution_id: record.id.to_string(),
-            action_id: j.action_id.clone(),
-            action_type: j.action_type.clone(),
-            input: j.input.clone(),
-            scheduled_seq: entries.get(j.draft_index).map_or(0, |e| e.seq().get()),
-            status: "pending".into(),
-            attempts: 0,
-        };
-        let bytes = serde_json::to_vec(&rec).map_err(|e| ApiError::Internal(e.to_string()))?;
-        ws = ws.put(Table::Jobs, job_key(record.id, &j.job_key), bytes);
-    }
-    Ok(ws)
-}
 
 /// The answer's view of entries.
 pub fn entry_refs(entries: &[SealedEntry]) -> Value {
@@ -385,6 +371,11 @@ impl Lane {
                 Work::Record(r) => {
                     let answer = self.record(r.recorder).await;
                     let _ = r.reply.send(answer);
+                    continue;
+                }
+                Work::Timer(t) => {
+                    let answer = self.timer(&t.transition_id, t.due_micros).await;
+                    let _ = t.reply.send(answer);
                     continue;
                 }
                 Work::Ingest(i) => i,
@@ -507,6 +498,8 @@ impl Lane {
                 ws = snapshots::put(ws, self.record.id, &SnapshotRecord::new(&head, &live, Trigger::Periodic))?;
             }
         }
+        let (ws, timers_changed) =
+            crate::timers::reindex(ws, &self.record.org, self.record.id, Some(&self.live), &live);
         if let Err(e) = store.write(ws).await {
             // What the store holds is the truth: reload before the next group.
             if let Ok(Some((h, l))) = crate::repo::executions::live(&store, self.record.id) {
@@ -514,6 +507,12 @@ impl Lane {
                 self.live = l;
             }
             return Err(e.into());
+        }
+        if timers_changed {
+            self.lanes.wake_timers.notify_one();
+        }
+        if entries.iter().any(|e| crate::actions::QUEUEING_KINDS.contains(&e.entry().kind.as_str())) {
+            self.lanes.wake_jobs.notify_one();
         }
         if !entries.is_empty() {
             metrics::counter!("pled_ledger_entries_appended_total").increment(entries.len() as u64);
@@ -720,12 +719,69 @@ impl Lane {
             return Ok(Answer { status: StatusCode::OK, body: body(&[], &head), replayed: false });
         };
         let at = RecordedAt::now();
-        let entries: Vec<SealedEntry> =
+        let mut entries: Vec<SealedEntry> =
             rec.entries.into_iter().map(|(kind, b)| apply::seal_one(&mut head, kind, &at, b)).collect();
+        let mut live = self.live.clone();
+        let mut ws = rec.ws;
+        if let Some(ev) = rec.event
+            && live.status.accepts_events()
+        {
+            // On copies: an event that cannot apply leaves the recording as it was.
+            let (mut h, mut l, mut w, mut out) = (head, live.clone(), ws.clone(), Vec::new());
+            match self.apply(std::slice::from_ref(&ev), &mut h, &mut l, &mut out, &mut w, &mut HashMap::new()).await {
+                Ok(_) => {
+                    (head, live, ws) = (h, l, w);
+                    entries.extend(out);
+                }
+                Err(e) => {
+                    tracing::warn!(execution_id = %self.record.id, error = %e, kind = %ev.kind, "result event not applied")
+                }
+            }
+        }
         let answer = body(&entries, &head);
-        let live = self.live.clone();
-        self.write(rec.ws, entries, head, live).await?;
+        self.write(ws, entries, head, live).await?;
         Ok(Answer { status: StatusCode::OK, body: answer, replayed: false })
+    }
+
+    /// Fires a timer if it is still armed and the execution is created or running. A timer
+    /// that is not (cancelled, or the execution paused or finished) writes nothing: its key
+    /// in the timer index is already gone, or goes now.
+    async fn timer(&mut self, transition_id: &str, due_micros: i64) -> Result<Answer, ApiError> {
+        let armed = self.live.exec.timers.iter().any(|t| {
+            t.transition_id == transition_id
+                && RecordedAt::parse(&t.due_at).is_ok_and(|d| d.unix_micros() == due_micros)
+        });
+        let runs = matches!(self.live.status, Status::Created | Status::Running);
+        let mut head = self.head;
+        if !armed || !runs {
+            let ws = crate::timers::unindex(WriteSet::new(), self.record.id, transition_id, due_micros);
+            self.lanes.store.write(ws).await?;
+            let body = json!({ "fired": false, "entries": [], "headSeq": head.seq, "headHash": head.hash });
+            return Ok(Answer { status: StatusCode::OK, body, replayed: false });
+        }
+        // Never before it is due (the engine refuses that): the clock may lag the index.
+        let now = RecordedAt::now();
+        let fired_at = if now.unix_micros() < due_micros {
+            RecordedAt::from_unix_micros(due_micros).map_err(|e| ApiError::Internal(e.to_string()))?
+        } else {
+            now
+        };
+        let mut live = self.live.clone();
+        let stepped =
+            apply::timer(&self.machine, &mut live, &mut head, transition_id, fired_at.as_str()).map_err(step_error)?;
+        let ws =
+            enqueue_jobs(WriteSet::new(), &self.record, &stepped.actions, &stepped.entries[stepped.drafts_from..])?;
+        metrics::counter!("pled_timers_fired_total").increment(1);
+        metrics::counter!("pled_transitions_fired_total").increment(stepped.transitions.len() as u64);
+        let body = json!({
+            "fired": true,
+            "entries": entry_refs(&stepped.entries),
+            "transitions": stepped.transitions,
+            "headSeq": head.seq,
+            "headHash": head.hash,
+        });
+        self.write(ws, stepped.entries, head, live).await?;
+        Ok(Answer { status: StatusCode::OK, body, replayed: false })
     }
 }
 

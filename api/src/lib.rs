@@ -4,6 +4,7 @@
 //! [`app`] builds the router from an [`AppState`]; tests drive it without a port
 //! (`tower::ServiceExt::oneshot`), and `pled serve` binds it to a socket.
 
+pub mod actions;
 pub mod ai;
 pub mod apply;
 pub mod auth;
@@ -21,8 +22,10 @@ pub mod openapi;
 pub mod replay;
 pub mod repo;
 mod routes;
+pub mod schedules;
 pub mod server;
 pub mod state;
+pub mod timers;
 
 pub use routes::app;
 pub use state::AppState;

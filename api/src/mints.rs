@@ -89,7 +89,7 @@ fn recorder(committer: Arc<Committer>, mint: MintRecord) -> Recorder {
         let body = Body::from_value(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
         let kind = Kind::new(TOKEN_MINTED_ONCHAIN).map_err(|e| ApiError::Internal(e.to_string()))?;
         let ws = committer.mint_recorded(WriteSet::new(), &current, Some(head.seq.get() + 1))?;
-        Ok(Some(Recording { entries: vec![(kind, body)], ws }))
+        Ok(Some(Recording { entries: vec![(kind, body)], ws, event: None }))
     })
 }
 

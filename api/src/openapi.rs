@@ -29,6 +29,9 @@ use crate::state::AppState;
         (name = "ledger", description = "The hash-chained ledger, in the auditor's export form"),
         (name = "streams", description = "Live entries and state over SSE and WebSocket"),
         (name = "admin", description = "Access tokens and the audit log"),
+        (name = "schedules", description = "Cron schedules that start executions or post events"),
+        (name = "hooks", description = "Signed inbound webhooks and their sources"),
+        (name = "actions", description = "Action jobs, the action catalog, on-demand actions, webhook secrets"),
         (name = "operations", description = "Health, readiness, metrics"),
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError))

@@ -72,7 +72,16 @@ pub fn state(store: Store, config: ServeConfig, jwt: JwtConfig) -> anyhow::Resul
     let anchoring = config.chain != crate::config::ChainMode::Off;
     let committer = pled_committer::Committer::open(store.clone(), commit, anchoring)
         .map_err(|e| anyhow::anyhow!("opening the committer: {e}"))?;
+    let runner = crate::actions::Runner::new(
+        store.clone(),
+        lanes.clone(),
+        crate::actions::types::Registry::builtin(),
+        crate::actions::RunnerConfig::from_config(&config),
+    );
+    let timers = crate::timers::TimerService::new(store.clone(), lanes.clone());
     Ok(AppState {
+        runner,
+        timers,
         store,
         jwt: Arc::new(jwt),
         config: Arc::new(config),
@@ -154,6 +163,10 @@ pub async fn run(mut config: ServeConfig, shutdown: impl Future<Output = ()> + S
     let app_state = state(store.clone(), config.clone(), jwt)?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let rounds = tokio::spawn(app_state.committer.clone().run(stopped.clone()));
+    // Jobs and timers left by an earlier process are in the store's queue: both pick them up.
+    let runner = tokio::spawn(app_state.runner.clone().run(stopped.clone()));
+    let timers = tokio::spawn(app_state.timers.clone().run(stopped.clone()));
+    let schedules = tokio::spawn(crate::schedules::ScheduleService::new(app_state.clone()).run(stopped.clone()));
     let publisher = match chain {
         Some(cfg) => {
             let (c, l) = (app_state.committer.clone(), app_state.lanes.clone());
@@ -168,6 +181,9 @@ pub async fn run(mut config: ServeConfig, shutdown: impl Future<Output = ()> + S
     tracing::info!("stopped accepting requests; closing the last round and committing outstanding writes");
     let _ = stop.send(true);
     let _ = rounds.await;
+    let _ = timers.await;
+    let _ = schedules.await;
+    let _ = runner.await;
     if let Some(p) = publisher {
         let _ = p.await;
     }

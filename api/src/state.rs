@@ -33,6 +33,10 @@ pub struct AppState {
     pub committer: Arc<pled_committer::Committer>,
     /// Access tokens verified so far.
     pub tokens: Arc<crate::repo::tokens::Verifier>,
+    /// The action runner (spawned by `pled serve`; tests spawn it when they need it).
+    pub runner: Arc<crate::actions::Runner>,
+    /// Fires due timers (spawned like the runner).
+    pub timers: Arc<crate::timers::TimerService>,
 }
 
 /// A fixed set of async mutexes; a key always maps to the same one. Bounded memory, and two

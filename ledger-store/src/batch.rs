@@ -18,6 +18,9 @@ pub enum Table {
     Jobs,
     /// Commit rounds, their leaves and indexes, per-execution commitments (the committer's).
     Commitments,
+    /// Work ordered by when it is due: keys start with a one-byte kind and the due time
+    /// (big-endian), so a scan from the start of a kind yields the earliest first.
+    Queue,
 }
 
 /// A run of new entries for one execution, and optionally its new state.

@@ -2,7 +2,9 @@
 //!
 //! - Column families: `entries` (key `execution id || seq BE`), `heads` (last seq, last hash,
 //!   current state bytes per execution), `feed` (every append in durable order, for commit
-//!   rounds), `snapshots`, `idempotency`, `meta` (service records), `jobs` (work queues), `commitments` (Merkle rounds).
+//!   rounds), `snapshots`, `idempotency`, `meta` (service records), `jobs` (work queues),
+//!   `commitments` (Merkle rounds), `queue` (work ordered by due time: action attempts, armed
+//!   timers, schedules).
 //! - Writes go through one group-commit writer thread ([`writer`]): each caller's
 //!   [`WriteSet`] is atomic, many share one synced `WriteBatch`, and a caller is answered only
 //!   after the sync. Appends carry the seq they expect, so a lost race is
@@ -67,7 +69,8 @@ pub(crate) mod cf {
     pub(crate) const META: &str = "meta";
     pub(crate) const JOBS: &str = "jobs";
     pub(crate) const COMMITMENTS: &str = "commitments";
-    pub(crate) const ALL: [&str; 8] = [ENTRIES, HEADS, FEED, SNAPSHOTS, IDEMPOTENCY, META, JOBS, COMMITMENTS];
+    pub(crate) const QUEUE: &str = "queue";
+    pub(crate) const ALL: [&str; 9] = [ENTRIES, HEADS, FEED, SNAPSHOTS, IDEMPOTENCY, META, JOBS, COMMITMENTS, QUEUE];
 
     pub(crate) fn for_table(t: Table) -> &'static str {
         match t {
@@ -76,6 +79,7 @@ pub(crate) mod cf {
             Table::Meta => META,
             Table::Jobs => JOBS,
             Table::Commitments => COMMITMENTS,
+            Table::Queue => QUEUE,
         }
     }
 }

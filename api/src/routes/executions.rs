@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use pled_core::{ExecutionId, Kind, RecordedAt, SealedEntry, Seq};
+use pled_core::{ExecutionId, Kind, OrgId, RecordedAt, SealedEntry, Seq};
 use pled_store::{Append, WriteSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -54,16 +54,16 @@ fn live(s: &AppState, rec: &ExecutionRecord) -> ApiResult<(pled_core::ChainHead,
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct NewExecution {
     /// The template.
-    template_id: String,
+    pub(crate) template_id: String,
     /// A published version (default: the latest).
-    version: Option<u32>,
+    pub(crate) version: Option<u32>,
     /// Name.
-    name: String,
+    pub(crate) name: String,
     /// Description.
-    description: Option<String>,
+    pub(crate) description: Option<String>,
     /// Initial variable values (default: the template's defaults).
     #[schema(value_type = Option<Object>)]
-    variables: Option<Value>,
+    pub(crate) variables: Option<Value>,
 }
 
 /// An execution: its record, status and where its chain is.
@@ -109,74 +109,82 @@ pub(crate) async fn create_execution(
     if req.name.trim().is_empty() || req.name.len() > 200 {
         return Err(ApiError::bad_field("/name", "must be 1-200 characters"));
     }
-    idempotency::create(&s, idem, || async {
-        let tpl = templates::get(&s.store, &who.org, &req.template_id)?
-            .ok_or_else(|| ApiError::not_found("template", &req.template_id))?;
-        let version = match req.version {
-            Some(v) => tpl
-                .versions
-                .iter()
-                .find(|x| x.version == v)
-                .ok_or_else(|| ApiError::not_found("template version", format!("{}/{v}", tpl.id)))?,
-            None => tpl.versions.last().ok_or_else(|| ApiError::Unprocessable {
-                code: "not_published",
-                detail: format!(
-                    "template {} has no published version; publish one first (POST /v1/templates/{}/versions)",
-                    tpl.id, tpl.id
-                ),
-                errors: vec![],
-            })?,
-        };
-        let machine = s.lanes.machine(&who.org, &tpl.id, version.version)?;
-        let id = ExecutionId::new_v7();
-        let now = RecordedAt::now();
-        let outcome = machine
-            .initial_state(req.variables.as_ref(), now.as_str())
-            .map_err(|e| ApiError::bad_field("/variables", e.to_string()))?;
-        let record = ExecutionRecord {
-            id,
-            org: who.org.clone(),
-            template_id: tpl.id.clone(),
-            version: version.version,
-            template_hash: version.template_hash.clone(),
-            name: req.name.clone(),
-            description: req.description.clone(),
-            created_at: now.clone(),
-            created_by: who.subject.clone(),
-        };
-        let created_body = pled_core::Body::from_value(&json!({
-            "org": who.org,
-            "templateId": tpl.id,
-            "version": version.version,
-            "templateHash": version.template_hash,
-            "name": req.name,
-            "description": req.description,
-            "createdBy": who.subject,
-            "variables": outcome.state.vars,
-        }))
-        .map_err(|e| ApiError::bad_field("/variables", e.to_string()))?;
-        let mut head = pled_core::ChainHead::genesis(id);
-        #[allow(clippy::unwrap_used)] // INVARIANT: a valid kind literal.
-        let first = head.next_entry(Kind::new("execution.created").unwrap(), now.clone(), created_body);
-        head.advance(&first);
-        let mut entries = vec![first];
-        let sealed = lanes::seal(&mut head, &outcome.drafts, &now);
-        let live = LiveState::started(outcome.state);
-        let ws = lanes::enqueue_jobs(WriteSet::new(), &record, &outcome.actions, &sealed)?;
-        entries.extend(sealed);
-        let ws =
-            ws.append(Append::new(entries).map_err(|e| ApiError::Internal(e.to_string()))?.with_state(live.to_bytes()));
-        let ws = repo::put(ws, &record)?;
-        let ws = templates::mark_used(ws, &who.org, &tpl.id, &id.to_string())?;
-        let view = exec_view(record, &head, &live);
-        Ok(Created {
-            status: StatusCode::CREATED,
-            body: serde_json::to_value(&view).map_err(|e| ApiError::Internal(e.to_string()))?,
-            location: Some(format!("/v1/executions/{id}")),
-            writes: ws,
-        })
+    idempotency::create(&s, idem, || async { start_execution(&s, &who.org, &who.subject, &req) }).await.inspect(|_| {
+        // The start may have queued onEnter actions and armed timers.
+        s.lanes.jobs_wake().notify_one();
+        s.lanes.timers_wake().notify_one();
     })
-    .await
+}
+
+/// Starts an execution of `org` (a published version of a template): the writes of its
+/// first entries, record, jobs and timers, and the answer. Nothing is written here.
+pub(crate) fn start_execution(s: &AppState, org: &OrgId, created_by: &str, req: &NewExecution) -> ApiResult<Created> {
+    let tpl = templates::get(&s.store, org, &req.template_id)?
+        .ok_or_else(|| ApiError::not_found("template", &req.template_id))?;
+    let version = match req.version {
+        Some(v) => tpl
+            .versions
+            .iter()
+            .find(|x| x.version == v)
+            .ok_or_else(|| ApiError::not_found("template version", format!("{}/{v}", tpl.id)))?,
+        None => tpl.versions.last().ok_or_else(|| ApiError::Unprocessable {
+            code: "not_published",
+            detail: format!(
+                "template {} has no published version; publish one first (POST /v1/templates/{}/versions)",
+                tpl.id, tpl.id
+            ),
+            errors: vec![],
+        })?,
+    };
+    let machine = s.lanes.machine(org, &tpl.id, version.version)?;
+    let id = ExecutionId::new_v7();
+    let now = RecordedAt::now();
+    let outcome = machine
+        .initial_state(req.variables.as_ref(), now.as_str())
+        .map_err(|e| ApiError::bad_field("/variables", e.to_string()))?;
+    let record = ExecutionRecord {
+        id,
+        org: org.clone(),
+        template_id: tpl.id.clone(),
+        version: version.version,
+        template_hash: version.template_hash.clone(),
+        name: req.name.clone(),
+        description: req.description.clone(),
+        created_at: now.clone(),
+        created_by: created_by.to_owned(),
+    };
+    let created_body = pled_core::Body::from_value(&json!({
+        "org": org,
+        "templateId": tpl.id,
+        "version": version.version,
+        "templateHash": version.template_hash,
+        "name": req.name,
+        "description": req.description,
+        "createdBy": created_by,
+        "variables": outcome.state.vars,
+    }))
+    .map_err(|e| ApiError::bad_field("/variables", e.to_string()))?;
+    let mut head = pled_core::ChainHead::genesis(id);
+    #[allow(clippy::unwrap_used)] // INVARIANT: a valid kind literal.
+    let first = head.next_entry(Kind::new("execution.created").unwrap(), now.clone(), created_body);
+    head.advance(&first);
+    let mut entries = vec![first];
+    let sealed = lanes::seal(&mut head, &outcome.drafts, &now);
+    let live = LiveState::started(outcome.state);
+    let ws = lanes::enqueue_jobs(WriteSet::new(), &record, &outcome.actions, &sealed)?;
+    entries.extend(sealed);
+    let ws =
+        ws.append(Append::new(entries).map_err(|e| ApiError::Internal(e.to_string()))?.with_state(live.to_bytes()));
+    let ws = repo::put(ws, &record)?;
+    let ws = templates::mark_used(ws, org, &tpl.id, &id.to_string())?;
+    let (ws, _) = crate::timers::reindex(ws, org, id, None, &live);
+    let view = exec_view(record, &head, &live);
+    Ok(Created {
+        status: StatusCode::CREATED,
+        body: serde_json::to_value(&view).map_err(|e| ApiError::Internal(e.to_string()))?,
+        location: Some(format!("/v1/executions/{id}")),
+        writes: ws,
+    })
 }
 
 /// Filters and pagination of the execution list.

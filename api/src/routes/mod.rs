@@ -16,13 +16,16 @@ use crate::middleware::{self, REQUEST_ID};
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
 
+pub(crate) mod actions;
 pub(crate) mod admin;
 pub(crate) mod controls;
 pub(crate) mod executions;
 pub(crate) mod health;
+pub(crate) mod hooks;
 pub(crate) mod mint;
 pub(crate) mod proofs;
 pub(crate) mod replay;
+pub(crate) mod schedules;
 pub(crate) mod streams;
 pub(crate) mod templates;
 
@@ -48,6 +51,9 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .merge(proofs::routes())
         .merge(mint::routes())
         .merge(admin::routes())
+        .merge(actions::routes())
+        .merge(hooks::routes())
+        .merge(schedules::routes())
 }
 
 /// The whole service: routes, docs, and the layers every request passes through.

@@ -27,6 +27,7 @@ pub const ROLES: [Role; 4] = [Role::Admin, Role::Editor, Role::Operator, Role::V
 
 pub struct TestApp {
     pub app: Router,
+    pub state: pled_api::AppState,
     pub committer: std::sync::Arc<pled_committer::Committer>,
     pub store: Store,
     pub dir: tempfile::TempDir,
@@ -98,8 +99,18 @@ impl TestApp {
         std::thread::scope(|sc| sc.spawn(|| store.write_blocking(ws)).join().unwrap()).unwrap();
         let state = pled_api::server::state(store.clone(), config, jwt).unwrap();
         let committer = state.committer.clone();
-        let app = pled_api::app(state);
-        Self { app, committer, store, dir, tokens }
+        let app = pled_api::app(state.clone());
+        Self { app, state, committer, store, dir, tokens }
+    }
+
+    /// Starts the action runner and the timer service (as `pled serve` does); they stop
+    /// when the returned sender is dropped or sends `true`.
+    pub fn start_workers(&self) -> tokio::sync::watch::Sender<bool> {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(self.state.runner.clone().run(rx.clone()));
+        tokio::spawn(self.state.timers.clone().run(rx.clone()));
+        tokio::spawn(pled_api::schedules::ScheduleService::new(self.state.clone()).run(rx));
+        tx
     }
 
     pub fn token(&self, org: &str, role: Role) -> &str {
