@@ -1,7 +1,8 @@
 //! Templates: create, read, edit the draft, publish immutable versions, compile, duplicate,
 //! delete; rules and rule tests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, OnceLock};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -48,8 +49,27 @@ pub(crate) struct TemplateView {
 }
 
 fn view(template: TemplateRecord) -> TemplateView {
-    let validation = compile(&template.draft).report;
+    let validation = validation(&template);
     TemplateView { template, validation }
+}
+
+/// The draft's validation report. Compiling is a pure function of the draft, and the record
+/// carries the draft's hash, so reports are remembered by that hash: reading a template does
+/// not compile it again (a compile is hundreds of microseconds for a real template).
+fn validation(template: &TemplateRecord) -> ValidationReport {
+    const REMEMBERED: usize = 1024;
+    static REPORTS: OnceLock<Mutex<HashMap<String, ValidationReport>>> = OnceLock::new();
+    let reports = REPORTS.get_or_init(Mutex::default);
+    if let Some(r) = reports.lock().unwrap_or_else(|p| p.into_inner()).get(&template.draft_hash) {
+        return r.clone();
+    }
+    let report = compile(&template.draft).report;
+    let mut reports = reports.lock().unwrap_or_else(|p| p.into_inner());
+    if reports.len() >= REMEMBERED {
+        reports.clear();
+    }
+    reports.insert(template.draft_hash.clone(), report.clone());
+    report
 }
 
 fn to_json<T: Serialize>(v: &T) -> ApiResult<serde_json::Value> {
