@@ -1,7 +1,8 @@
 //! Inclusion proofs: generating one (`Committer::proof`, what `GET …/ledger/{seq}/proof`
 //! runs) for random entries of a closed 100,000-entry round, and verifying a proof document
 //! (`ProofDocument::verify`: the entry's hash, its leaf, the path to the root), with
-//! latency percentiles over many single calls.
+//! latency percentiles over many single calls; and building (closing) rounds of 100k and 1M
+//! entries.
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -88,5 +89,43 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(proof_benches, benches);
+/// Closing a round (`Committer::close_round`: leaves of every entry appended since the last
+/// round, the tree, the root, the round record) over 100k and 1M fresh entries. The appends
+/// before each close are not timed.
+fn round_build(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions { sync: false, ..Default::default() }).unwrap();
+    let committer =
+        Committer::open(store.clone(), CommitConfig { max_round_entries: u64::MAX, ..Default::default() }, false)
+            .unwrap();
+    let at = RecordedAt::now();
+    let mut heads: Vec<ChainHead> = (0..100).map(|i| ChainHead::genesis(execution(10_000 + i))).collect();
+    let mut append = |entries: u64| {
+        let per = (entries / heads.len() as u64) as usize;
+        for h in &mut heads {
+            for _ in 0..per.div_ceil(10_000) {
+                let run = seal_run(h, per.min(10_000), &at);
+                store.write_blocking(WriteSet::new().append(Append::new(run).unwrap())).unwrap();
+            }
+        }
+    };
+    let mut close = |entries: u64| {
+        append(entries);
+        let t = Instant::now();
+        let r = committer.close_round().unwrap().unwrap();
+        assert_eq!(r.leaf_count, entries);
+        t.elapsed()
+    };
+    // 1M: three closes, timed one by one (ten criterion samples would write 10M entries).
+    let mut runs: Vec<Duration> = (0..3).map(|_| close(1_000_000)).collect();
+    runs.sort();
+    eprintln!("round build, 1,000,000 entries: {:?} (best of 3), {:?} (worst)", runs[0], runs[2]);
+    let mut g = c.benchmark_group("round");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    g.throughput(criterion::Throughput::Elements(100_000));
+    g.bench_function("build/entries=100000", |b| b.iter_custom(|iters| (0..iters).map(|_| close(100_000)).sum()));
+    g.finish();
+}
+
+criterion_group!(proof_benches, benches, round_build);
 criterion_main!(proof_benches);
