@@ -6,12 +6,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 
-# RocksDB's Rust bindings are generated with bindgen, which needs libclang.
-if ! ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so'; then
-  say "installing clang and libclang-dev (apt)"
+# RocksDB's Rust bindings are generated with bindgen, which needs libclang; HTTPS (webhooks,
+# RPC endpoints) uses the system's OpenSSL, found with pkg-config.
+if ! ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so' || ! pkg-config --exists openssl 2>/dev/null; then
+  say "installing clang, libclang-dev, libssl-dev and pkg-config (apt)"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq clang libclang-dev >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq clang libclang-dev libssl-dev pkg-config >/dev/null
 fi
 
 # The independent verifiers in the test suite (Python blake3 + rfc8785, keccak).

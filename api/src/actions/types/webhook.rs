@@ -55,7 +55,7 @@ impl ActionType for Webhook {
             "required": ["url"],
             "additionalProperties": false,
             "properties": {
-                "url": {"type": "string", "description": "http:// URL"},
+                "url": {"type": "string", "description": "http:// or https:// URL"},
                 "method": {"type": "string", "enum": METHODS, "default": "POST"},
                 "headers": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Extra headers (not the ones PLED sets)"},
                 "body": {"description": "Any JSON; sent compact as application/json (default {})"}
@@ -67,8 +67,8 @@ impl ActionType for Webhook {
         only(input, &["url", "method", "headers", "body"])?;
         let url = text(input, "url")?.ok_or("/url is required")?;
         let parsed = reqwest::Url::parse(url).map_err(|e| format!("/url: {e}"))?;
-        if parsed.scheme() != "http" {
-            return Err(format!("/url: scheme {:?} is not supported (http only in this build)", parsed.scheme()));
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(format!("/url: scheme {:?} is not supported (http or https)", parsed.scheme()));
         }
         if let Some(m) = text(input, "method")?
             && !METHODS.contains(&m)
@@ -212,6 +212,7 @@ mod tests {
     fn inputs_are_checked() {
         let w = Webhook;
         assert!(w.check(&json!({"url": "http://127.0.0.1:9/x"})).is_ok());
+        assert!(w.check(&json!({"url": "https://hooks.example.com/x"})).is_ok());
         assert!(w.check(&json!({"url": "http://h/x", "method": "PUT", "headers": {"x-a": "1"}, "body": [1]})).is_ok());
         for (bad, why) in [
             (json!({}), "/url is required"),
