@@ -25,7 +25,7 @@ use pled_core::{Body, ChainHead, ExecutionId, Kind, RecordedAt, SealedEntry, Seq
 use pled_engine::{AiOutputs, Event, ForceTarget, Machine};
 use pled_store::{Append, Store, WriteSet};
 use serde_json::{Value, json};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::apply::{self, AdminAction, Control, QueuedEvent, StepError};
 use crate::error::ApiError;
@@ -156,6 +156,19 @@ enum Work {
 }
 
 pub use crate::actions::jobs::{JobRecord, enqueue_jobs, job_key};
+
+/// How a consumer of the store's run queue (the action runner, the timer service) waits
+/// between passes: until `next` falls due (µs since the epoch), `poll` at most, or until a
+/// lane's write wakes it. Returns false when the service is stopping.
+pub async fn wait_for_due(next: Option<i64>, poll: Duration, wake: &Notify, stop: &mut watch::Receiver<bool>) -> bool {
+    let wait =
+        next.map_or(poll, |due| Duration::from_micros((due - RecordedAt::now().unix_micros()).max(0) as u64).min(poll));
+    tokio::select! {
+        _ = wake.notified() => true,
+        _ = tokio::time::sleep(wait) => true,
+        changed = stop.changed() => changed.is_ok(),
+    }
+}
 
 /// Every lane, and what they share.
 pub struct Lanes {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pled_committer::{AnchorStatus, Committer, MintRecord};
-use pled_core::{Body, ChainHead, ExecutionId, Kind, OrgId, Seq};
+use pled_core::{Body, ChainHead, Kind};
 use pled_store::{Store, WriteSet};
 use serde_json::json;
 use tokio::sync::watch;
@@ -56,7 +56,7 @@ pub async fn record_confirmed(
             }
             _ => continue,
         }
-        let Some(exec) = execution(store, mint.execution_id)? else {
+        let Some(exec) = executions::find(store, mint.execution_id)? else {
             return Err(ApiError::Internal(format!("mint of {}/{}: no such execution", mint.execution_id, mint.seq)));
         };
         let answer = lanes.record(&exec, recorder(committer.clone(), mint)).await?;
@@ -91,17 +91,4 @@ fn recorder(committer: Arc<Committer>, mint: MintRecord) -> Recorder {
         let ws = committer.mint_recorded(WriteSet::new(), &current, Some(head.seq.get() + 1))?;
         Ok(Some(Recording { entries: vec![(kind, body)], ws, event: None }))
     })
-}
-
-/// The execution's record, found through the org its first entry names.
-fn execution(store: &Store, id: ExecutionId) -> Result<Option<executions::ExecutionRecord>, ApiError> {
-    let Some(first) = store.iter_entries(id, Seq::FIRST).next() else {
-        return Ok(None);
-    };
-    let body = first?.entry().body.to_value().map_err(|e| ApiError::Internal(e.to_string()))?;
-    let org = body["org"].as_str().and_then(|o| OrgId::new(o).ok());
-    match org {
-        Some(org) => executions::get(store, &org, id),
-        None => Err(ApiError::Internal(format!("execution {id}: its first entry names no org"))),
-    }
 }

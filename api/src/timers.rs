@@ -132,17 +132,8 @@ impl TimerService {
                     Some(RecordedAt::now().unix_micros() + RETRY.as_micros() as i64)
                 }
             };
-            let wait = next.map_or(POLL, |due| {
-                Duration::from_micros((due - RecordedAt::now().unix_micros()).max(0) as u64).min(POLL)
-            });
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-                changed = stop.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                }
+            if !crate::lanes::wait_for_due(next, POLL, &wake, &mut stop).await {
+                return;
             }
         }
     }
@@ -185,8 +176,7 @@ impl TimerService {
     }
 
     /// Stores written before the timer index existed have armed timers only in their
-    /// executions' states, and no index from execution id to org: build both once (marker
-    /// `index/backfill-v1` in `meta`).
+    /// executions' states: index them once (marker `index/backfill-v1` in `meta`).
     async fn backfill(&self) -> Result<(), crate::error::ApiError> {
         if self.store.get(Table::Meta, BACKFILLED)?.is_some() {
             return Ok(());
@@ -201,7 +191,6 @@ impl TimerService {
                 let Ok(rec) = serde_json::from_slice::<executions::ExecutionRecord>(v) else {
                     continue;
                 };
-                ws = executions::put_org_index(ws, &rec);
                 if let Some((_, live)) = executions::live(&self.store, rec.id)? {
                     let (next, added) = reindex(ws, &rec.org, rec.id, None, &live);
                     ws = next;

@@ -152,23 +152,9 @@ impl Entry {
         out.extend_from_slice(b"\",\"recorded_at\":\"");
         out.extend_from_slice(self.recorded_at.as_str().as_bytes());
         out.extend_from_slice(b"\",\"seq\":");
-        write_decimal(out, self.seq.get());
+        crate::jcs::write_u64(self.seq.get(), out, false);
         out.push(b'}');
     }
-}
-
-fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
 }
 
 /// An entry with its hash.

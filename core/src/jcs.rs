@@ -69,7 +69,8 @@ fn write_number(n: &Number, out: &mut Vec<u8>) {
     }
 }
 
-fn write_u64(mut n: u64, out: &mut Vec<u8>, negative: bool) {
+/// Writes an integer in its JCS (ECMAScript) form; `negative` prefixes a minus for non-zero `n`.
+pub(crate) fn write_u64(mut n: u64, out: &mut Vec<u8>, negative: bool) {
     // Integers arrive here only within ±(2^53-1) (larger ones are refused before), where the
     // ECMAScript form of the double is the plain decimal.
     if negative && n != 0 {

@@ -125,17 +125,8 @@ impl Runner {
                     None
                 }
             };
-            let wait = next.map_or(POLL, |due| {
-                Duration::from_micros((due - RecordedAt::now().unix_micros()).max(0) as u64).min(POLL)
-            });
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-                changed = stop.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                }
+            if !crate::lanes::wait_for_due(next, POLL, &wake, &mut stop).await {
+                return;
             }
         }
     }

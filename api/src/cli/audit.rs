@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use pled_api::repo::executions;
-use pled_core::{ExecutionId, OrgId, Seq};
+use pled_core::ExecutionId;
 
 use super::{DataDir, EXIT_INVALID};
 use crate::cli::ledger::open_store;
@@ -49,15 +49,9 @@ pub(crate) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
 fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
     let id: ExecutionId = a.execution.parse()?;
     let store = open_store(&a.dir, true)?;
-    // The org is in the execution's first entry.
-    let created = store
-        .entry(id, Seq::FIRST)?
-        .with_context(|| format!("execution {id} has no ledger in {}", a.dir.data_dir.display()))?;
-    let body = created.entry().body.to_value()?;
-    let org = OrgId::new(body["org"].as_str().context("execution.created names no org")?)?;
-    let record = executions::get(&store, &org, id)
+    let record = executions::find(&store, id)
         .map_err(|e| anyhow::anyhow!("{e}"))?
-        .with_context(|| format!("no execution record for {id}"))?;
+        .with_context(|| format!("execution {id} has no ledger in {}", a.dir.data_dir.display()))?;
     let committer = pled_committer::Committer::open(store.clone(), Default::default(), false)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let file = std::fs::File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use pled_api::replay::{ReplayOptions, Stop};
 use pled_api::repo::{executions, templates};
-use pled_core::{ExecutionId, OrgId, Seq};
+use pled_core::ExecutionId;
 
 use super::{DataDir, EXIT_INVALID};
 use crate::cli::ledger::open_store;
@@ -35,16 +35,10 @@ pub(crate) struct ReplayArgs {
 pub(crate) fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let id: ExecutionId = a.execution.parse().with_context(|| format!("--execution {:?}", a.execution))?;
     let store = open_store(&a.dir, true)?;
-    // The org is in the execution's first entry; the template pin in its record.
-    let created = store
-        .entry(id, Seq::FIRST)?
-        .with_context(|| format!("execution {id} has no ledger in {}", a.dir.data_dir.display()))?;
-    let body = created.entry().body.to_value()?;
-    let org = OrgId::new(body["org"].as_str().context("execution.created names no org")?)?;
-    let record = executions::get(&store, &org, id)
+    let record = executions::find(&store, id)
         .map_err(|e| anyhow::anyhow!("{e}"))?
-        .with_context(|| format!("no execution record for {id}"))?;
-    let version = templates::get_version(&store, &org, &record.template_id, record.version)
+        .with_context(|| format!("execution {id} has no ledger in {}", a.dir.data_dir.display()))?;
+    let version = templates::get_version(&store, &record.org, &record.template_id, record.version)
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .with_context(|| format!("template version {}/{} not found", record.template_id, record.version))?;
     let machine = pled_engine::compile(&version.template)

@@ -129,55 +129,34 @@ pub fn get(store: &Store, org: &OrgId, id: ExecutionId) -> Result<Option<Executi
     get_json(store, &key(org, id))
 }
 
-/// Adds a record to a write set (with the index from its id to its org).
+/// Adds a record to a write set.
 pub fn put(ws: WriteSet, rec: &ExecutionRecord) -> Result<WriteSet, ApiError> {
-    put_json(put_org_index(ws, rec), &key(&rec.org, rec.id), rec)
+    put_json(ws, &key(&rec.org, rec.id), rec)
 }
 
-/// The `meta` marker of a store whose executions all have their org and timer index
-/// entries (written by the timer service's start-up backfill).
+/// The `meta` marker of a store whose armed timers are all in the timer index (written by
+/// the timer service's start-up backfill).
 pub const BACKFILLED: &[u8] = b"index/backfill-v1";
 
-/// Adds the index from an execution's id to its org.
-pub fn put_org_index(ws: WriteSet, rec: &ExecutionRecord) -> WriteSet {
-    ws.put(pled_store::Table::Meta, org_key(rec.id).into_bytes(), rec.org.as_str().as_bytes().to_vec())
-}
-
-fn org_key(id: ExecutionId) -> String {
-    format!("exeorg/{id}")
-}
-
-/// The org of an execution, for requests that carry no token (signed inbound webhooks).
-/// Executions created before the index existed are found by a scan, once, and indexed.
-pub async fn org_of(store: &Store, id: ExecutionId) -> Result<Option<OrgId>, ApiError> {
-    if let Some(b) = store.get(pled_store::Table::Meta, org_key(id).as_bytes())? {
-        return Ok(OrgId::new(&String::from_utf8_lossy(&b)).ok());
-    }
-    if store.get(pled_store::Table::Meta, BACKFILLED)?.is_some() {
-        // Every execution is indexed: no scan for ids that do not exist.
+/// The org of an execution, for callers that have no token to take it from (signed inbound
+/// webhooks, the mint recorder, the offline CLI): it is in the execution's first ledger
+/// entry (`execution.created`), one point read away.
+pub fn org_of(store: &Store, id: ExecutionId) -> Result<Option<OrgId>, ApiError> {
+    let Some(created) = store.entry(id, pled_core::Seq::FIRST)? else {
         return Ok(None);
+    };
+    let body = created.entry().body.to_value().map_err(|e| ApiError::Internal(e.to_string()))?;
+    match body["org"].as_str().map(OrgId::new) {
+        Some(Ok(org)) => Ok(Some(org)),
+        _ => Err(ApiError::Internal(format!("execution {id}: its first entry names no org"))),
     }
-    let suffix = format!("/{id}");
-    let mut after: Vec<u8> = Vec::new();
-    loop {
-        let batch = store.scan(pled_store::Table::Meta, b"exe/", &after, 1_000)?;
-        for (k, _) in &batch {
-            let k = String::from_utf8_lossy(k);
-            if let Some(org) = k.strip_suffix(&suffix).and_then(|p| p.strip_prefix("exe/")) {
-                let org = OrgId::new(org).map_err(|e| ApiError::Internal(e.to_string()))?;
-                let ws = WriteSet::new().put(
-                    pled_store::Table::Meta,
-                    org_key(id).into_bytes(),
-                    org.as_str().as_bytes().to_vec(),
-                );
-                store.write(ws).await?;
-                return Ok(Some(org));
-            }
-        }
-        match batch.last() {
-            Some((k, _)) if batch.len() == 1_000 => after.clone_from(k),
-            _ => return Ok(None),
-        }
+}
+
+/// An execution's record, whatever its org (see [`org_of`]).
+pub fn find(store: &Store, id: ExecutionId) -> Result<Option<ExecutionRecord>, ApiError> {
+    match org_of(store, id)? {
+        Some(org) => get(store, &org, id),
+        None => Ok(None),
     }
 }
 

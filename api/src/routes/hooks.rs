@@ -82,7 +82,7 @@ pub(crate) async fn receive(
     if !valid_source(&source) {
         return Err(refused());
     }
-    let org = executions::org_of(&s.store, id).await?.ok_or_else(refused)?;
+    let org = executions::org_of(&s.store, id)?.ok_or_else(refused)?;
     let rec = executions::get(&s.store, &org, id)?.ok_or_else(refused)?;
     let src = signing::inbound(&s.store, &org, &source)?.ok_or_else(refused)?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
