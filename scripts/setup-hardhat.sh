@@ -78,10 +78,11 @@ installed_ok() {
 if installed_ok; then
   log "hardhat/node_modules up to date"
 else
-  # Not `npm ci`: the registry reachable here does not serve other platforms' optional
-  # packages (e.g. @nomicfoundation/edr-darwin-arm64 answers 404), so npm leaves them out of
-  # the lock, and `npm ci` then refuses that lock ("Missing: ... from lock file"). Instead:
-  # a clean `npm install` (which follows the lock) and a check that the lock did not change.
+  # Not `npm ci`: registries differ in which other platforms' optional packages they serve
+  # (EDR's and anvil's darwin/win32/arm64 builds), and `npm ci` refuses a lock that lists
+  # fewer of them than the registry offers ("Missing: ... from lock file"). The committed lock
+  # lists all of them; npm never downloads another platform's. So: a clean `npm install`
+  # (which follows the lock) and a check that the lock did not change.
   rm -rf "$HH/node_modules"
   if [[ -f "$HH/package-lock.json" ]]; then
     lock_before="$(sha256sum <"$HH/package-lock.json")"
