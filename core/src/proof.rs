@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::entry::SealedEntry;
 use crate::ids::{EntryHash, Seq};
-use crate::merkle::{from_0x, leaf_hash, process_proof, to_0x};
+use crate::merkle::{from_0x, hash_pair, leaf_hash, to_0x};
 
 /// The ABI types of a leaf's values, in order.
 pub const LEAF_ENCODING: [&str; 3] = ["bytes16", "uint64", "bytes32"];
@@ -85,6 +85,22 @@ pub struct ProofDocument {
     pub scope: Scope,
     /// Where the root is anchored (status and chain fields).
     pub anchor: serde_json::Value,
+}
+
+/// Whether `s` is exactly `to_0x(bytes)` (`0x` and lower-case hex).
+fn is_0x(s: &str, bytes: &[u8]) -> bool {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    s.len() == 2 + 2 * bytes.len()
+        && s.starts_with("0x")
+        && s.as_bytes()[2..]
+            .chunks_exact(2)
+            .zip(bytes)
+            .all(|(pair, b)| pair[0] == DIGITS[usize::from(b >> 4)] && pair[1] == DIGITS[usize::from(b & 15)])
+}
+
+/// Whether `s` is exactly the decimal text of `n` (no sign, no leading zero).
+fn is_decimal(s: &str, n: u64) -> bool {
+    s.bytes().all(|c| c.is_ascii_digit()) && !(s.len() > 1 && s.starts_with('0')) && s.parse() == Ok(n)
 }
 
 /// Which step of a verification failed.
@@ -170,21 +186,26 @@ impl ProofDocument {
         if computed != entry.hash() || computed != claimed {
             return Err(ProofError::EntryHash { computed: computed.to_hex(), claimed: self.entry_hash.clone() });
         }
-        let expected = Leaf::of(&entry);
-        if self.leaf.values != expected.values || self.leaf.encoding != expected.encoding {
-            return Err(ProofError::LeafValues { expected: expected.values });
+        // Compared in place (the leaf is checked on every proof served and every entry of an
+        // evidence bundle); the expected strings are built only to report a mismatch.
+        let e = entry.entry();
+        let values_match = self.leaf.values.len() == 3
+            && is_0x(&self.leaf.values[0], e.execution_id.as_bytes())
+            && is_decimal(&self.leaf.values[1], e.seq.get())
+            && is_0x(&self.leaf.values[2], computed.as_bytes());
+        if !values_match || !self.leaf.encoding.iter().map(String::as_str).eq(LEAF_ENCODING) {
+            return Err(ProofError::LeafValues { expected: Leaf::of(&entry).values });
         }
-        if self.leaf.hash != expected.hash {
-            return Err(ProofError::LeafHash { computed: expected.hash });
+        let leaf = leaf_hash(&e.execution_id, e.seq, &computed);
+        if !is_0x(&self.leaf.hash, &leaf) {
+            return Err(ProofError::LeafHash { computed: to_0x(&leaf) });
         }
-        let leaf = from_0x::<32>(&self.leaf.hash).ok_or_else(|| ProofError::Malformed(self.leaf.hash.clone()))?;
-        let path = self
-            .proof
-            .iter()
-            .map(|p| from_0x::<32>(p).ok_or_else(|| ProofError::Malformed(p.clone())))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut reached = leaf;
+        for p in &self.proof {
+            let sibling = from_0x::<32>(p).ok_or_else(|| ProofError::Malformed(p.clone()))?;
+            reached = hash_pair(&reached, &sibling);
+        }
         let root = from_0x::<32>(&self.root).ok_or_else(|| ProofError::Malformed(self.root.clone()))?;
-        let reached = process_proof(&leaf, &path);
         if reached != root {
             return Err(ProofError::Root { computed: to_0x(&reached), root: self.root.clone() });
         }
@@ -244,8 +265,28 @@ mod tests {
         let mut x = d.clone();
         x.root = to_0x(&[3; 32]);
         assert!(matches!(x.verify(), Err(ProofError::Root { .. })));
-        let mut x = d;
+        let mut x = d.clone();
         x.proof.push("0xnothex".into());
         assert!(matches!(x.verify(), Err(ProofError::Malformed(_))));
+        // The values must be written exactly as served.
+        for (i, other) in [(2, d.leaf.values[2].to_uppercase().replace("0X", "0x")), (1, "04".into()), (1, "+4".into())]
+        {
+            let mut x = d.clone();
+            x.leaf.values[i] = other;
+            assert!(matches!(x.verify(), Err(ProofError::LeafValues { .. })), "{:?}", x.leaf.values);
+        }
+        let mut x = d;
+        x.leaf.encoding[1] = "uint256".into();
+        assert!(matches!(x.verify(), Err(ProofError::LeafValues { .. })));
+    }
+
+    #[test]
+    fn exact_text_checks() {
+        assert!(is_0x("0x00ff", &[0, 255]));
+        assert!(!is_0x("0x00FF", &[0, 255]));
+        assert!(!is_0x("0x00f", &[0, 255]));
+        assert!(!is_0x("1x00ff", &[0, 255]));
+        assert!(is_decimal("4", 4) && is_decimal("1234", 1234));
+        assert!(!is_decimal("04", 4) && !is_decimal("+4", 4) && !is_decimal("", 0) && !is_decimal("5", 4));
     }
 }
