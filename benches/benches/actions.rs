@@ -12,12 +12,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+// Links the benches' shared global allocator (mimalloc, as `pled` uses).
 use pled_api::actions::types::Registry;
 use pled_api::actions::{Runner, RunnerConfig};
 use pled_api::hub::Hub;
 use pled_api::lanes::{self, Lanes};
 use pled_api::repo::executions::{self, ExecutionRecord, LiveState};
 use pled_api::repo::templates::{self, TemplateVersion};
+use pled_benches as _;
 use pled_core::{Body, ChainHead, ExecutionId, Kind, OrgId, RecordedAt};
 use pled_engine::{Template, compile, template_hash};
 use pled_store::{Append, Store, StoreOptions, Table, WriteSet};

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+// Links the benches' shared global allocator (mimalloc, as `pled` uses).
+use pled_benches as _;
 use pled_engine::{AiOutputs, Event, Template, compile};
 
 fn example() -> (Template, Vec<serde_json::Value>) {

@@ -89,10 +89,12 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-/// Closing a round (`Committer::close_round`: leaves of every entry appended since the last
-/// round, the tree, the root, the round record) over 100k and 1M fresh entries. The appends
-/// before each close are not timed.
+/// Closing a round (`Committer::close_round`: the feed records of every append since the last
+/// round, their entries' leaves, the tree, the root, the index and the round record) over 100k
+/// and 1M fresh entries. The appends before each close are not timed.
 fn round_build(c: &mut Criterion) {
+    // The committer logs each round's phases (read, leaves, tree, write).
+    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter("pled_committer=info").try_init();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreOptions { sync: false, ..Default::default() }).unwrap();
     let committer =
@@ -100,13 +102,13 @@ fn round_build(c: &mut Criterion) {
             .unwrap();
     let at = RecordedAt::now();
     let mut heads: Vec<ChainHead> = (0..100).map(|i| ChainHead::genesis(execution(10_000 + i))).collect();
+    // Appends of 4 entries (one event's worth), as the service makes them: a round reads one
+    // feed record per append.
     let mut append = |entries: u64| {
-        let per = (entries / heads.len() as u64) as usize;
-        for h in &mut heads {
-            for _ in 0..per.div_ceil(10_000) {
-                let run = seal_run(h, per.min(10_000), &at);
-                store.write_blocking(WriteSet::new().append(Append::new(run).unwrap())).unwrap();
-            }
+        for _ in 0..entries / (4 * heads.len() as u64) {
+            let ws =
+                heads.iter_mut().fold(WriteSet::new(), |ws, h| ws.append(Append::new(seal_run(h, 4, &at)).unwrap()));
+            store.write_blocking(ws).unwrap();
         }
     };
     let mut close = |entries: u64| {

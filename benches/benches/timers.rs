@@ -22,6 +22,8 @@ use pled_api::lanes::{self, Lanes};
 use pled_api::repo::executions::{self, ExecutionRecord, LiveState};
 use pled_api::repo::templates::{self, TemplateVersion};
 use pled_api::timers::TimerService;
+// Links the benches' shared global allocator (mimalloc, as `pled` uses).
+use pled_benches as _;
 use pled_core::{Body, ChainHead, ExecutionId, Kind, OrgId, RecordedAt};
 use pled_engine::{Machine, Template, compile, template_hash};
 use pled_store::{Append, Store, StoreOptions, Table, WriteSet};

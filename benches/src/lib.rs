@@ -3,6 +3,12 @@
 
 use pled_core::{Body, ChainHead, ExecutionId, Kind, RecordedAt, SealedEntry};
 
+/// Every bench and the load generator allocate with mimalloc, as `pled` does: the library
+/// code they measure runs on it in the service (and the load generator, sharing the machine
+/// with the server, keeps its own allocation cost low).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A representative entry body (~200 bytes of canonical JSON, like an `event.received`).
 pub fn body(n: u64) -> Body {
     let v = serde_json::json!({

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use pled_core::merkle::{MerkleTree, to_0x};
+use pled_core::merkle::{MerkleTree, hash_leaves, to_0x};
 use pled_core::proof::Scope;
 use pled_core::{ExecutionId, RecordedAt, Seq};
 use pled_store::{Table, WriteSet};
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::CommitError;
 use crate::keys;
-use crate::rounds::{Anchor, AnchorStatus, Committer, ProofAnswer, hash_leaves};
+use crate::rounds::{Anchor, AnchorStatus, Committer, ProofAnswer};
 
 /// One commitment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

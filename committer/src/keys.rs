@@ -2,7 +2,6 @@
 //! numbers do):
 //!
 //! - `r | round`: the round record (JSON)
-//! - `l | round | chunk`: leaves `chunk*LEAF_CHUNK ..`, 32 bytes each
 //! - `x | execution | first seq`: `round | leaf offset | last seq` for the entries
 //!   `first..=last` of one append (one key per append, not per entry)
 //! - `c | execution | commitment`: a per-execution commitment (JSON)
@@ -14,7 +13,6 @@
 use pled_core::{ExecutionId, Seq};
 
 pub(crate) const ROUND: u8 = b'r';
-pub(crate) const LEAVES: u8 = b'l';
 pub(crate) const INDEX: u8 = b'x';
 pub(crate) const COMMITMENT: u8 = b'c';
 pub(crate) const OUTBOX: u8 = b'o';
@@ -23,15 +21,8 @@ pub(crate) const TX_STATE: u8 = b't';
 pub(crate) const MINT: u8 = b'm';
 pub(crate) const MINT_UNRECORDED: u8 = b'M';
 
-/// Leaves per stored chunk.
-pub(crate) const LEAF_CHUNK: u64 = 4096;
-
 pub(crate) fn round(id: u64) -> Vec<u8> {
     [&[ROUND][..], &id.to_be_bytes()].concat()
-}
-
-pub(crate) fn leaves(round: u64, chunk: u32) -> Vec<u8> {
-    [&[LEAVES][..], &round.to_be_bytes(), &chunk.to_be_bytes()].concat()
 }
 
 pub(crate) fn index(execution: ExecutionId, first: Seq) -> Vec<u8> {

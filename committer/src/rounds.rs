@@ -5,14 +5,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pled_core::merkle::{MerkleTree, Node, leaf_hash, to_0x};
+use pled_core::merkle::{MerkleTree, Node, to_0x};
 use pled_core::proof::{ProofDocument, Scope};
-use pled_core::{EntryHash, ExecutionId, RecordedAt, SealedEntry, Seq};
+use pled_core::{ExecutionId, RecordedAt, SealedEntry, Seq};
 use pled_store::{FeedItem, Store, Table, WriteSet};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CommitError;
-use crate::keys::{self, LEAF_CHUNK};
+use crate::keys;
 
 /// A round closes at least this often when entries are pending: short enough that proofs
 /// are available within seconds, long enough that one transaction anchors many entries.
@@ -243,15 +243,16 @@ impl Committer {
         {
             return self.build(r.clone()).map(Some);
         }
+        let started = Instant::now();
         let from = last.as_ref().map_or(0, |r| r.feed_to);
         let head = self.store.feed_head();
         if head <= from {
             return Ok(None);
         }
         // Plan: the feed range and its size, on append boundaries.
-        let (mut to, mut leaves, mut at) = (from, 0u64, from);
-        'plan: while at < head {
-            let page = self.store.feed(at, 4096)?;
+        let (mut to, mut leaves, mut items) = (from, 0u64, Vec::new());
+        'plan: while to < head {
+            let page = self.store.feed(to, 4096)?;
             if page.is_empty() {
                 break;
             }
@@ -259,9 +260,9 @@ impl Committer {
                 if item.position > head {
                     break 'plan;
                 }
-                at = item.position;
                 to = item.position;
-                leaves += item.last_seq.get() - item.first_seq.get() + 1;
+                leaves += item.leaves.len() as u64;
+                items.push(item);
                 if leaves >= self.config.max_round_entries {
                     break 'plan;
                 }
@@ -285,7 +286,7 @@ impl Committer {
             keys::round(plan.id),
             serde_json::to_vec(&plan).map_err(corrupt)?,
         ))?;
-        self.build(plan).map(Some)
+        self.build_from(plan, items, started).map(Some)
     }
 
     /// The feed items of a round, in order.
@@ -308,34 +309,35 @@ impl Committer {
         Ok(items)
     }
 
-    /// Builds a planned round: leaves, tree, root, index; one write.
-    fn build(&self, mut r: RoundRecord) -> Result<RoundRecord, CommitError> {
+    /// Builds a planned round (after a restart: reads its feed range again).
+    fn build(&self, r: RoundRecord) -> Result<RoundRecord, CommitError> {
         let started = Instant::now();
         let items = self.items(&r)?;
-        let mut triples: Vec<(ExecutionId, Seq, EntryHash)> = Vec::with_capacity(r.leaf_count as usize);
+        self.build_from(r, items, started)
+    }
+
+    /// Builds a planned round from its feed items (read since `started`): leaves, tree, root,
+    /// index; one write.
+    fn build_from(
+        &self,
+        mut r: RoundRecord,
+        items: Vec<FeedItem>,
+        started: Instant,
+    ) -> Result<RoundRecord, CommitError> {
+        let leaves = round_leaves(&items)?;
+        let read_ms = started.elapsed().as_millis() as u64;
+        let tree = Arc::new(MerkleTree::from_leaves(&leaves));
+        let tree_ms = started.elapsed().as_millis() as u64 - read_ms;
+        let root = tree.root().ok_or_else(|| CommitError::Corrupt(format!("round {} has no leaves", r.id)))?;
         let mut ws = WriteSet::new();
+        let mut offset = 0u64;
         for item in &items {
-            let hashes = self.store.entry_hashes(item.execution_id, item.first_seq, item.last_seq)?;
-            if hashes.len() as u64 != item.last_seq.get() - item.first_seq.get() + 1 {
-                return Err(CommitError::Corrupt(format!(
-                    "feed item {} names entries the ledger lacks",
-                    item.position
-                )));
-            }
             ws = ws.put(
                 Table::Commitments,
                 keys::index(item.execution_id, item.first_seq),
-                keys::index_value(r.id, triples.len() as u64, item.last_seq),
+                keys::index_value(r.id, offset, item.last_seq),
             );
-            for (i, h) in hashes.into_iter().enumerate() {
-                triples.push((item.execution_id, Seq::new(item.first_seq.get() + i as u64), h));
-            }
-        }
-        let leaves = hash_leaves(&triples);
-        let tree = Arc::new(MerkleTree::from_leaves(&leaves));
-        let root = tree.root().ok_or_else(|| CommitError::Corrupt(format!("round {} has no leaves", r.id)))?;
-        for (chunk, part) in leaves.chunks(LEAF_CHUNK as usize).enumerate() {
-            ws = ws.put(Table::Commitments, keys::leaves(r.id, chunk as u32), part.concat());
+            offset += item.leaves.len() as u64;
         }
         r.leaf_count = leaves.len() as u64;
         r.root = Some(to_0x(&root));
@@ -347,27 +349,28 @@ impl Committer {
         }
         self.store.write_blocking(ws)?;
         self.trees.lock().unwrap_or_else(|p| p.into_inner()).put(r.id, tree);
-        tracing::info!(round = r.id, leaves = r.leaf_count, root = %to_0x(&root), ms = started.elapsed().as_millis() as u64, "round built");
+        let ms = started.elapsed().as_millis() as u64;
+        tracing::info!(
+            round = r.id,
+            leaves = r.leaf_count,
+            root = %to_0x(&root),
+            ms,
+            read_ms,
+            tree_ms,
+            write_ms = ms - read_ms - tree_ms,
+            "round built"
+        );
         Ok(r)
     }
 
-    /// The tree of a built round (cached; rebuilt from its stored leaves otherwise).
+    /// The tree of a built round (cached; rebuilt from its feed range otherwise).
     fn tree(&self, r: &RoundRecord) -> Result<Arc<MerkleTree>, CommitError> {
         if let Some(t) = self.trees.lock().unwrap_or_else(|p| p.into_inner()).get(r.id) {
             return Ok(t);
         }
-        let mut leaves: Vec<Node> = Vec::with_capacity(r.leaf_count as usize);
-        let chunks = r.leaf_count.div_ceil(LEAF_CHUNK);
-        for chunk in 0..chunks {
-            let bytes = self
-                .store
-                .get(Table::Commitments, &keys::leaves(r.id, chunk as u32))?
-                .ok_or_else(|| corrupt(format!("round {} lacks leaf chunk {chunk}", r.id)))?;
-            leaves.extend(bytes.chunks_exact(32).filter_map(|c| <[u8; 32]>::try_from(c).ok()));
-        }
-        let tree = Arc::new(MerkleTree::from_leaves(&leaves));
+        let tree = Arc::new(MerkleTree::from_leaves(&round_leaves(&self.items(r)?)?));
         if tree.root().map(|x| to_0x(&x)) != r.root {
-            return Err(corrupt(format!("round {}: stored leaves do not give the stored root", r.id)));
+            return Err(corrupt(format!("round {}: its entries no longer give its root", r.id)));
         }
         self.trees.lock().unwrap_or_else(|p| p.into_inner()).put(r.id, tree.clone());
         Ok(tree)
@@ -458,17 +461,14 @@ impl Committer {
     }
 }
 
-/// Leaf hashes of `(execution, seq, hash)` triples, on all cores.
-pub(crate) fn hash_leaves(triples: &[(ExecutionId, Seq, EntryHash)]) -> Vec<Node> {
-    let one = |(e, s, h): &(ExecutionId, Seq, EntryHash)| leaf_hash(e, *s, h);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads == 1 || triples.len() < 4096 {
-        return triples.iter().map(one).collect();
+/// The leaves of every entry of `items`, in round order.
+fn round_leaves(items: &[FeedItem]) -> Result<Vec<Node>, CommitError> {
+    let mut out = Vec::with_capacity(items.iter().map(|i| i.leaves.len()).sum());
+    for item in items {
+        if item.leaves.len() as u64 != item.last_seq.get() - item.first_seq.get() + 1 {
+            return Err(corrupt(format!("feed item {} does not have a leaf for every entry it names", item.position)));
+        }
+        out.extend_from_slice(&item.leaves);
     }
-    let per = triples.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let parts: Vec<_> =
-            triples.chunks(per).map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>())).collect();
-        parts.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
-    })
+    Ok(out)
 }

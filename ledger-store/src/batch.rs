@@ -1,5 +1,6 @@
 //! What one caller asks the writer to make durable, atomically.
 
+use pled_core::merkle::{Node, leaf_hash};
 use pled_core::{EntryHash, ExecutionId, SealedEntry, Seq};
 
 use crate::StoreError;
@@ -30,6 +31,9 @@ pub enum Table {
 #[derive(Clone, Debug)]
 pub struct Append {
     pub(crate) entries: Vec<SealedEntry>,
+    /// The entries' Merkle leaves, kept in the feed for commit rounds. Computed here, by the
+    /// caller (in parallel lanes), not by the single writer thread.
+    pub(crate) leaves: Vec<Node>,
     pub(crate) state: Option<Vec<u8>>,
 }
 
@@ -59,7 +63,8 @@ impl Append {
                 )));
             }
         }
-        Ok(Self { entries, state: None })
+        let leaves = entries.iter().map(|e| leaf_hash(&execution, e.seq(), &e.hash())).collect();
+        Ok(Self { entries, leaves, state: None })
     }
 
     /// Also replaces the execution's current state bytes (kept as they were otherwise).

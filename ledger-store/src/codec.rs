@@ -75,9 +75,20 @@ pub(crate) struct StoredHead {
     pub(crate) state: Vec<u8>,
 }
 
-/// One append, in the global feed (the order appends became durable).
-#[derive(Encode, Decode, Clone, Copy, Debug, PartialEq, Eq)]
+/// One append, in the global feed (the order appends became durable), with the Merkle leaves
+/// of its entries, so that a commit round reads one small record per append instead of
+/// every entry.
+#[derive(Encode, Decode, Clone, Debug, PartialEq, Eq)]
 pub(crate) struct StoredFeed {
+    pub(crate) execution_id: [u8; 16],
+    pub(crate) first_seq: u64,
+    pub(crate) last_seq: u64,
+    pub(crate) leaves: Vec<[u8; 32]>,
+}
+
+/// A feed record written before the feed carried leaves.
+#[derive(Encode, Decode, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LegacyStoredFeed {
     pub(crate) execution_id: [u8; 16],
     pub(crate) first_seq: u64,
     pub(crate) last_seq: u64,
@@ -112,5 +123,15 @@ mod tests {
         let e =
             head.next_entry(Kind::new("k").unwrap(), RecordedAt::now(), Body::from_json_str(r#"{"a":"b"}"#).unwrap());
         assert_eq!(stored_hash(&encode_entry(&e)), Some(e.hash()));
+    }
+
+    #[test]
+    fn a_legacy_feed_record_is_told_apart_from_a_current_one() {
+        let legacy = LegacyStoredFeed { execution_id: [7; 16], first_seq: 3, last_seq: 4 };
+        assert!(decode_raw::<StoredFeed>(&encode(&legacy)).is_err());
+        assert_eq!(decode_raw::<LegacyStoredFeed>(&encode(&legacy)), Ok(legacy));
+        let current = StoredFeed { execution_id: [7; 16], first_seq: 3, last_seq: 4, leaves: vec![[1; 32], [2; 32]] };
+        assert_eq!(decode_raw::<StoredFeed>(&encode(&current)), Ok(current.clone()));
+        assert!(decode_raw::<LegacyStoredFeed>(&encode(&current)).is_err());
     }
 }

@@ -1,8 +1,8 @@
 //! PLED's ledger store on RocksDB.
 //!
 //! - Column families: `entries` (key `execution id || seq BE`), `heads` (last seq, last hash,
-//!   current state bytes per execution), `feed` (every append in durable order, for commit
-//!   rounds), `snapshots`, `idempotency`, `meta` (service records), `jobs` (work queues),
+//!   current state bytes per execution), `feed` (every append in durable order, with its
+//!   entries' Merkle leaves, for commit rounds), `snapshots`, `idempotency`, `meta` (service records), `jobs` (work queues),
 //!   `commitments` (Merkle rounds), `queue` (work ordered by due time: action attempts, armed
 //!   timers, schedules).
 //! - Writes go through one group-commit writer thread ([`writer`]): each caller's
@@ -41,6 +41,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use pled_core::merkle::{Node, leaf_hash};
 use pled_core::{ChainHead, EntryHash, ExecutionId, SealedEntry, Seq};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions};
 use tokio::sync::{mpsc, oneshot};
@@ -49,7 +50,7 @@ pub use batch::{Append, Appended, Table, WriteSet};
 pub use error::StoreError;
 pub use writer::WriterStats;
 
-use codec::{StoredFeed, StoredHead};
+use codec::{LegacyStoredFeed, StoredFeed, StoredHead};
 use writer::{Request, Shared, Writer};
 
 type ReplyRx = oneshot::Receiver<Result<Vec<Appended>, StoreError>>;
@@ -118,7 +119,7 @@ pub struct Head {
 }
 
 /// One append in the global feed.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct FeedItem {
     /// Its position, from 1.
     pub position: u64,
@@ -128,6 +129,9 @@ pub struct FeedItem {
     pub first_seq: Seq,
     /// The last seq appended.
     pub last_seq: Seq,
+    /// The Merkle leaves ([`pled_core::merkle::leaf_hash`]) of the entries
+    /// `first_seq..=last_seq`, in order.
+    pub leaves: Vec<Node>,
 }
 
 /// The ledger store. Cheap to clone; the writer thread stops when the last clone is dropped,
@@ -425,12 +429,24 @@ impl Store {
                 what: "feed key".into(),
                 detail: format!("{} bytes, expected 8", k.len()),
             })?);
-            let f: StoredFeed = codec::decode(|| format!("feed item {position}"), &v)?;
-            out.push(FeedItem {
-                position,
-                execution_id: ExecutionId::from_bytes(f.execution_id),
-                first_seq: Seq::new(f.first_seq),
-                last_seq: Seq::new(f.last_seq),
+            out.push(match codec::decode_raw::<StoredFeed>(&v) {
+                Ok(f) => FeedItem {
+                    position,
+                    execution_id: ExecutionId::from_bytes(f.execution_id),
+                    first_seq: Seq::new(f.first_seq),
+                    last_seq: Seq::new(f.last_seq),
+                    leaves: f.leaves,
+                },
+                // Written before feed records carried leaves: compute them from the entries.
+                Err(_) => {
+                    let f: LegacyStoredFeed = codec::decode(|| format!("feed item {position}"), &v)?;
+                    let (execution_id, first_seq, last_seq) =
+                        (ExecutionId::from_bytes(f.execution_id), Seq::new(f.first_seq), Seq::new(f.last_seq));
+                    let hashes = self.entry_hashes(execution_id, first_seq, last_seq)?;
+                    let seqs = (first_seq.get()..).map(Seq::new);
+                    let leaves = seqs.zip(&hashes).map(|(seq, h)| leaf_hash(&execution_id, seq, h)).collect();
+                    FeedItem { position, execution_id, first_seq, last_seq, leaves }
+                }
             });
         }
         Ok(out)
@@ -460,4 +476,35 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
         }
     }
     vec![u8::MAX; prefix.len() + 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use pled_core::{Body, Kind, RecordedAt};
+
+    use super::*;
+
+    #[test]
+    fn a_feed_record_from_before_leaves_reads_with_the_leaves_of_its_entries() {
+        #![allow(clippy::unwrap_used)]
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let id = ExecutionId::from_u128(42);
+        let mut head = ChainHead::genesis(id);
+        let run: Vec<_> = (0..3)
+            .map(|_| {
+                let e = head.next_entry(Kind::new("k").unwrap(), RecordedAt::now(), Body::empty());
+                head.advance(&e);
+                e
+            })
+            .collect();
+        let append = Append::new(run).unwrap();
+        let leaves = append.leaves.clone();
+        store.write_blocking(WriteSet::new().append(append)).unwrap();
+        let current = store.feed(0, 10).unwrap();
+        assert_eq!(current[0].leaves, leaves);
+        let legacy = LegacyStoredFeed { execution_id: *id.as_bytes(), first_seq: 1, last_seq: 3 };
+        store.db().put_cf(cf(store.db(), cf::FEED), 1u64.to_be_bytes(), codec::encode(&legacy)).unwrap();
+        assert_eq!(store.feed(0, 10).unwrap(), current);
+    }
 }

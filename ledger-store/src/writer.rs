@@ -181,6 +181,7 @@ impl Writer {
                 execution_id: *id.as_bytes(),
                 first_seq: a.first_seq().get(),
                 last_seq: a.last().seq().get(),
+                leaves: a.leaves.clone(),
             };
             batch.put_cf(cf(db, cf::FEED), self.next_feed.to_be_bytes(), codec::encode(&feed));
             appended.push(Appended {

@@ -4,6 +4,7 @@
 mod common;
 
 use common::entries;
+use pled_core::merkle::leaf_hash;
 use pled_core::{ChainHead, EntryHash, ExecutionId, Seq};
 use pled_store::{Append, Store, StoreError, StoreOptions, Table, WriteSet};
 
@@ -43,6 +44,8 @@ async fn appends_are_readable_by_every_path_and_survive_reopen() {
     let feed = store.feed(0, 10).unwrap();
     assert_eq!(feed.len(), 2);
     assert_eq!((feed[1].position, feed[1].first_seq, feed[1].last_seq), (2, Seq::new(6), Seq::new(8)));
+    let leaves: Vec<_> = second.iter().map(|e| leaf_hash(&id, e.seq(), &e.hash())).collect();
+    assert_eq!(feed[1].leaves, leaves);
     assert_eq!(store.feed(1, 10).unwrap(), feed[1..].to_vec());
     assert!(store.head(ExecutionId::new_v7()).unwrap().is_none());
 

@@ -75,10 +75,6 @@ impl Target {
     }
 }
 
-/// The client shares the machine with the server: keep its own allocation cost low.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
