@@ -19,12 +19,14 @@
 //! so one expression could exhaust the service's memory.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, OnceLock};
 
 use cel::common::ast::{EntryExpr, Expr as Node, IdedExpr};
-use cel::objects::{Key, Map};
+use cel::common::types::{CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt};
+use cel::common::value::Val;
+use cel::objects::Key;
 use cel::{Context, Env, ExecutionError, Value as CelValue};
 use serde_json::{Number, Value};
 
@@ -211,13 +213,13 @@ fn key_value(key: Key) -> CelValue {
 }
 
 /// A value to bind on first use.
-type Lazy<'a> = Box<dyn Fn() -> CelValue + 'a>;
+type Lazy<'a> = Box<dyn Fn() -> Box<dyn Val + 'a> + 'a>;
 
 /// The variables an expression is evaluated against. Context variables are converted to CEL
 /// values lazily, the first time an expression reads them: converting a large payload or
 /// variable set is the expensive part of evaluating a small expression.
 pub(crate) struct Scope<'a> {
-    ctx: RefCell<Context<'static, 'static>>,
+    ctx: RefCell<Context<'a, 'a>>,
     bound: Cell<u8>,
     lazy: Vec<(&'static str, u8, Lazy<'a>)>,
 }
@@ -233,14 +235,14 @@ impl<'a> Scope<'a> {
 
     /// Binds `name` (one of `vars`, `state`, `event`, `msg`, `balances`) to the value `make`
     /// returns, computed when an expression first reads it.
-    pub(crate) fn bind_lazy(&mut self, name: &'static str, make: impl Fn() -> CelValue + 'a) {
+    pub(crate) fn bind_lazy(&mut self, name: &'static str, make: impl Fn() -> Box<dyn Val + 'a> + 'a) {
         self.lazy.push((name, context_bit(name), Box::new(make)));
     }
 
     /// Binds `name` to a JSON value now.
     #[cfg(test)]
-    pub(crate) fn bind(&mut self, name: &str, value: &Value) {
-        self.ctx.get_mut().add_variable_from_value(name, to_cel(value));
+    pub(crate) fn bind(&mut self, name: &str, value: &'a Value) {
+        self.ctx.get_mut().add_variable_as_val(name, json_val(value));
     }
 
     fn ensure(&self, needs: u8) {
@@ -251,7 +253,7 @@ impl<'a> Scope<'a> {
         let mut ctx = self.ctx.borrow_mut();
         for (name, bit, make) in &self.lazy {
             if missing & bit != 0 {
-                ctx.add_variable_from_value(*name, make());
+                ctx.add_variable_as_val(*name, make());
             }
         }
         self.bound.set(self.bound.get() | missing);
@@ -290,30 +292,38 @@ impl<'a> Scope<'a> {
     }
 }
 
-/// A map with string keys, as CEL.
-pub(crate) fn map_to_cel<'k>(entries: impl Iterator<Item = (&'k String, CelValue)>) -> CelValue {
-    CelValue::Map(Map { map: Arc::new(entries.map(|(k, v)| (Key::String(Arc::new(k.clone())), v)).collect()) })
-}
-
-/// JSON -> CEL: integers become `int` (or `uint` above 2^63-1), other numbers `double`,
-/// objects maps with string keys.
-pub(crate) fn to_cel(v: &Value) -> CelValue {
+/// JSON -> CEL, as the interpreter's own values, borrowing the JSON's strings: integers
+/// become `int` (or `uint` above 2^63-1), other numbers `double`, objects maps with string
+/// keys. Bound variables are converted once, straight from the JSON.
+pub(crate) fn json_val(v: &Value) -> Box<dyn Val + '_> {
     match v {
-        Value::Null => CelValue::Null,
-        Value::Bool(b) => CelValue::Bool(*b),
+        Value::Null => Box::new(CelNull),
+        Value::Bool(b) => Box::new(CelBool::from(*b)),
         Value::Number(n) => {
             if let Some(i) = n.as_i64() {
-                CelValue::Int(i)
+                Box::new(CelInt::from(i))
             } else if let Some(u) = n.as_u64() {
-                CelValue::UInt(u)
+                Box::new(CelUInt::from(u))
             } else {
-                CelValue::Float(n.as_f64().unwrap_or(f64::NAN))
+                Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN)))
             }
         }
-        Value::String(s) => CelValue::String(Arc::new(s.clone())),
-        Value::Array(items) => CelValue::List(Arc::new(items.iter().map(to_cel).collect())),
-        Value::Object(map) => map_to_cel(map.iter().map(|(k, v)| (k, to_cel(v)))),
+        Value::String(s) => Box::new(CelString::from(s.as_str())),
+        Value::Array(items) => Box::new(CelList::from(items.iter().map(json_val).collect::<Vec<_>>())),
+        Value::Object(map) => map_val(map.iter().map(|(k, v)| (k.as_str(), json_val(v)))),
     }
+}
+
+/// A CEL map with the given string keys.
+pub(crate) fn map_val<'v>(entries: impl Iterator<Item = (&'v str, Box<dyn Val + 'v>)>) -> Box<dyn Val + 'v> {
+    let map: HashMap<CelMapKey<'v>, Box<dyn Val + 'v>> =
+        entries.map(|(k, v)| (CelMapKey::String(CelString::from(k)), v)).collect();
+    Box::new(CelMap::from(map))
+}
+
+/// A CEL string.
+pub(crate) fn str_val(s: &str) -> Box<dyn Val + '_> {
+    Box::new(CelString::from(s))
 }
 
 /// CEL -> JSON. Integers must lie within ±(2^53-1) (larger numbers travel as strings:

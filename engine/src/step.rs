@@ -13,14 +13,14 @@
 //! re-enters its states, self-loops included.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use cel::Value as CelValue;
+use cel::common::types::CelString;
+use cel::common::value::Val;
 use pled_core::RecordedAt;
 use serde_json::{Value, json};
 
 use crate::EngineError;
-use crate::expr::{Scope, map_to_cel, to_cel};
+use crate::expr::{Scope, json_val, map_val, str_val};
 use crate::kinds;
 use crate::machine::{CTokenOp, InputTree, Machine, Trigger};
 use crate::model::{ActionJob, AiOutputs, ArmedTimer, Draft, Event, ExecState, Message, Outcome, TransitionRecord};
@@ -48,10 +48,12 @@ pub(crate) fn load_state(m: &Machine, state: &ExecState) -> Result<(usize, Balan
     Ok((index, balances))
 }
 
-fn balances_cel(b: &Balances) -> CelValue {
-    map_to_cel(b.iter().map(|(token, accounts)| {
-        let accounts = map_to_cel(accounts.iter().map(|(a, n)| (a, CelValue::String(Arc::new(n.to_string())))));
-        (token, accounts)
+/// Balances as CEL: token -> account -> amount as decimal text (amounts exceed `int`).
+fn balances_val(b: &Balances) -> Box<dyn Val + '_> {
+    map_val(b.iter().map(|(token, accounts)| {
+        let amounts =
+            accounts.iter().map(|(a, n)| (a.as_str(), Box::new(CelString::from(n.to_string())) as Box<dyn Val>));
+        (token.as_str(), map_val(amounts))
     }))
 }
 
@@ -71,11 +73,11 @@ pub(crate) fn scope_for<'a>(
     balances: &'a Balances,
 ) -> Scope<'a> {
     let mut scope = Scope::new();
-    scope.bind_lazy("vars", move || map_to_cel(vars.iter().map(|(k, v)| (k, to_cel(v)))));
-    scope.bind_lazy("state", move || CelValue::String(Arc::new(state.to_owned())));
-    scope.bind_lazy("event", move || to_cel(event));
-    scope.bind_lazy("msg", move || msg.map_or(CelValue::Null, to_cel));
-    scope.bind_lazy("balances", move || balances_cel(balances));
+    scope.bind_lazy("vars", move || map_val(vars.iter().map(|(k, v)| (k.as_str(), json_val(v)))));
+    scope.bind_lazy("state", move || str_val(state));
+    scope.bind_lazy("event", move || json_val(event));
+    scope.bind_lazy("msg", move || json_val(msg.unwrap_or(&Value::Null)));
+    scope.bind_lazy("balances", move || balances_val(balances));
     scope
 }
 
