@@ -43,12 +43,9 @@ impl RecordedAt {
 
     /// Parses the canonical form only.
     pub fn parse(s: &str) -> Result<Self, TimeError> {
-        let t = PrimitiveDateTime::parse(s, FORMAT).map_err(|_| TimeError(s.to_owned()))?;
-        let canonical = Self::from_datetime(t.assume_utc());
-        if canonical.0 != s {
-            return Err(TimeError(s.to_owned()));
-        }
-        Ok(canonical)
+        // Fixed-width fields: a text that yields a valid date and time is canonical.
+        fields(s).ok_or_else(|| TimeError(s.to_owned()))?;
+        Ok(Self(s.to_owned()))
     }
 
     /// Wraps text read back from storage without parsing it. Such a value is trusted only
@@ -61,15 +58,35 @@ impl RecordedAt {
     /// Microseconds since the Unix epoch (0 for a value from [`RecordedAt::from_stored`]
     /// that does not parse).
     pub fn unix_micros(&self) -> i64 {
-        PrimitiveDateTime::parse(&self.0, FORMAT)
-            .map(|t| (t.assume_utc().unix_timestamp_nanos() / 1000) as i64)
-            .unwrap_or(0)
+        fields(&self.0).map_or(0, |t| (t.assume_utc().unix_timestamp_nanos() / 1000) as i64)
     }
 
     /// The canonical text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// The date and time of `YYYY-MM-DDTHH:MM:SS.ffffffZ` (the text [`FORMAT`] writes), read
+/// field by field; `None` unless every character is in place and the date and time exist.
+fn fields(s: &str) -> Option<PrimitiveDateTime> {
+    let b = s.as_bytes();
+    if b.len() != 27 || b[26] != b'Z' {
+        return None;
+    }
+    for (i, sep) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.')] {
+        if b[i] != sep {
+            return None;
+        }
+    }
+    let num = |from: usize, to: usize| -> Option<u32> {
+        b[from..to].iter().try_fold(0u32, |n, c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+    };
+    let month = time::Month::try_from(u8::try_from(num(5, 7)?).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(i32::try_from(num(0, 4)?).ok()?, month, u8::try_from(num(8, 10)?).ok()?);
+    let hms = |from: usize| num(from, from + 2).and_then(|n| u8::try_from(n).ok());
+    let time = time::Time::from_hms_micro(hms(11)?, hms(14)?, hms(17)?, num(20, 26)?);
+    Some(PrimitiveDateTime::new(date.ok()?, time.ok()?))
 }
 
 impl fmt::Display for RecordedAt {
@@ -113,8 +130,29 @@ mod tests {
             "2026-11-22T01:48:30.123456+00:00",
             "2026-11-22 01:48:30.123456Z",
             "2026-11-22T01:48:30.1234567Z",
+            "2026-02-30T01:48:30.123456Z",
+            "2026-13-01T01:48:30.123456Z",
+            "2026-11-22T24:00:00.000000Z",
+            "2026-11-22T01:60:30.123456Z",
+            "2026-11-22T01:48:60.123456Z",
+            "2026-11-22T01:48:30.12345aZ",
+            "+026-11-22T01:48:30.123456Z",
+            "2026-11-22T01:48:30.123456z",
         ] {
             assert!(RecordedAt::parse(bad).is_err(), "{bad} accepted");
+        }
+        assert_eq!(RecordedAt::parse("2024-02-29T23:59:59.999999Z").unwrap().unix_micros(), 1_709_251_199_999_999);
+        assert!(RecordedAt::parse("2023-02-29T00:00:00.000000Z").is_err());
+        assert_eq!(RecordedAt::parse("0000-01-01T00:00:00.000000Z").unwrap().as_str(), "0000-01-01T00:00:00.000000Z");
+    }
+
+    proptest::proptest! {
+        /// Every instant's text parses back to itself and to the same microsecond.
+        #[test]
+        fn written_times_parse_back(us in -62_135_596_800_000_000i64..253_402_300_799_999_999) {
+            let t = RecordedAt::from_unix_micros(us).unwrap();
+            proptest::prop_assert_eq!(RecordedAt::parse(t.as_str()).unwrap(), t.clone());
+            proptest::prop_assert_eq!(t.unix_micros(), us);
         }
     }
 }
