@@ -26,8 +26,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use clap::Parser;
 use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -63,7 +66,12 @@ struct Target {
     /// The server's process id (for its CPU time).
     pid: u32,
     base: String,
+    /// `127.0.0.1:port`.
+    addr: String,
     token: String,
+    /// `Bearer <token>`.
+    authorization: String,
+    /// For set-up and `anchor` mode.
     client: reqwest::Client,
 }
 
@@ -94,7 +102,9 @@ async fn main() -> anyhow::Result<()> {
         .stdout(Stdio::null())
         .spawn()?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
-    let t = Arc::new(Target { pid: server.id(), base: format!("http://127.0.0.1:{port}"), token, client });
+    let addr = format!("127.0.0.1:{port}");
+    let authorization = format!("Bearer {token}");
+    let t = Arc::new(Target { pid: server.id(), base: format!("http://{addr}"), addr, token, authorization, client });
     for _ in 0..100 {
         if t.client.get(format!("{}/health", t.base)).send().await.is_ok() {
             break;
@@ -162,6 +172,7 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
         tokio::time::sleep_until(end.into()).await;
         Some(cpu_seconds(pid)? - before?)
     });
+    let client_cpu_before = cpu_seconds(std::process::id());
     let mut tasks = Vec::new();
     for c in 0..args.connections {
         let (t, executions, tid, hist, errors, mode) =
@@ -170,6 +181,7 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
             let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| unreachable!());
             let mut n: u64 = c as u64;
             let mut next_send = Instant::now();
+            let mut conn: Option<Connection> = None;
             loop {
                 // Open loop: latency counts from when the request was due, not when sent.
                 let due = match per_conn_interval {
@@ -188,20 +200,31 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
                 }
                 n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 let e = &executions[(n >> 33) as usize % executions.len()];
-                let ok = match mode.as_str() {
+                let (path, body) = match mode.as_str() {
                     "events" => {
                         let body = json!({ "type": "order.line.added", "payload": { "qty": 1 + (n >> 40) % 5, "sku": format!("SKU-{}", n >> 48) }, "source": "loadgen" });
-                        t.client.post(format!("{}/v1/executions/{e}/events", t.base)).bearer_auth(&t.token).json(&body).send().await
+                        (format!("/v1/executions/{e}/events"), Some(body))
                     }
-                    "reads" if n & 1 == 0 => t.client.get(format!("{}/v1/executions/{e}/state", t.base)).bearer_auth(&t.token).send().await,
-                    "reads" => t.client.get(format!("{}/v1/executions/{e}/ledger?limit=50", t.base)).bearer_auth(&t.token).send().await,
-                    _ if n & 1 == 0 => t.client.get(format!("{}/v1/templates/{tid}", t.base)).bearer_auth(&t.token).send().await,
-                    _ => t.client.get(format!("{}/v1/templates?limit=50", t.base)).bearer_auth(&t.token).send().await,
+                    "reads" if n & 1 == 0 => (format!("/v1/executions/{e}/state"), None),
+                    "reads" => (format!("/v1/executions/{e}/ledger?limit=50"), None),
+                    _ if n & 1 == 0 => (format!("/v1/templates/{tid}"), None),
+                    _ => ("/v1/templates?limit=50".to_owned(), None),
                 };
-                let ok = match ok {
-                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                    Err(_) => false,
+                let ok = match &mut conn {
+                    Some(c) => c.send(&t, &path, body.as_ref()).await,
+                    None => match Connection::open(&t.addr).await {
+                        Ok(mut c) => {
+                            let ok = c.send(&t, &path, body.as_ref()).await;
+                            conn = Some(c);
+                            ok
+                        }
+                        Err(_) => false,
+                    },
                 };
+                if !ok {
+                    // A failed exchange may leave the connection unusable: open a new one.
+                    conn = None;
+                }
                 let done = Instant::now();
                 if due >= measure_from {
                     if ok {
@@ -218,6 +241,7 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
         task.await?;
     }
     let server_cpu = cpu.await?;
+    let client_cpu = cpu_seconds(std::process::id()).zip(client_cpu_before).map(|(after, before)| after - before);
     let h = hist.lock().await;
     let secs = args.seconds as f64;
     let q = |p: f64| h.value_at_quantile(p) as f64 / 1000.0;
@@ -237,7 +261,48 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
     if let Some(cpu) = server_cpu.filter(|_| !h.is_empty()) {
         println!("server CPU: {:.2} cores busy, {:.0} µs per request", cpu / secs, cpu * 1e6 / h.len() as f64);
     }
+    if let Some(cpu) = client_cpu.filter(|_| !h.is_empty()) {
+        // From the start of warm-up: a little more than the measured window.
+        let window = secs + args.warmup as f64;
+        println!("loadgen CPU: {:.2} cores busy, {:.0} µs per request", cpu / window, cpu * 1e6 / h.len() as f64);
+    }
     Ok(())
+}
+
+/// One keep-alive HTTP/1.1 connection to the server, driven directly with hyper: the load
+/// generator shares the two cores with the server, so each request should cost it little.
+struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Connection {
+    async fn open(addr: &str) -> anyhow::Result<Self> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        Ok(Self { sender })
+    }
+
+    /// Sends one request (a POST of `body` as JSON, or a GET) and reads the whole answer;
+    /// whether it succeeded with a 2xx.
+    async fn send(&mut self, t: &Target, path: &str, body: Option<&Value>) -> bool {
+        let request = http::Request::builder()
+            .method(if body.is_some() { http::Method::POST } else { http::Method::GET })
+            .uri(path)
+            .header(http::header::HOST, &t.addr)
+            .header(http::header::AUTHORIZATION, &t.authorization)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.map(|b| b.to_string()).unwrap_or_default())));
+        let Ok(request) = request else { return false };
+        if self.sender.ready().await.is_err() {
+            return false;
+        }
+        match self.sender.send_request(request).await {
+            Ok(r) => r.status().is_success() && r.into_body().collect().await.is_ok(),
+            Err(_) => false,
+        }
+    }
 }
 
 /// User + system CPU seconds of a process so far (Linux `/proc`), if readable.
