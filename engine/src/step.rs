@@ -364,6 +364,27 @@ impl<'m> Run<'m> {
     }
 }
 
+/// The payload as the `event.received` draft holds it: its JSON read back from the canonical
+/// text. Only numbers that are not integers can read back differently (`1.0` becomes `1`), so
+/// a payload without them is already in that form and is not parsed again.
+fn canonical_payload(payload: &Value, received: &Draft) -> Result<Value, EngineError> {
+    fn has_fraction(v: &Value) -> bool {
+        match v {
+            Value::Number(n) => n.is_f64(),
+            Value::Array(items) => items.iter().any(has_fraction),
+            Value::Object(map) => map.values().any(has_fraction),
+            Value::Null | Value::Bool(_) | Value::String(_) => false,
+        }
+    }
+    if !has_fraction(payload) {
+        return Ok(payload.clone());
+    }
+    Ok(match received.body.to_value()? {
+        Value::Object(mut body) => body.remove("payload").unwrap_or_default(),
+        _ => Value::Null,
+    })
+}
+
 /// Applies one token operation to `balances`; returns its entry kind and body.
 fn apply_token_op(balances: &mut Balances, op: &CTokenOp, n: u128) -> Result<(&'static str, Value), Refusal> {
     fn debit(balances: &mut Balances, token: &str, account: &str, n: u128, what: &str) -> Result<u128, Refusal> {
@@ -519,10 +540,7 @@ impl Machine {
         run.draft(kinds::EVENT_RECEIVED, received)?;
         // Rules see the payload as the ledger holds it (canonical numbers), so that replaying
         // from the stored `event.received` body evaluates exactly like the live event.
-        let payload = match run.drafts[0].body.to_value()? {
-            Value::Object(mut body) => body.remove("payload").unwrap_or_default(),
-            _ => Value::Null,
-        };
+        let payload = canonical_payload(&event.payload, &run.drafts[0])?;
 
         let ctx = StepCtx {
             event: event.cel_value(&payload),
@@ -621,5 +639,31 @@ impl Machine {
         let msg = json!({"type": "timer.fired", "data": {"transitionId": transition_id, "dueAt": timer.due_at}});
         run.step(&ctx, None, &msg, &[t])?;
         Ok(run.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The payload read back from the `event.received` body, always parsed again.
+    fn reparsed(payload: &Value) -> Value {
+        let draft = Draft::new(kinds::EVENT_RECEIVED, &json!({ "payload": payload })).unwrap();
+        draft.body.to_value().unwrap()["payload"].clone()
+    }
+
+    #[test]
+    fn a_payload_is_taken_as_it_reads_back_from_the_ledger() {
+        for payload in [
+            json!({}),
+            json!({ "qty": 3, "neg": -7, "big": 9_007_199_254_740_991_u64, "s": "a\"b\u{1F600}\n", "z": null }),
+            json!({ "nested": { "b": [1, { "c": true }], "a": "x" }, "list": [[], {}] }),
+            json!({ "f": 1.0, "g": 2.5, "h": 1e3, "i": -0.0, "j": 1e21, "k": [0.1, 3] }),
+            json!([1, 2.0]),
+        ] {
+            let draft = Draft::new(kinds::EVENT_RECEIVED, &json!({ "payload": payload })).unwrap();
+            assert_eq!(canonical_payload(&payload, &draft).unwrap(), reparsed(&payload), "{payload}");
+        }
+        assert_eq!(reparsed(&json!({ "f": 1.0 })), json!({ "f": 1 }), "the slow path changes what it must");
     }
 }
