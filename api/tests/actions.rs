@@ -274,6 +274,17 @@ async fn an_always_failing_webhook_dies_after_the_max_attempts_and_a_rerun_compl
     wait_state(&t, &eid, "done").await;
     // A succeeded job is not re-run.
     assert_problem(&t.post(&rerun, t.token("acme", Role::Operator), why).await, StatusCode::CONFLICT, "conflict");
+    // The status listings follow the job: out of the dead-letter queue, into succeeded.
+    let ids_in = |body: &Value| -> Vec<String> {
+        body["items"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap().to_owned()).collect()
+    };
+    assert!(ids_in(&t.get("/v1/jobs?status=dead", t.admin("acme")).await.body).is_empty());
+    assert_eq!(ids_in(&t.get("/v1/jobs?status=succeeded", t.admin("acme")).await.body), [job_id.as_str()]);
+    assert_problem(
+        &t.get("/v1/jobs?status=dead&cursor=nope", t.admin("acme")).await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
 
     let entries = ledger(&t, &eid).await;
     let attempts: Vec<u64> =

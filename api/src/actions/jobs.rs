@@ -127,6 +127,11 @@ pub struct JobRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(ignore)]
     pub queue_due: Option<i64>,
+    /// The status its key in the org's status index is under (see [`status_key`]); `None`
+    /// for a record written before the index (indexed at start-up, [`backfill_status_index`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub indexed_status: Option<JobStatus>,
     /// Attempts made before the current run (raised by a re-run, which grants a fresh
     /// budget of attempts).
     #[serde(default)]
@@ -156,6 +161,52 @@ pub fn key_of_id(id: &str) -> Option<(ExecutionId, Vec<u8>)> {
     let (exec, rest) = id.split_once('/')?;
     let exec: ExecutionId = exec.parse().ok()?;
     (!rest.is_empty()).then(|| (exec, job_key(exec, rest)))
+}
+
+/// The prefix of the org's jobs in one status, in the `meta` table: the listing of
+/// `GET /v1/jobs?status=` (e.g. the dead-letter queue) reads only those.
+pub fn status_prefix(org: &str, status: JobStatus) -> Vec<u8> {
+    format!("jobs-status/{org}/{}/", status.as_str()).into_bytes()
+}
+
+/// A job's key in the status index: the prefix and the job id (execution ids are UUIDv7,
+/// so within a status jobs sort by execution age, then job key).
+pub fn status_key(org: &str, status: JobStatus, job_id: &str) -> Vec<u8> {
+    [status_prefix(org, status), job_id.as_bytes().to_vec()].concat()
+}
+
+/// Marks (in `meta`) a store whose job records written before the status index are indexed.
+pub const STATUS_INDEXED: &[u8] = b"index/jobs-status-v1";
+
+/// Indexes, once, the job records written before the status index existed (their
+/// `indexed_status` is `None`); later calls only read the marker.
+pub async fn backfill_status_index(store: &Store) -> Result<usize, ApiError> {
+    if store.get(Table::Meta, STATUS_INDEXED)?.is_some() {
+        return Ok(0);
+    }
+    let (mut after, mut indexed) = (Vec::new(), 0usize);
+    loop {
+        let batch = store.scan(Table::Jobs, b"", &after, 1_000)?;
+        let mut ws = WriteSet::new();
+        for (k, v) in &batch {
+            after.clone_from(k);
+            let mut job: JobRecord =
+                serde_json::from_slice(v).map_err(|e| ApiError::Internal(format!("corrupt job record: {e}")))?;
+            if job.indexed_status.is_none() {
+                let due = job.queue_due;
+                ws = job.put(ws, due)?;
+                indexed += 1;
+            }
+        }
+        let last = batch.len() < 1_000;
+        if last {
+            ws = ws.put(Table::Meta, STATUS_INDEXED.to_vec(), Vec::new());
+        }
+        store.write(ws).await?;
+        if last {
+            return Ok(indexed);
+        }
+    }
 }
 
 /// The run-queue key of a job due at `due` (µs).
@@ -189,8 +240,8 @@ impl JobRecord {
         self.execution_id.parse().map_err(|_| ApiError::Internal(format!("job {}: bad execution id", self.id)))
     }
 
-    /// Moves its run-queue key to `due` (µs; `None`: out of the queue) and adds the record
-    /// itself, in `ws`.
+    /// Moves its run-queue key to `due` (µs; `None`: out of the queue) and its status-index
+    /// key to its status, and adds the record itself, in `ws`.
     pub fn put(&mut self, mut ws: WriteSet, due: Option<i64>) -> Result<WriteSet, ApiError> {
         let key = self.table_key()?;
         if self.queue_due != due {
@@ -201,6 +252,13 @@ impl JobRecord {
                 ws = ws.put(Table::Queue, queue_key(new, &key), Vec::new());
             }
             self.queue_due = due;
+        }
+        if self.indexed_status != Some(self.status) {
+            if let Some(old) = self.indexed_status {
+                ws = ws.delete(Table::Meta, status_key(&self.org, old, &self.id));
+            }
+            ws = ws.put(Table::Meta, status_key(&self.org, self.status, &self.id), Vec::new());
+            self.indexed_status = Some(self.status);
         }
         self.next_attempt_at = match (due, self.status) {
             (Some(d), JobStatus::Pending | JobStatus::Retrying) => {
@@ -250,6 +308,7 @@ pub fn new_job(
         updated_at: now.as_str().to_owned(),
         next_attempt_at: None,
         queue_due: None,
+        indexed_status: None,
         run_start: 0,
         last_error: None,
         result: None,
@@ -290,6 +349,34 @@ mod tests {
         assert_eq!(key, job_key(id, "0:0:x").as_slice());
         assert_eq!(key_of_id(&format!("{id}/0:0:x")).unwrap().1, job_key(id, "0:0:x"));
         assert!(key_of_id("nope/x").is_none() && key_of_id(&format!("{id}/")).is_none());
+    }
+
+    #[tokio::test]
+    async fn jobs_from_before_the_status_index_are_indexed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), pled_store::StoreOptions::default()).unwrap();
+        let exec = ExecutionId::new_v7();
+        let old: JobRecord = serde_json::from_value(serde_json::json!({
+            "id": format!("{exec}/0:0:notify"), "org": "acme", "executionId": exec.to_string(),
+            "actionId": "notify", "actionType": "webhook", "input": {}, "scheduledSeq": 3,
+            "status": "dead", "attempts": 5,
+        }))
+        .unwrap();
+        assert_eq!(old.indexed_status, None);
+        let key = old.table_key().unwrap();
+        store.write(WriteSet::new().put(Table::Jobs, key.clone(), serde_json::to_vec(&old).unwrap())).await.unwrap();
+
+        assert_eq!(backfill_status_index(&store).await.unwrap(), 1);
+        assert!(store.get(Table::Meta, &status_key("acme", JobStatus::Dead, &old.id)).unwrap().is_some());
+        assert_eq!(load(&store, &key).unwrap().unwrap().indexed_status, Some(JobStatus::Dead));
+        assert_eq!(backfill_status_index(&store).await.unwrap(), 0, "the marker makes it run once");
+
+        // A later change of status moves the key.
+        let mut job = load(&store, &key).unwrap().unwrap();
+        job.status = JobStatus::Pending;
+        store.write(job.put(WriteSet::new(), Some(1)).unwrap()).await.unwrap();
+        assert!(store.get(Table::Meta, &status_key("acme", JobStatus::Dead, &old.id)).unwrap().is_none());
+        assert!(store.get(Table::Meta, &status_key("acme", JobStatus::Pending, &old.id)).unwrap().is_some());
     }
 
     #[test]

@@ -106,6 +106,13 @@ impl Runner {
     /// Runs until `stop` turns true. Jobs left `pending`, `retrying` or `running` by an
     /// earlier process are in the queue and run as soon as they are due.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        match crate::actions::jobs::backfill_status_index(&self.store).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(jobs = n, "indexed the jobs of a store from before the status index"),
+            Err(e) => {
+                tracing::error!(error = %e, "indexing jobs by status failed; GET /v1/jobs?status= may miss older jobs")
+            }
+        }
         let wake = self.lanes.jobs_wake();
         let mut last_depth = Instant::now() - Duration::from_secs(60);
         loop {
