@@ -161,8 +161,13 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
     let started = Instant::now();
     let measure_from = started + Duration::from_secs(args.warmup);
     let end = measure_from + Duration::from_secs(args.seconds);
-    let per_conn_interval =
-        (args.rate > 0).then(|| Duration::from_secs_f64(args.connections as f64 / args.rate as f64));
+    // Open loop: one pacer releases requests as they fall due (request i is due at
+    // started + i/rate), every millisecond; any free connection takes the next one. A request
+    // that waits for a free connection counts that wait in its latency.
+    let pacer = (args.rate > 0).then(|| Arc::new(Pacer::new(started, args.rate)));
+    if let Some(p) = pacer.clone() {
+        tokio::spawn(async move { p.run(end).await });
+    }
     // The server's CPU time over the measured window: client and server share this machine,
     // so CPU per request says more about the server than throughput alone.
     let pid = t.pid;
@@ -175,24 +180,23 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
     let client_cpu_before = cpu_seconds(std::process::id());
     let mut tasks = Vec::new();
     for c in 0..args.connections {
-        let (t, executions, tid, hist, errors, mode) =
-            (t.clone(), executions.clone(), tid.clone(), hist.clone(), errors.clone(), args.mode.clone());
+        let (t, executions, tid, hist, errors, mode, pacer) = (
+            t.clone(),
+            executions.clone(),
+            tid.clone(),
+            hist.clone(),
+            errors.clone(),
+            args.mode.clone(),
+            pacer.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| unreachable!());
             let mut n: u64 = c as u64;
-            let mut next_send = Instant::now();
             let mut conn: Option<Connection> = None;
             loop {
                 // Open loop: latency counts from when the request was due, not when sent.
-                let due = match per_conn_interval {
-                    Some(iv) => {
-                        next_send += iv;
-                        let now = Instant::now();
-                        if next_send > now {
-                            tokio::time::sleep(next_send - now).await;
-                        }
-                        next_send - iv
-                    }
+                let due = match &pacer {
+                    Some(p) => p.next().await,
                     None => Instant::now(),
                 };
                 if due >= end {
@@ -267,6 +271,47 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
         println!("loadgen CPU: {:.2} cores busy, {:.0} µs per request", cpu / window, cpu * 1e6 / h.len() as f64);
     }
     Ok(())
+}
+
+/// Releases open-loop requests at a fixed rate: a permit per request, added every
+/// millisecond for the requests that have fallen due.
+struct Pacer {
+    started: Instant,
+    rate: u64,
+    due: tokio::sync::Semaphore,
+    taken: AtomicU64,
+}
+
+impl Pacer {
+    fn new(started: Instant, rate: u64) -> Self {
+        Self { started, rate, due: tokio::sync::Semaphore::new(0), taken: AtomicU64::new(0) }
+    }
+
+    /// Adds permits as requests fall due until `end`, then enough to let every waiter see
+    /// that the run is over.
+    async fn run(&self, end: Instant) {
+        let mut released = 0u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        while Instant::now() < end {
+            tick.tick().await;
+            let due = (self.started.elapsed().as_secs_f64() * self.rate as f64) as u64;
+            if due > released {
+                self.due.add_permits((due - released) as usize);
+                released = due;
+            }
+        }
+        self.due.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+    }
+
+    /// Waits for the next request to fall due; returns when it was due.
+    async fn next(&self) -> Instant {
+        if let Ok(p) = self.due.acquire().await {
+            p.forget();
+        }
+        let i = self.taken.fetch_add(1, Ordering::Relaxed);
+        self.started + Duration::from_secs_f64(i as f64 / self.rate as f64)
+    }
 }
 
 /// One keep-alive HTTP/1.1 connection to the server, driven directly with hyper: the load
