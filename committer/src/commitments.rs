@@ -75,9 +75,7 @@ impl Committer {
             )));
         }
         let hashes = self.store.entry_hashes(execution, Seq::new(start), Seq::new(end))?;
-        let triples: Vec<_> =
-            hashes.into_iter().enumerate().map(|(i, h)| (execution, Seq::new(start + i as u64), h)).collect();
-        let tree = MerkleTree::from_leaves(&hash_leaves(&triples));
+        let tree = MerkleTree::from_leaves(&hash_leaves(&[(execution, Seq::new(start), &hashes)]));
         let root = tree.root().ok_or_else(|| CommitError::Corrupt("empty range".into()))?;
         let rec = CommitmentRecord {
             id: previous.last().map_or(1, |c| c.id + 1),
@@ -118,9 +116,7 @@ impl Committer {
             .entry(execution, seq)?
             .ok_or_else(|| CommitError::NotFound(format!("entry {seq} of execution {execution}")))?;
         let hashes = self.store.entry_hashes(execution, Seq::new(c.range_start), Seq::new(c.range_end))?;
-        let triples: Vec<_> =
-            hashes.into_iter().enumerate().map(|(i, h)| (execution, Seq::new(c.range_start + i as u64), h)).collect();
-        let tree = Arc::new(MerkleTree::from_leaves(&hash_leaves(&triples)));
+        let tree = Arc::new(MerkleTree::from_leaves(&hash_leaves(&[(execution, Seq::new(c.range_start), &hashes)])));
         if tree.root().map(|r| to_0x(&r)).as_deref() != Some(c.root.as_str()) {
             return Err(CommitError::Corrupt(format!("commitment {id}: the ledger no longer gives its root")));
         }

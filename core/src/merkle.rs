@@ -160,9 +160,30 @@ fn layers_of(leaves: &[Node]) -> Vec<Vec<Node>> {
     }
 }
 
-/// The leaves of `(execution, seq, entry hash)` triples, on all cores when there are many.
-pub fn hash_leaves(triples: &[(ExecutionId, Seq, EntryHash)]) -> Vec<Node> {
-    par_map(triples, 4096, |part| part.iter().map(|(e, s, h)| leaf_hash(e, *s, h)).collect())
+/// Consecutive entries of one execution: its id, the first entry's seq, the entries' hashes.
+pub type Run<'a> = (ExecutionId, Seq, &'a [EntryHash]);
+
+/// The leaves of the entries of `runs`, in order, on all cores when there are many (a long
+/// run is shared between cores too).
+pub fn hash_leaves(runs: &[Run<'_>]) -> Vec<Node> {
+    const PIECE: usize = 4096;
+    let leaves = |part: &[Run<'_>]| -> Vec<Node> {
+        part.iter()
+            .flat_map(|&(e, first, hashes)| {
+                hashes.iter().enumerate().map(move |(i, h)| leaf_hash(&e, Seq::new(first.get() + i as u64), h))
+            })
+            .collect()
+    };
+    if runs.iter().map(|r| r.2.len()).sum::<usize>() < 2 * PIECE {
+        return leaves(runs);
+    }
+    let pieces: Vec<Run<'_>> = runs
+        .iter()
+        .flat_map(|&(e, first, hashes)| {
+            hashes.chunks(PIECE).enumerate().map(move |(i, c)| (e, Seq::new(first.get() + (i * PIECE) as u64), c))
+        })
+        .collect();
+    par_map(&pieces, 1, leaves)
 }
 
 /// `f` over consecutive parts of `items`, one part per core (unless there are fewer than
@@ -208,6 +229,21 @@ mod tests {
         let alloy =
             (FixedBytes::<16>(*id.as_bytes()), U256::from(7u64), FixedBytes::<32>(*h.as_bytes())).abi_encode_params();
         assert_eq!(leaf_encoding(&id, Seq::new(7), &h).to_vec(), alloy);
+    }
+
+    #[test]
+    fn run_leaves_are_each_entrys_leaf_in_order_whether_split_or_not() {
+        let hashes: Vec<EntryHash> = (0..10_000u32).map(|i| EntryHash::from_bytes([(i % 251) as u8; 32])).collect();
+        let (a, b) = (ExecutionId::from_u128(1), ExecutionId::from_u128(2));
+        let runs = [(a, Seq::new(5), &hashes[..3]), (b, Seq::new(1), &hashes[..]), (a, Seq::new(8), &hashes[..2])];
+        let expected: Vec<Node> = runs
+            .iter()
+            .flat_map(|&(e, first, hs)| {
+                hs.iter().enumerate().map(move |(i, h)| leaf_hash(&e, Seq::new(first.get() + i as u64), h))
+            })
+            .collect();
+        assert_eq!(hash_leaves(&runs), expected);
+        assert_eq!(hash_leaves(&runs[..1]), expected[..3]);
     }
 
     #[test]
