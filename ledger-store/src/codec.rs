@@ -76,13 +76,12 @@ pub(crate) struct StoredHead {
 }
 
 /// One append, in the global feed (the order appends became durable), with the Merkle leaves
-/// of its entries, so that a commit round reads one small record per append instead of
-/// every entry.
+/// of its entries (so its last seq is `first_seq + leaves.len() - 1`): a commit round reads
+/// one small record per append instead of every entry.
 #[derive(Encode, Decode, Clone, Debug, PartialEq, Eq)]
 pub(crate) struct StoredFeed {
     pub(crate) execution_id: [u8; 16],
     pub(crate) first_seq: u64,
-    pub(crate) last_seq: u64,
     pub(crate) leaves: Vec<[u8; 32]>,
 }
 
@@ -130,7 +129,7 @@ mod tests {
         let legacy = LegacyStoredFeed { execution_id: [7; 16], first_seq: 3, last_seq: 4 };
         assert!(decode_raw::<StoredFeed>(&encode(&legacy)).is_err());
         assert_eq!(decode_raw::<LegacyStoredFeed>(&encode(&legacy)), Ok(legacy));
-        let current = StoredFeed { execution_id: [7; 16], first_seq: 3, last_seq: 4, leaves: vec![[1; 32], [2; 32]] };
+        let current = StoredFeed { execution_id: [7; 16], first_seq: 3, leaves: vec![[1; 32], [2; 32]] };
         assert_eq!(decode_raw::<StoredFeed>(&encode(&current)), Ok(current.clone()));
         assert!(decode_raw::<LegacyStoredFeed>(&encode(&current)).is_err());
     }

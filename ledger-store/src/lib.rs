@@ -2,8 +2,8 @@
 //!
 //! - Column families: `entries` (key `execution id || seq BE`), `heads` (last seq, last hash,
 //!   current state bytes per execution), `feed` (every append in durable order, with its
-//!   entries' Merkle leaves, for commit rounds), `snapshots`, `idempotency`, `meta` (service records), `jobs` (work queues),
-//!   `commitments` (Merkle rounds), `queue` (work ordered by due time: action attempts, armed
+//!   entries' Merkle leaves, for commit rounds), `snapshots`, `idempotency`, `meta` (service
+//!   records), `jobs` (work queues), `commitments` (Merkle rounds), `queue` (work ordered by due time: action attempts, armed
 //!   timers, schedules).
 //! - Writes go through one group-commit writer thread ([`writer`]): each caller's
 //!   [`WriteSet`] is atomic, many share one synced `WriteBatch`, and a caller is answered only
@@ -41,7 +41,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use pled_core::merkle::{Node, leaf_hash};
+use pled_core::merkle::{Node, hash_leaves};
 use pled_core::{ChainHead, EntryHash, ExecutionId, SealedEntry, Seq};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions};
 use tokio::sync::{mpsc, oneshot};
@@ -430,21 +430,20 @@ impl Store {
                 detail: format!("{} bytes, expected 8", k.len()),
             })?);
             out.push(match codec::decode_raw::<StoredFeed>(&v) {
-                Ok(f) => FeedItem {
+                Ok(f) if !f.leaves.is_empty() => FeedItem {
                     position,
                     execution_id: ExecutionId::from_bytes(f.execution_id),
                     first_seq: Seq::new(f.first_seq),
-                    last_seq: Seq::new(f.last_seq),
+                    last_seq: Seq::new(f.first_seq + f.leaves.len() as u64 - 1),
                     leaves: f.leaves,
                 },
                 // Written before feed records carried leaves: compute them from the entries.
-                Err(_) => {
+                _ => {
                     let f: LegacyStoredFeed = codec::decode(|| format!("feed item {position}"), &v)?;
                     let (execution_id, first_seq, last_seq) =
                         (ExecutionId::from_bytes(f.execution_id), Seq::new(f.first_seq), Seq::new(f.last_seq));
                     let hashes = self.entry_hashes(execution_id, first_seq, last_seq)?;
-                    let seqs = (first_seq.get()..).map(Seq::new);
-                    let leaves = seqs.zip(&hashes).map(|(seq, h)| leaf_hash(&execution_id, seq, h)).collect();
+                    let leaves = hash_leaves(&[(execution_id, first_seq, &hashes)]);
                     FeedItem { position, execution_id, first_seq, last_seq, leaves }
                 }
             });
@@ -502,7 +501,7 @@ mod tests {
         let leaves = append.leaves.clone();
         store.write_blocking(WriteSet::new().append(append)).unwrap();
         let current = store.feed(0, 10).unwrap();
-        assert_eq!(current[0].leaves, leaves);
+        assert_eq!((current[0].last_seq, &current[0].leaves), (Seq::new(3), &leaves));
         let legacy = LegacyStoredFeed { execution_id: *id.as_bytes(), first_seq: 1, last_seq: 3 };
         store.db().put_cf(cf(store.db(), cf::FEED), 1u64.to_be_bytes(), codec::encode(&legacy)).unwrap();
         assert_eq!(store.feed(0, 10).unwrap(), current);

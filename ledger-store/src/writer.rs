@@ -177,12 +177,8 @@ impl Writer {
             for e in &a.entries {
                 batch.put_cf(cf(db, cf::ENTRIES), codec::entry_key(id, e.seq()), codec::encode_entry(e));
             }
-            let feed = StoredFeed {
-                execution_id: *id.as_bytes(),
-                first_seq: a.first_seq().get(),
-                last_seq: a.last().seq().get(),
-                leaves: a.leaves.clone(),
-            };
+            let feed =
+                StoredFeed { execution_id: *id.as_bytes(), first_seq: a.first_seq().get(), leaves: a.leaves.clone() };
             batch.put_cf(cf(db, cf::FEED), self.next_feed.to_be_bytes(), codec::encode(&feed));
             appended.push(Appended {
                 execution_id: id,
