@@ -20,7 +20,7 @@ use pled_core::RecordedAt;
 use serde_json::{Value, json};
 
 use crate::EngineError;
-use crate::expr::{Scope, json_val, map_val, str_val};
+use crate::expr::{Json, Scope, map_val};
 use crate::kinds;
 use crate::machine::{CTokenOp, InputTree, Machine, Trigger};
 use crate::model::{ActionJob, AiOutputs, ArmedTimer, Draft, Event, ExecState, Message, Outcome, TransitionRecord};
@@ -72,13 +72,7 @@ pub(crate) fn scope_for<'a>(
     msg: Option<&'a Value>,
     balances: &'a Balances,
 ) -> Scope<'a> {
-    let mut scope = Scope::new();
-    scope.bind_lazy("vars", move || map_val(vars.iter().map(|(k, v)| (k.as_str(), json_val(v)))));
-    scope.bind_lazy("state", move || str_val(state));
-    scope.bind_lazy("event", move || json_val(event));
-    scope.bind_lazy("msg", move || json_val(msg.unwrap_or(&Value::Null)));
-    scope.bind_lazy("balances", move || balances_val(balances));
-    scope
+    Scope::new(Json { vars, state, event, msg }, move || balances_val(balances))
 }
 
 /// What triggered a step, for bodies, job keys and due times.

@@ -32,6 +32,10 @@ use serde_json::{Number, Value};
 
 use pled_core::MAX_SAFE_INTEGER;
 
+pub(crate) use compiled::Json;
+
+mod compiled;
+
 /// The function comprehension ranges are wrapped in. `@` cannot be written in CEL source,
 /// so no template can call or shadow it.
 const ITER_FN: &str = "@pled_iter";
@@ -70,6 +74,8 @@ pub(crate) struct Expr {
     /// The context variables it reads (bits of `CONTEXT`), so that a scope converts only
     /// those.
     needs: u8,
+    /// The compiled form, when the expression lies within its core.
+    compiled: Option<compiled::Code>,
 }
 
 impl Expr {
@@ -80,7 +86,8 @@ impl Expr {
         rewrite_ranges(&mut ast);
         let mut needs = 0;
         idents(&ast, &mut |name| needs |= context_bit(name));
-        Ok(Expr { source: source.to_owned(), ast, needs })
+        let compiled = compiled::compile(&ast);
+        Ok(Expr { source: source.to_owned(), ast, needs, compiled })
     }
 
     /// The source text.
@@ -215,54 +222,54 @@ fn key_value(key: Key) -> CelValue {
 /// A value to bind on first use.
 type Lazy<'a> = Box<dyn Fn() -> Box<dyn Val + 'a> + 'a>;
 
-/// The variables an expression is evaluated against. Context variables are converted to CEL
-/// values lazily, the first time an expression reads them: converting a large payload or
-/// variable set is the expensive part of evaluating a small expression.
+/// The variables an expression is evaluated against: the JSON context (which the compiled
+/// form reads in place) and `balances`.
+///
+/// cel-rust's context is made only when an expression needs cel-rust, and each context
+/// variable is converted to CEL values the first time such an expression reads it:
+/// converting a large payload or variable set is the expensive part of evaluating a small
+/// expression.
 pub(crate) struct Scope<'a> {
-    ctx: RefCell<Context<'a, 'a>>,
+    json: Json<'a>,
+    balances: Lazy<'a>,
+    cel: RefCell<Option<Context<'a, 'a>>>,
     bound: Cell<u8>,
-    lazy: Vec<(&'static str, u8, Lazy<'a>)>,
 }
 
 impl<'a> Scope<'a> {
-    /// An empty scope over the shared environment.
-    pub(crate) fn new() -> Scope<'a> {
-        let mut ctx = Context::with_env(env());
-        // Cannot fail: the name is not declared in the environment (`@` is not CEL syntax).
-        let _ = ctx.add_function(ITER_FN, sorted_range);
-        Scope { ctx: RefCell::new(ctx), bound: Cell::new(0), lazy: Vec::new() }
+    /// A scope over `json`, with `balances` made when a cel-rust evaluation first reads it.
+    pub(crate) fn new(json: Json<'a>, balances: impl Fn() -> Box<dyn Val + 'a> + 'a) -> Scope<'a> {
+        Scope { json, balances: Box::new(balances), cel: RefCell::new(None), bound: Cell::new(0) }
     }
 
-    /// Binds `name` (one of `vars`, `state`, `event`, `msg`, `balances`) to the value `make`
-    /// returns, computed when an expression first reads it.
-    pub(crate) fn bind_lazy(&mut self, name: &'static str, make: impl Fn() -> Box<dyn Val + 'a> + 'a) {
-        self.lazy.push((name, context_bit(name), Box::new(make)));
-    }
-
-    /// Binds `name` to a JSON value now.
-    #[cfg(test)]
-    pub(crate) fn bind(&mut self, name: &str, value: &'a Value) {
-        self.ctx.get_mut().add_variable_as_val(name, json_val(value));
-    }
-
-    fn ensure(&self, needs: u8) {
-        let missing = needs & !self.bound.get();
-        if missing == 0 {
-            return;
-        }
-        let mut ctx = self.ctx.borrow_mut();
-        for (name, bit, make) in &self.lazy {
-            if missing & bit != 0 {
-                ctx.add_variable_as_val(*name, make());
-            }
-        }
-        self.bound.set(self.bound.get() | missing);
-    }
-
-    /// Evaluates an expression to a CEL value.
+    /// Evaluates an expression with cel-rust (to a CEL value).
     pub(crate) fn eval(&self, e: &Expr) -> Result<CelValue, String> {
-        self.ensure(e.needs);
-        let ctx = self.ctx.borrow();
+        static NULL: Value = Value::Null;
+        let mut slot = self.cel.borrow_mut();
+        let ctx = slot.get_or_insert_with(|| {
+            let mut ctx = Context::with_env(env());
+            // Cannot fail: the name is not declared in the environment (`@` is not CEL syntax).
+            let _ = ctx.add_function(ITER_FN, sorted_range);
+            ctx
+        });
+        let missing = e.needs & !self.bound.get();
+        if missing != 0 {
+            let Json { vars, state, event, msg } = self.json;
+            for (name, bit) in CONTEXT {
+                if missing & bit == 0 {
+                    continue;
+                }
+                let value = match name {
+                    "vars" => map_val(vars.iter().map(|(k, v)| (k.as_str(), json_val(v)))),
+                    "state" => str_val(state),
+                    "event" => json_val(event),
+                    "msg" => json_val(msg.unwrap_or(&NULL)),
+                    _ => (self.balances)(),
+                };
+                ctx.add_variable_as_val(name, value);
+            }
+            self.bound.set(self.bound.get() | missing);
+        }
         let ctx = &*ctx;
         match catch_unwind(AssertUnwindSafe(|| CelValue::resolve(&e.ast, ctx))) {
             Ok(Ok(v)) => Ok(v),
@@ -278,13 +285,21 @@ impl<'a> Scope<'a> {
         }
     }
 
-    /// Evaluates an expression to JSON (see [`to_json`]).
+    /// Evaluates an expression to JSON (see [`to_json`]): by its compiled form when that
+    /// answers, else by cel-rust.
     pub(crate) fn eval_json(&self, e: &Expr) -> Result<Value, String> {
+        if let Some(v) = e.compiled.as_ref().and_then(|c| compiled::eval_json(c, &self.json)) {
+            return Ok(v);
+        }
         to_json(&self.eval(e)?)
     }
 
-    /// Evaluates an expression that must yield a bool.
+    /// Evaluates an expression that must yield a bool (compiled form first, as
+    /// [`Scope::eval_json`]).
     pub(crate) fn eval_bool(&self, e: &Expr) -> Result<bool, String> {
+        if let Some(b) = e.compiled.as_ref().and_then(|c| compiled::eval_bool(c, &self.json)) {
+            return Ok(b);
+        }
         match self.eval(e)? {
             CelValue::Bool(b) => Ok(b),
             other => Err(format!("expected a bool, got {} {}", type_name(&other), show(&other))),
@@ -497,9 +512,9 @@ mod tests {
     use super::*;
 
     fn eval(src: &str, vars: Value) -> Result<Value, String> {
-        let mut scope = Scope::new();
-        scope.bind("vars", &vars);
-        scope.eval_json(&Expr::parse(src)?)
+        let vars: BTreeMap<String, Value> = serde_json::from_value(vars).unwrap();
+        let json = Json { vars: &vars, state: "s", event: &Value::Null, msg: None };
+        Scope::new(json, || map_val(std::iter::empty())).eval_json(&Expr::parse(src)?)
     }
 
     #[test]
