@@ -5,6 +5,11 @@
 //! to the identical head hash. Nothing here does I/O: callers read what they need (AI outputs,
 //! queued events) and write what comes out.
 //!
+//! Entries go onto a [`Chain`]. The lane's chain is its [`ChainHead`], which links and
+//! hashes each entry as it is made. Replay and comparison draft onto [`Drafting`] instead,
+//! which only numbers the entries; replay then links and hashes them on another thread with
+//! the same [`Chain::push`] of a `ChainHead`, so the bytes and hashes are the lane's.
+//!
 //! Inputs and the entries they write:
 //!
 //! | input | entries | sealed at |
@@ -14,7 +19,7 @@
 //! | a timer firing | the engine's `timer.fired` / `timer.ignored` … | `firedAt` |
 //! | an operator control | `admin.*`, then the engine's entries for a forced transition or action | when it was applied |
 
-use pled_core::{Body, ChainHead, Kind, RecordedAt, SealedEntry};
+use pled_core::{Body, ChainHead, Kind, RecordedAt, SealedEntry, Seq};
 use pled_engine::{
     ActionJob, AiOutputs, EngineError, Event, ExecState, ForceTarget, Machine, Message, Outcome, TransitionRecord,
 };
@@ -86,11 +91,73 @@ pub enum StepError {
     Corrupt(String),
 }
 
+/// Where an input's entries go, in seq order.
+pub trait Chain {
+    /// What an entry becomes on this chain.
+    type Entry;
+
+    /// Appends an entry recorded at `at`.
+    fn push(&mut self, kind: Kind, at: &RecordedAt, body: Body) -> Self::Entry;
+
+    /// The last seq (0 for an empty chain).
+    fn seq(&self) -> Seq;
+}
+
+/// The live chain: each entry is linked to the previous one and hashed.
+impl Chain for ChainHead {
+    type Entry = SealedEntry;
+
+    fn push(&mut self, kind: Kind, at: &RecordedAt, body: Body) -> SealedEntry {
+        let e = self.next_entry(kind, at.clone(), body);
+        self.advance(&e);
+        e
+    }
+
+    fn seq(&self) -> Seq {
+        self.seq
+    }
+}
+
+/// An entry as drafted onto [`Drafting`]: everything but the link and the hash, which
+/// [`Chain::push`] onto a [`ChainHead`] adds.
+#[derive(Debug, Clone)]
+pub struct Unsealed {
+    /// Its seq.
+    pub seq: Seq,
+    /// Its kind.
+    pub kind: Kind,
+    /// When it is recorded.
+    pub recorded_at: RecordedAt,
+    /// Its body.
+    pub body: Body,
+}
+
+/// A chain that numbers entries without linking or hashing them (replay seals them
+/// elsewhere; a comparison needs no hashes).
+#[derive(Debug, Clone, Copy)]
+pub struct Drafting {
+    /// The last seq.
+    pub seq: Seq,
+}
+
+impl Chain for Drafting {
+    type Entry = Unsealed;
+
+    fn push(&mut self, kind: Kind, at: &RecordedAt, body: Body) -> Unsealed {
+        self.seq = self.seq.next();
+        Unsealed { seq: self.seq, kind, recorded_at: at.clone(), body }
+    }
+
+    fn seq(&self) -> Seq {
+        self.seq
+    }
+}
+
 /// What one input produced.
-#[derive(Debug, Default)]
-pub struct Stepped {
-    /// The sealed entries, in seq order.
-    pub entries: Vec<SealedEntry>,
+#[derive(Debug)]
+pub struct Stepped<E = SealedEntry> {
+    /// The entries, in seq order.
+    pub entries: Vec<E>,
     /// Index in `entries` of the first engine draft (action jobs' `draft_index` counts from
     /// here): 1 after an `admin.*` entry, 0 otherwise.
     pub drafts_from: usize,
@@ -102,16 +169,20 @@ pub struct Stepped {
     pub transitions: Vec<TransitionRecord>,
 }
 
-/// Seals engine drafts onto a chain, all recorded at `at`.
-pub fn seal(head: &mut ChainHead, drafts: &[pled_engine::Draft], at: &RecordedAt) -> Vec<SealedEntry> {
-    drafts.iter().map(|d| seal_one(head, d.kind.clone(), at, d.body.clone())).collect()
+impl<E> Default for Stepped<E> {
+    fn default() -> Self {
+        Self { entries: Vec::new(), drafts_from: 0, messages: Vec::new(), actions: Vec::new(), transitions: Vec::new() }
+    }
 }
 
-/// Seals one entry onto a chain.
-pub fn seal_one(head: &mut ChainHead, kind: Kind, at: &RecordedAt, body: Body) -> SealedEntry {
-    let e = head.next_entry(kind, at.clone(), body);
-    head.advance(&e);
-    e
+/// Puts engine drafts onto a chain, all recorded at `at`.
+pub fn seal<C: Chain>(head: &mut C, drafts: &[pled_engine::Draft], at: &RecordedAt) -> Vec<C::Entry> {
+    drafts.iter().map(|d| head.push(d.kind.clone(), at, d.body.clone())).collect()
+}
+
+/// Puts one entry onto a chain.
+pub fn seal_one<C: Chain>(head: &mut C, kind: Kind, at: &RecordedAt, body: Body) -> C::Entry {
+    head.push(kind, at, body)
 }
 
 fn kind(k: &str) -> Kind {
@@ -121,7 +192,7 @@ fn kind(k: &str) -> Kind {
 
 /// Takes the outcome of an engine step: its state becomes the live state, its drafts are
 /// sealed onto `head` at `at` after `out.entries`.
-fn take(out: &mut Stepped, live: &mut LiveState, head: &mut ChainHead, outcome: Outcome, at: &RecordedAt) {
+fn take<C: Chain>(out: &mut Stepped<C::Entry>, live: &mut LiveState, head: &mut C, outcome: Outcome, at: &RecordedAt) {
     let Outcome { state, drafts, messages, actions, transitions, .. } = outcome;
     out.entries.extend(seal(head, &drafts, at));
     out.messages = messages;
@@ -131,13 +202,13 @@ fn take(out: &mut Stepped, live: &mut LiveState, head: &mut ChainHead, outcome: 
 }
 
 /// Applies an event: the engine's step, sealed at the event's `receivedAt`.
-pub fn event(
+pub fn event<C: Chain>(
     machine: &Machine,
     live: &mut LiveState,
-    head: &mut ChainHead,
+    head: &mut C,
     event: &Event,
     ai: &AiOutputs,
-) -> Result<Stepped, StepError> {
+) -> Result<Stepped<C::Entry>, StepError> {
     let at = RecordedAt::parse(&event.received_at).map_err(EngineError::from)?;
     let outcome = machine.process_event(&live.exec, event, ai)?;
     let mut out = Stepped::default();
@@ -147,13 +218,13 @@ pub fn event(
 }
 
 /// Applies a timer firing, sealed at `fired_at`.
-pub fn timer(
+pub fn timer<C: Chain>(
     machine: &Machine,
     live: &mut LiveState,
-    head: &mut ChainHead,
+    head: &mut C,
     transition_id: &str,
     fired_at: &str,
-) -> Result<Stepped, StepError> {
+) -> Result<Stepped<C::Entry>, StepError> {
     let at = RecordedAt::parse(fired_at).map_err(EngineError::from)?;
     let outcome = machine.fire_timer(&live.exec, transition_id, fired_at)?;
     let mut out = Stepped::default();
@@ -213,7 +284,7 @@ impl QueuedEvent {
 
 /// Queues an event of a paused execution: one `event.queued` entry, sealed at its receive
 /// time. Returns the entry and its position in the queue (from 1).
-pub fn queue(live: &mut LiveState, head: &mut ChainHead, ev: &QueuedEvent) -> Result<(SealedEntry, u64), StepError> {
+pub fn queue<C: Chain>(live: &mut LiveState, head: &mut C, ev: &QueuedEvent) -> Result<(C::Entry, u64), StepError> {
     let q = match (&mut live.queue, live.status) {
         (Some(q), Status::Paused) => q,
         _ => return Err(StepError::Conflict("the execution is not paused".into())),
@@ -378,13 +449,13 @@ pub fn forced_key(admin_seq: u64) -> String {
 /// pause from created/running; resume from paused; cancel, complete and the forced ones
 /// from created/running/paused. Resume only records itself: the caller applies the queued
 /// events after it (with [`event`], received at `at`).
-pub fn control(
+pub fn control<C: Chain>(
     machine: &Machine,
     live: &mut LiveState,
-    head: &mut ChainHead,
+    head: &mut C,
     action: &AdminAction,
     at: &RecordedAt,
-) -> Result<Stepped, StepError> {
+) -> Result<Stepped<C::Entry>, StepError> {
     let status = live.status;
     let what = &action.kind()["admin.".len()..];
     let conflict = |why: &str| StepError::Conflict(format!("cannot apply {what}: the execution is {why}"));
@@ -397,7 +468,7 @@ pub fn control(
     let body = Body::from_value(&action.body()).map_err(EngineError::from)?;
     let mut out = Stepped { drafts_from: 1, ..Stepped::default() };
     // Compute the engine's part first: if it refuses, nothing is sealed.
-    let admin_seq = head.seq.get() + 1;
+    let admin_seq = head.seq().get() + 1;
     let outcome = match &action.control {
         Control::ForceTransition { target, data } => Some(
             machine.force_transition(&live.exec, target, data, at.as_str(), &forced_key(admin_seq)).map_err(refused)?,

@@ -27,7 +27,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use crate::apply::{self, AdminAction, QueuedEvent, StepError, Stepped, kinds};
+use crate::apply::{self, AdminAction, Chain, Drafting, QueuedEvent, StepError, Stepped, Unsealed, kinds};
 use crate::error::ApiError;
 use crate::repo::executions::LiveState;
 use crate::repo::snapshots::{self, SnapshotRecord};
@@ -304,11 +304,12 @@ fn stored_event(e: &SealedEntry, event_seq: u64) -> Result<Event, StepError> {
     })
 }
 
-/// Folds inputs through one machine, the way the lane does.
+/// Folds inputs through one machine, the way the lane does, drafting the entries (replay
+/// links and hashes them on its sealing thread; a comparison needs no hashes).
 struct Fold<'a> {
     machine: &'a Machine,
     live: Option<LiveState>,
-    head: ChainHead,
+    head: Drafting,
     /// Where to look up AI outputs an event's own entries do not carry (comparison only:
     /// another version may ask other questions).
     ai_cache: Option<(&'a Store, &'a OrgId)>,
@@ -316,12 +317,12 @@ struct Fold<'a> {
 }
 
 impl<'a> Fold<'a> {
-    fn new(machine: &'a Machine, head: ChainHead, live: Option<LiveState>) -> Self {
-        Self { machine, live, head, ai_cache: None, events: 0 }
+    fn new(machine: &'a Machine, after: Seq, live: Option<LiveState>) -> Self {
+        Self { machine, live, head: Drafting { seq: after }, ai_cache: None, events: 0 }
     }
 
     /// Applies one stored input; returns what it produced.
-    fn step(&mut self, group: &[SealedEntry]) -> Result<Stepped, StepError> {
+    fn step(&mut self, group: &[SealedEntry]) -> Result<Stepped<Unsealed>, StepError> {
         let first = &group[0];
         let x = first.entry();
         let kind = x.kind.as_str();
@@ -378,7 +379,7 @@ impl<'a> Fold<'a> {
     }
 
     /// `execution.created`: the initial state from its variables, started at its time.
-    fn start(&mut self, created: &SealedEntry) -> Result<Stepped, StepError> {
+    fn start(&mut self, created: &SealedEntry) -> Result<Stepped<Unsealed>, StepError> {
         let x = created.entry();
         if x.seq != Seq::FIRST || self.live.is_some() {
             return Err(StepError::Corrupt(format!("execution.created at seq {}", x.seq)));
@@ -437,6 +438,59 @@ fn compare_entries(input_seq: u64, stored: &[SealedEntry], replayed: &[SealedEnt
     None
 }
 
+/// Stored inputs travel between replay's threads in batches of this many.
+const PIPELINE_BATCH: usize = 128;
+
+/// One input as the fold replayed it, on its way to the sealing thread.
+struct Replayed {
+    input_seq: u64,
+    /// The stored entries.
+    group: Vec<SealedEntry>,
+    /// The drafted entries, or why the input could not apply.
+    entries: Result<Vec<Unsealed>, String>,
+    /// Snapshots passed after this input: (id, whether the replayed state and seq are the
+    /// snapshot's, its recorded head hash).
+    at_snapshots: Vec<(u64, bool, String)>,
+}
+
+/// Links and hashes replayed entries exactly as the lane does ([`Chain::push`] onto a
+/// [`ChainHead`]) and compares them with the stored ones.
+struct Sealer {
+    head: ChainHead,
+    divergence: Option<Divergence>,
+    snapshots: Vec<SnapshotCheck>,
+}
+
+impl Sealer {
+    fn take(&mut self, r: Replayed) {
+        match r.entries {
+            Ok(drafted) => {
+                let sealed: Vec<SealedEntry> =
+                    drafted.into_iter().map(|u| self.head.push(u.kind, &u.recorded_at, u.body)).collect();
+                if self.divergence.is_none() {
+                    self.divergence = compare_entries(r.input_seq, &r.group, &sealed);
+                }
+            }
+            Err(detail) => {
+                if self.divergence.is_none() {
+                    self.divergence = Some(Divergence {
+                        seq: r.input_seq,
+                        input_seq: r.input_seq,
+                        field: "refused".into(),
+                        detail,
+                        stored: Some(EntryView::of(&r.group[0])),
+                        replayed: None,
+                    });
+                }
+            }
+        }
+        for (id, state_matches, head_hash) in r.at_snapshots {
+            let matches = state_matches && head_hash == self.head.hash.to_hex();
+            self.snapshots.push(SnapshotCheck { id, matches });
+        }
+    }
+}
+
 /// Replays an execution's stored inputs through `machine` (its pinned version) and compares
 /// the result with the stored chain. Reads only.
 pub fn replay(
@@ -455,8 +509,8 @@ pub fn replay(
         return Err(ReplayError::Invalid(format!("upToSeq {up_to} is beyond the ledger's head {head_seq}")));
     }
     let mut divergence = None;
-    let (mut fold, from_seq) = match opts.from_snapshot {
-        None => (Fold::new(machine, ChainHead::genesis(execution), None), 0),
+    let (start, live, from_seq) = match opts.from_snapshot {
+        None => (ChainHead::genesis(execution), None, 0),
         Some(id) => {
             let snap = snapshots::get(store, execution, id)?.ok_or(ReplayError::SnapshotNotFound(id))?;
             if id > up_to {
@@ -479,61 +533,91 @@ pub fn replay(
                     replayed: None,
                 });
             }
-            (Fold::new(machine, head, Some(snap.state)), id)
+            (head, Some(snap.state), id)
         }
     };
+    let mut fold = Fold::new(machine, start.seq, live);
     let checks: Vec<SnapshotRecord> =
         snapshots::list(store, execution)?.into_iter().filter(|s| s.seq > from_seq && s.seq <= up_to).collect();
     let mut checks = checks.into_iter().peekable();
-    let mut snapshot_checks = Vec::new();
     let mut progress = Progress { seq: from_seq, target_seq: up_to, ..Progress::default() };
     let mut entries = 0u64;
-    let mut stored_hash_at_head = fold.head.hash;
-    let inputs = Inputs { it: store.iter_entries(execution, Seq::new(from_seq + 1)).peekable(), up_to };
-    for group in inputs {
-        let group = group?;
-        let input_seq = group[0].seq().get();
-        let stepped = match fold.step(&group) {
-            Ok(s) => s,
-            Err(e) => {
-                if divergence.is_none() {
-                    divergence = Some(Divergence {
-                        seq: input_seq,
-                        input_seq,
-                        field: "refused".into(),
-                        detail: format!("replay cannot apply the stored {}: {e}", group[0].entry().kind),
-                        stored: Some(EntryView::of(&group[0])),
-                        replayed: None,
-                    });
+    let mut stored_hash_at_head = start.hash;
+    // Three threads: one reads and groups the stored entries, this one folds them through
+    // the machine, and a third links, hashes and compares what the fold drafts.
+    let sealed = std::thread::scope(|scope| -> Result<Sealer, ReplayError> {
+        let (groups_tx, groups_rx) = std::sync::mpsc::sync_channel::<Vec<Result<Vec<SealedEntry>, StoreError>>>(4);
+        scope.spawn(move || {
+            let mut batch = Vec::with_capacity(PIPELINE_BATCH);
+            let inputs = Inputs { it: store.iter_entries(execution, Seq::new(from_seq + 1)).peekable(), up_to };
+            for group in inputs {
+                let failed = group.is_err();
+                batch.push(group);
+                if batch.len() == PIPELINE_BATCH || failed {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(PIPELINE_BATCH));
+                    if groups_tx.send(full).is_err() || failed {
+                        return;
+                    }
                 }
+            }
+            let _ = groups_tx.send(batch);
+        });
+        let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Vec<Replayed>>(4);
+        let sealer = scope.spawn(move || {
+            let mut sealer = Sealer { head: start, divergence, snapshots: Vec::new() };
+            for batch in work_rx {
+                batch.into_iter().for_each(|r| sealer.take(r));
+            }
+            sealer
+        });
+        'read: for batch in groups_rx {
+            let mut out = Vec::with_capacity(batch.len());
+            for group in batch {
+                let group = group?;
+                let input_seq = group[0].seq().get();
+                let (entries_of, refused) = match fold.step(&group) {
+                    Ok(stepped) => (Ok(stepped.entries), false),
+                    Err(e) => {
+                        let detail = format!("replay cannot apply the stored {}: {e}", group[0].entry().kind);
+                        (Err(detail), true)
+                    }
+                };
+                entries += entries_of.as_ref().map_or(0, |e| e.len() as u64);
+                progress.inputs += 1;
+                progress.seq = group.last().map_or(progress.seq, |e| e.seq().get());
+                progress.events = fold.events;
+                if let Some(last) = group.last() {
+                    stored_hash_at_head = last.hash();
+                }
+                let mut at_snapshots = Vec::new();
+                let seq = fold.head.seq().get();
+                while let Some(s) = checks.next_if(|s| s.seq <= seq) {
+                    let state_matches = s.seq == seq && fold.live.as_ref() == Some(&s.state);
+                    at_snapshots.push((s.seq, state_matches, s.head_hash));
+                }
+                out.push(Replayed { input_seq, group, entries: entries_of, at_snapshots });
+                if refused {
+                    let _ = work_tx.send(out);
+                    break 'read;
+                }
+                if progress.inputs.is_multiple_of(256) {
+                    stop.check(&progress)?;
+                }
+                if opts.progress_every > 0 && progress.inputs.is_multiple_of(opts.progress_every) {
+                    on_progress(&progress);
+                }
+            }
+            if work_tx.send(out).is_err() {
                 break;
             }
-        };
-        if divergence.is_none() {
-            divergence = compare_entries(input_seq, &group, &stepped.entries);
         }
-        entries += stepped.entries.len() as u64;
-        progress.inputs += 1;
-        progress.seq = group.last().map_or(progress.seq, |e| e.seq().get());
-        progress.events = fold.events;
-        if let Some(last) = group.last() {
-            stored_hash_at_head = last.hash();
-        }
-        while let Some(s) = checks.next_if(|s| s.seq <= fold.head.seq.get()) {
-            let matches = s.seq == fold.head.seq.get()
-                && fold.live.as_ref() == Some(&s.state)
-                && s.head_hash == fold.head.hash.to_hex();
-            snapshot_checks.push(SnapshotCheck { id: s.seq, matches });
-        }
-        if progress.inputs.is_multiple_of(256) {
-            stop.check(&progress)?;
-        }
-        if opts.progress_every > 0 && progress.inputs.is_multiple_of(opts.progress_every) {
-            on_progress(&progress);
-        }
-    }
+        drop(work_tx);
+        Ok(sealer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })?;
+    let Sealer { head: sealed_head, divergence: sealed_divergence, snapshots: snapshot_checks } = sealed;
+    let mut divergence = sealed_divergence;
     let live = fold.live.ok_or_else(|| ReplayError::Invalid("nothing to replay: no execution.created".into()))?;
-    let reached = fold.head.seq.get();
+    let reached = fold.head.seq().get();
     let state_matches_head = if reached == head_seq && divergence.is_none() {
         let stored = LiveState::from_bytes(&stored_head.state)?;
         let matches = stored == live;
@@ -559,7 +643,7 @@ pub fn replay(
         from_seq,
         up_to_seq: up_to,
         head_seq: reached,
-        head_hash: fold.head.hash.to_hex(),
+        head_hash: sealed_head.hash.to_hex(),
         stored_head_hash: stored_hash_at_head.to_hex(),
         identical,
         divergence,
@@ -673,7 +757,7 @@ pub struct CompareReport {
 /// How many differing inputs a comparison lists.
 pub const MAX_DIFFERENCES: usize = 100;
 
-fn side(fold: &Fold<'_>, stepped: Result<Stepped, StepError>) -> Side {
+fn side(fold: &Fold<'_>, stepped: Result<Stepped<Unsealed>, StepError>) -> Side {
     let (stepped, error) = match stepped {
         Ok(s) => (s, None),
         Err(e) => (Stepped::default(), Some(e.to_string())),
@@ -689,7 +773,7 @@ fn side(fold: &Fold<'_>, stepped: Result<Stepped, StepError>) -> Side {
             .map(|m| MessageView { kind: m.r#type, data: m.data, rule_id: m.rule_id })
             .collect(),
         transitions: stepped.transitions,
-        kinds: stepped.entries.iter().map(|e| e.entry().kind.as_str().to_owned()).collect(),
+        kinds: stepped.entries.iter().map(|e| e.kind.as_str().to_owned()).collect(),
         state,
         vars,
         balances,
@@ -713,9 +797,8 @@ pub fn compare(
 ) -> Result<CompareReport, ReplayError> {
     let head_seq = store.chain_head(execution)?.seq.get();
     let up_to = up_to.unwrap_or(head_seq).min(head_seq);
-    let genesis = ChainHead::genesis(execution);
-    let mut a = Fold::new(base.0, genesis, None);
-    let mut b = Fold::new(candidate.0, genesis, None);
+    let mut a = Fold::new(base.0, Seq::ZERO, None);
+    let mut b = Fold::new(candidate.0, Seq::ZERO, None);
     b.ai_cache = Some((store, org));
     let mut differences = Vec::new();
     let (mut total, mut first_divergence) = (0u64, None);
@@ -888,5 +971,66 @@ mod tests {
         // Replay applies the stored (changed) input: its own entry is sealed from the changed
         // body, so the first difference is that input's hash against the claimed one.
         assert_eq!((d.seq, d.field.as_str()), (seq, "hash"), "{d:?}");
+    }
+
+    #[test]
+    fn a_stored_input_the_machine_refuses_is_named_and_ends_the_replay() {
+        let (m, id) = (machine(), ExecutionId::new_v7());
+        let (mut entries, _, live) = ledger(&m, id);
+        let i = entries.iter().position(|e| e.entry().kind.as_str() == "timer.fired").unwrap();
+        let original = entries[i].clone();
+        let mut changed: Entry = original.entry().clone();
+        let mut body = changed.body.to_value().unwrap();
+        body["transitionId"] = json!("nope");
+        changed.body = Body::from_value(&body).unwrap();
+        entries[i] = SealedEntry::from_stored(changed, original.hash());
+        let seq = entries[i].seq().get();
+        let (_dir, store) = store_with(entries, &live);
+        let r = run(&store, &m, id);
+        let d = r.divergence.unwrap();
+        assert_eq!((d.seq, d.field.as_str()), (seq, "refused"), "{d:?}");
+        assert_eq!(r.head_seq, seq - 1, "the replay stops before the refused input");
+        assert!(!r.identical);
+    }
+
+    /// Hundreds of inputs cross the batches replay's threads pass along; a snapshot whose
+    /// state was tampered with is caught, one with the true state is not.
+    #[test]
+    fn long_replays_check_every_snapshot_on_the_way() {
+        let (m, id) = (machine(), ExecutionId::new_v7());
+        let mut head = ChainHead::genesis(id);
+        let body = Body::from_value(&json!({"org": "acme", "variables": {"n": 0}})).unwrap();
+        let mut entries = vec![apply::seal_one(&mut head, Kind::new(kinds::EXECUTION_CREATED).unwrap(), &at(0), body)];
+        let start = m.initial_state(Some(&json!({"n": 0})), at(0).as_str()).unwrap();
+        entries.extend(apply::seal(&mut head, &start.drafts, &at(0)));
+        let mut live = LiveState::started(start.state);
+        let mut ws = WriteSet::new();
+        let (mut good, mut bad) = (0, 0);
+        for i in 1..=1000 {
+            entries.extend(event(&m, &mut live, &mut head, "bump", json!({"by": 1}), i).entries);
+            if i == 300 {
+                good = head.seq.get();
+                ws = snapshots::put(ws, id, &SnapshotRecord::new(&head, &live, snapshots::Trigger::OnDemand)).unwrap();
+            }
+            if i == 700 {
+                bad = head.seq.get();
+                let mut wrong = live.clone();
+                wrong.exec.vars.insert("n".into(), json!(1));
+                ws = snapshots::put(ws, id, &SnapshotRecord::new(&head, &wrong, snapshots::Trigger::OnDemand)).unwrap();
+            }
+        }
+        let append = Append::new(entries).unwrap().with_state(live.to_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store.write_blocking(ws.append(append)).unwrap();
+        let r = run(&store, &m, id);
+        assert_eq!(r.head_hash, head.hash.to_hex());
+        assert_eq!((r.events, r.divergence.is_none(), r.state_matches_head), (1000, true, Some(true)));
+        let checks: Vec<(u64, bool)> = r.snapshots.iter().map(|c| (c.id, c.matches)).collect();
+        assert_eq!(checks, vec![(good, true), (bad, false)]);
+        assert!(!r.identical, "a snapshot that does not match makes the replay not identical");
+        let from_good = ReplayOptions { from_snapshot: Some(good), ..ReplayOptions::default() };
+        let r = replay(&store, &m, id, &from_good, Stop::default(), &mut |_| {}).unwrap();
+        assert_eq!((r.head_hash, r.events), (head.hash.to_hex(), 700));
     }
 }
