@@ -97,7 +97,7 @@ pub trait Chain {
     type Entry;
 
     /// Appends an entry recorded at `at`.
-    fn push(&mut self, kind: Kind, at: &RecordedAt, body: Body) -> Self::Entry;
+    fn push(&mut self, kind: Kind, at: RecordedAt, body: Body) -> Self::Entry;
 
     /// The last seq (0 for an empty chain).
     fn seq(&self) -> Seq;
@@ -107,8 +107,8 @@ pub trait Chain {
 impl Chain for ChainHead {
     type Entry = SealedEntry;
 
-    fn push(&mut self, kind: Kind, at: &RecordedAt, body: Body) -> SealedEntry {
-        let e = self.next_entry(kind, at.clone(), body);
+    fn push(&mut self, kind: Kind, at: RecordedAt, body: Body) -> SealedEntry {
+        let e = self.next_entry(kind, at, body);
         self.advance(&e);
         e
     }
@@ -143,9 +143,9 @@ pub struct Drafting {
 impl Chain for Drafting {
     type Entry = Unsealed;
 
-    fn push(&mut self, kind: Kind, at: &RecordedAt, body: Body) -> Unsealed {
+    fn push(&mut self, kind: Kind, at: RecordedAt, body: Body) -> Unsealed {
         self.seq = self.seq.next();
-        Unsealed { seq: self.seq, kind, recorded_at: at.clone(), body }
+        Unsealed { seq: self.seq, kind, recorded_at: at, body }
     }
 
     fn seq(&self) -> Seq {
@@ -176,13 +176,13 @@ impl<E> Default for Stepped<E> {
 }
 
 /// Puts engine drafts onto a chain, all recorded at `at`.
-pub fn seal<C: Chain>(head: &mut C, drafts: &[pled_engine::Draft], at: &RecordedAt) -> Vec<C::Entry> {
-    drafts.iter().map(|d| head.push(d.kind.clone(), at, d.body.clone())).collect()
+pub fn seal<C: Chain>(head: &mut C, drafts: Vec<pled_engine::Draft>, at: &RecordedAt) -> Vec<C::Entry> {
+    drafts.into_iter().map(|d| head.push(d.kind, at.clone(), d.body)).collect()
 }
 
 /// Puts one entry onto a chain.
 pub fn seal_one<C: Chain>(head: &mut C, kind: Kind, at: &RecordedAt, body: Body) -> C::Entry {
-    head.push(kind, at, body)
+    head.push(kind, at.clone(), body)
 }
 
 fn kind(k: &str) -> Kind {
@@ -194,7 +194,7 @@ fn kind(k: &str) -> Kind {
 /// sealed onto `head` at `at` after `out.entries`.
 fn take<C: Chain>(out: &mut Stepped<C::Entry>, live: &mut LiveState, head: &mut C, outcome: Outcome, at: &RecordedAt) {
     let Outcome { state, drafts, messages, actions, transitions, .. } = outcome;
-    out.entries.extend(seal(head, &drafts, at));
+    out.entries.extend(seal(head, drafts, at));
     out.messages = messages;
     out.actions = actions;
     out.transitions = transitions;

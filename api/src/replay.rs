@@ -229,6 +229,23 @@ pub struct ReplayReport {
     pub elapsed_ms: f64,
 }
 
+/// One stored input: its entries (the input entry and its effects) and, for an event, the
+/// event read back from its `event.received` body. Its `eventSeq` is set by the fold that
+/// applies it (the lane numbers events itself).
+struct Input {
+    group: Vec<SealedEntry>,
+    event: Option<Result<Event, String>>,
+}
+
+impl Input {
+    fn read(group: Vec<SealedEntry>) -> Self {
+        let first = &group[0];
+        let event = (first.entry().kind.as_str() == pled_engine::kinds::EVENT_RECEIVED)
+            .then(|| stored_event(first).map_err(|e| e.to_string()));
+        Self { group, event }
+    }
+}
+
 /// Groups stored entries into inputs (an input entry and its effects), up to `up_to`.
 struct Inputs<I: Iterator<Item = Result<SealedEntry, StoreError>>> {
     it: std::iter::Peekable<I>,
@@ -236,7 +253,7 @@ struct Inputs<I: Iterator<Item = Result<SealedEntry, StoreError>>> {
 }
 
 impl<I: Iterator<Item = Result<SealedEntry, StoreError>>> Iterator for Inputs<I> {
-    type Item = Result<Vec<SealedEntry>, StoreError>;
+    type Item = Result<Input, StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let first = match self.it.next()? {
@@ -262,7 +279,7 @@ impl<I: Iterator<Item = Result<SealedEntry, StoreError>>> Iterator for Inputs<I>
         if group.last().is_some_and(|e| e.seq().get() > self.up_to) {
             return None;
         }
-        Some(Ok(group))
+        Some(Ok(Input::read(group)))
     }
 }
 
@@ -288,14 +305,13 @@ fn recorded_ai(group: &[SealedEntry]) -> Result<AiOutputs, StepError> {
     Ok(out)
 }
 
-/// Rebuilds an event from its `event.received` entry (its seq is the next one, as the lane
-/// numbers events).
-fn stored_event(e: &SealedEntry, event_seq: u64) -> Result<Event, StepError> {
+/// Rebuilds an event from its `event.received` entry (`event_seq` 0: the fold numbers it).
+fn stored_event(e: &SealedEntry) -> Result<Event, StepError> {
     let b = body_value(e)?;
     let bad = |what: &str| StepError::Corrupt(format!("event.received at seq {}: {what}", e.seq()));
     let text = |name: &str| b.get(name).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| bad(name));
     Ok(Event {
-        event_seq,
+        event_seq: 0,
         r#type: text("type")?,
         payload: b.get("payload").cloned().ok_or_else(|| bad("payload"))?,
         source: text("source")?,
@@ -322,7 +338,8 @@ impl<'a> Fold<'a> {
     }
 
     /// Applies one stored input; returns what it produced.
-    fn step(&mut self, group: &[SealedEntry]) -> Result<Stepped<Unsealed>, StepError> {
+    fn step(&mut self, input: &mut Input) -> Result<Stepped<Unsealed>, StepError> {
+        let group = &input.group;
         let first = &group[0];
         let x = first.entry();
         let kind = x.kind.as_str();
@@ -336,10 +353,16 @@ impl<'a> Fold<'a> {
         let head = &mut self.head;
         match kind {
             pled_engine::kinds::EVENT_RECEIVED => {
-                let event = stored_event(first, live.exec.event_count + 1)?;
+                let event = match &mut input.event {
+                    Some(Ok(event)) => event,
+                    Some(Err(e)) => return Err(StepError::Corrupt(e.clone())),
+                    None => return Err(StepError::Corrupt(format!("seq {}: no event read", x.seq))),
+                };
+                event.event_seq = live.exec.event_count + 1;
+                let event = &*event;
                 let mut ai = recorded_ai(group)?;
                 if let Some((store, org)) = self.ai_cache {
-                    for r in self.machine.ai_requests(&live.exec, &event)? {
+                    for r in self.machine.ai_requests(&live.exec, event)? {
                         if ai.contains_key(&r.input_hash) {
                             continue;
                         }
@@ -350,7 +373,7 @@ impl<'a> Fold<'a> {
                     }
                 }
                 self.events += 1;
-                apply::event(self.machine, live, head, &event, &ai)
+                apply::event(self.machine, live, head, event, &ai)
             }
             pled_engine::kinds::TIMER_FIRED | pled_engine::kinds::TIMER_IGNORED => {
                 let b = body_value(first)?;
@@ -393,7 +416,7 @@ impl<'a> Fold<'a> {
         }
         let outcome = self.machine.initial_state(Some(&vars), x.recorded_at.as_str())?;
         let mut entries = vec![apply::seal_one(&mut self.head, x.kind.clone(), &x.recorded_at, x.body.clone())];
-        entries.extend(apply::seal(&mut self.head, &outcome.drafts, &x.recorded_at));
+        entries.extend(apply::seal(&mut self.head, outcome.drafts, &x.recorded_at));
         self.live = Some(LiveState::started(outcome.state));
         Ok(Stepped { entries, drafts_from: 1, actions: outcome.actions, ..Stepped::default() })
     }
@@ -466,7 +489,7 @@ impl Sealer {
         match r.entries {
             Ok(drafted) => {
                 let sealed: Vec<SealedEntry> =
-                    drafted.into_iter().map(|u| self.head.push(u.kind, &u.recorded_at, u.body)).collect();
+                    drafted.into_iter().map(|u| self.head.push(u.kind, u.recorded_at, u.body)).collect();
                 if self.divergence.is_none() {
                     self.divergence = compare_entries(r.input_seq, &r.group, &sealed);
                 }
@@ -546,7 +569,7 @@ pub fn replay(
     // Three threads: one reads and groups the stored entries, this one folds them through
     // the machine, and a third links, hashes and compares what the fold drafts.
     let sealed = std::thread::scope(|scope| -> Result<Sealer, ReplayError> {
-        let (groups_tx, groups_rx) = std::sync::mpsc::sync_channel::<Vec<Result<Vec<SealedEntry>, StoreError>>>(4);
+        let (groups_tx, groups_rx) = std::sync::mpsc::sync_channel::<Vec<Result<Input, StoreError>>>(4);
         scope.spawn(move || {
             let mut batch = Vec::with_capacity(PIPELINE_BATCH);
             let inputs = Inputs { it: store.iter_entries(execution, Seq::new(from_seq + 1)).peekable(), up_to };
@@ -572,18 +595,19 @@ pub fn replay(
         });
         'read: for batch in groups_rx {
             let mut out = Vec::with_capacity(batch.len());
-            for group in batch {
-                let group = group?;
-                let input_seq = group[0].seq().get();
-                let (entries_of, refused) = match fold.step(&group) {
+            for input in batch {
+                let mut input = input?;
+                let input_seq = input.group[0].seq().get();
+                let (entries_of, refused) = match fold.step(&mut input) {
                     Ok(stepped) => (Ok(stepped.entries), false),
                     Err(e) => {
-                        let detail = format!("replay cannot apply the stored {}: {e}", group[0].entry().kind);
+                        let detail = format!("replay cannot apply the stored {}: {e}", input.group[0].entry().kind);
                         (Err(detail), true)
                     }
                 };
                 entries += entries_of.as_ref().map_or(0, |e| e.len() as u64);
                 progress.inputs += 1;
+                let group = input.group;
                 progress.seq = group.last().map_or(progress.seq, |e| e.seq().get());
                 progress.events = fold.events;
                 if let Some(last) = group.last() {
@@ -804,11 +828,11 @@ pub fn compare(
     let (mut total, mut first_divergence) = (0u64, None);
     let mut progress = Progress { target_seq: up_to, ..Progress::default() };
     let inputs = Inputs { it: store.iter_entries(execution, Seq::FIRST).peekable(), up_to };
-    for group in inputs {
-        let group = group?;
-        let first = &group[0];
-        let ra = a.step(&group);
-        let rb = b.step(&group);
+    for input in inputs {
+        let mut input = input?;
+        let ra = a.step(&mut input);
+        let rb = b.step(&mut input);
+        let first = &input.group[0];
         if ra.is_err() && a.live.is_none() {
             return Err(ReplayError::Invalid(format!("the pinned version cannot start the execution: {:?}", ra.err())));
         }
@@ -913,7 +937,7 @@ mod tests {
         let created = apply::seal_one(&mut head, Kind::new(kinds::EXECUTION_CREATED).unwrap(), &at(0), body);
         let start = m.initial_state(Some(&json!({"n": 2})), at(0).as_str()).unwrap();
         let mut entries = vec![created];
-        entries.extend(apply::seal(&mut head, &start.drafts, &at(0)));
+        entries.extend(apply::seal(&mut head, start.drafts, &at(0)));
         let mut live = LiveState::started(start.state);
         entries.extend(event(m, &mut live, &mut head, "bump", json!({"by": 3}), 10).entries);
         let due = live.exec.timers[0].due_at.clone();
@@ -1002,7 +1026,7 @@ mod tests {
         let body = Body::from_value(&json!({"org": "acme", "variables": {"n": 0}})).unwrap();
         let mut entries = vec![apply::seal_one(&mut head, Kind::new(kinds::EXECUTION_CREATED).unwrap(), &at(0), body)];
         let start = m.initial_state(Some(&json!({"n": 0})), at(0).as_str()).unwrap();
-        entries.extend(apply::seal(&mut head, &start.drafts, &at(0)));
+        entries.extend(apply::seal(&mut head, start.drafts, &at(0)));
         let mut live = LiveState::started(start.state);
         let mut ws = WriteSet::new();
         let (mut good, mut bad) = (0, 0);

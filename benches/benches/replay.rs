@@ -65,7 +65,7 @@ fn build(store: &Store, m: &Machine) -> u64 {
     let created = Body::from_value(&json!({"org": "bench", "templateId": "t", "version": 1, "variables": {}})).unwrap();
     let mut entries = vec![apply::seal_one(&mut head, Kind::new("execution.created").unwrap(), &at(0), created)];
     let start = m.initial_state(Some(&json!({})), at(0).as_str()).unwrap();
-    entries.extend(apply::seal(&mut head, &start.drafts, &at(0)));
+    entries.extend(apply::seal(&mut head, start.drafts, &at(0)));
     let mut live = LiveState::started(start.state);
     let mut snapshot = 0;
     for i in 1..=EVENTS {

@@ -91,7 +91,7 @@ async fn start(store: &Store, org: &OrgId, tid: &str, m: &Machine, hash: &str, n
             let created = Body::from_value(&json!({"org": "bench", "templateId": tid, "version": 1})).unwrap();
             let mut entries =
                 vec![pled_api::apply::seal_one(&mut head, Kind::new("execution.created").unwrap(), &now, created)];
-            entries.extend(lanes::seal(&mut head, &out.drafts, &now));
+            entries.extend(lanes::seal(&mut head, out.drafts, &now));
             let live = LiveState::started(out.state);
             ws = ws.append(Append::new(entries).unwrap().with_state(live.to_bytes()));
             ws = executions::put(ws, &record).unwrap();

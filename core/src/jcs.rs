@@ -157,7 +157,8 @@ mod tests {
         leaf.prop_recursive(4, 48, 6, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                prop::collection::btree_map(any::<String>(), inner, 0..6)
+                // ASCII keys (byte order is UTF-16 order) and any keys.
+                prop::collection::btree_map(prop_oneof!["[a-zA-Z_]{0,3}", any::<String>()], inner, 0..6)
                     .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })

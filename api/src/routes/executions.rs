@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::apply;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -166,10 +167,8 @@ pub(crate) fn start_execution(s: &AppState, org: &OrgId, created_by: &str, req: 
     .map_err(|e| ApiError::bad_field("/variables", e.to_string()))?;
     let mut head = pled_core::ChainHead::genesis(id);
     #[allow(clippy::unwrap_used)] // INVARIANT: a valid kind literal.
-    let first = head.next_entry(Kind::new("execution.created").unwrap(), now.clone(), created_body);
-    head.advance(&first);
-    let mut entries = vec![first];
-    let sealed = lanes::seal(&mut head, &outcome.drafts, &now);
+    let mut entries = vec![apply::seal_one(&mut head, Kind::new("execution.created").unwrap(), &now, created_body)];
+    let sealed = lanes::seal(&mut head, outcome.drafts, &now);
     let live = LiveState::started(outcome.state);
     let ws = lanes::enqueue_jobs(WriteSet::new(), &record, &outcome.actions, &sealed)?;
     entries.extend(sealed);
