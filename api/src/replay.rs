@@ -461,8 +461,17 @@ fn compare_entries(input_seq: u64, stored: &[SealedEntry], replayed: &[SealedEnt
     None
 }
 
-/// Stored inputs travel between replay's threads in batches of this many.
+fn thread_error(e: std::io::Error) -> ReplayError {
+    ReplayError::Api(ApiError::Internal(format!("cannot start a replay thread: {e}")))
+}
+
+/// Stored inputs travel from the reading thread in batches that start at `FIRST_BATCH`
+/// inputs and double up to `PIPELINE_BATCH` (the fold starts early, then channel traffic
+/// stays small); replayed inputs go to the sealing thread `SEAL_BATCH` at a time (it
+/// finishes soon after the fold).
+const FIRST_BATCH: usize = 8;
 const PIPELINE_BATCH: usize = 128;
+const SEAL_BATCH: usize = 32;
 
 /// One input as the fold replayed it, on its way to the sealing thread.
 struct Replayed {
@@ -570,31 +579,39 @@ pub fn replay(
     // the machine, and a third links, hashes and compares what the fold drafts.
     let sealed = std::thread::scope(|scope| -> Result<Sealer, ReplayError> {
         let (groups_tx, groups_rx) = std::sync::mpsc::sync_channel::<Vec<Result<Input, StoreError>>>(4);
-        scope.spawn(move || {
-            let mut batch = Vec::with_capacity(PIPELINE_BATCH);
-            let inputs = Inputs { it: store.iter_entries(execution, Seq::new(from_seq + 1)).peekable(), up_to };
-            for group in inputs {
-                let failed = group.is_err();
-                batch.push(group);
-                if batch.len() == PIPELINE_BATCH || failed {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(PIPELINE_BATCH));
-                    if groups_tx.send(full).is_err() || failed {
-                        return;
+        let reader = std::thread::Builder::new().name("pled-replay-read".into());
+        reader
+            .spawn_scoped(scope, move || {
+                let mut size = FIRST_BATCH;
+                let mut batch = Vec::with_capacity(size);
+                let inputs = Inputs { it: store.iter_entries(execution, Seq::new(from_seq + 1)).peekable(), up_to };
+                for group in inputs {
+                    let failed = group.is_err();
+                    batch.push(group);
+                    if batch.len() == size || failed {
+                        size = (size * 2).min(PIPELINE_BATCH);
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(size));
+                        if groups_tx.send(full).is_err() || failed {
+                            return;
+                        }
                     }
                 }
-            }
-            let _ = groups_tx.send(batch);
-        });
+                let _ = groups_tx.send(batch);
+            })
+            .map_err(thread_error)?;
         let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Vec<Replayed>>(4);
-        let sealer = scope.spawn(move || {
-            let mut sealer = Sealer { head: start, divergence, snapshots: Vec::new() };
-            for batch in work_rx {
-                batch.into_iter().for_each(|r| sealer.take(r));
-            }
-            sealer
-        });
+        let sealer = std::thread::Builder::new()
+            .name("pled-replay-seal".into())
+            .spawn_scoped(scope, move || {
+                let mut sealer = Sealer { head: start, divergence, snapshots: Vec::new() };
+                for batch in work_rx {
+                    batch.into_iter().for_each(|r| sealer.take(r));
+                }
+                sealer
+            })
+            .map_err(thread_error)?;
+        let mut out = Vec::with_capacity(SEAL_BATCH);
         'read: for batch in groups_rx {
-            let mut out = Vec::with_capacity(batch.len());
             for input in batch {
                 let mut input = input?;
                 let input_seq = input.group[0].seq().get();
@@ -621,8 +638,13 @@ pub fn replay(
                 }
                 out.push(Replayed { input_seq, group, entries: entries_of, at_snapshots });
                 if refused {
-                    let _ = work_tx.send(out);
                     break 'read;
+                }
+                if out.len() == SEAL_BATCH {
+                    let full = std::mem::replace(&mut out, Vec::with_capacity(SEAL_BATCH));
+                    if work_tx.send(full).is_err() {
+                        break 'read;
+                    }
                 }
                 if progress.inputs.is_multiple_of(256) {
                     stop.check(&progress)?;
@@ -631,10 +653,8 @@ pub fn replay(
                     on_progress(&progress);
                 }
             }
-            if work_tx.send(out).is_err() {
-                break;
-            }
         }
+        let _ = work_tx.send(out);
         drop(work_tx);
         Ok(sealer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
     })?;

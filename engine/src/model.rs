@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use pled_core::{Body, Kind, RecordedAt};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::EngineError;
 
@@ -82,15 +82,15 @@ impl Event {
     }
 
     /// The `event` variable of CEL expressions.
-    pub(crate) fn cel_value(&self, payload: &Value) -> Value {
-        json!({
-            "type": self.r#type,
-            "payload": payload,
-            "source": self.source,
-            "occurredAt": self.occurred_at,
-            "receivedAt": self.received_at,
-            "eventSeq": self.event_seq,
-        })
+    pub(crate) fn cel_value(&self, payload: Value) -> Value {
+        let mut v = serde_json::Map::new();
+        v.insert("type".into(), self.r#type.clone().into());
+        v.insert("payload".into(), payload);
+        v.insert("source".into(), self.source.clone().into());
+        v.insert("occurredAt".into(), self.occurred_at.clone().into());
+        v.insert("receivedAt".into(), self.received_at.clone().into());
+        v.insert("eventSeq".into(), self.event_seq.into());
+        Value::Object(v)
     }
 }
 

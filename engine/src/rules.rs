@@ -186,7 +186,7 @@ impl Machine {
         if !rules.iter().any(|&r| matches!(self.rules[r].body, CRuleBody::Ai { .. })) {
             return Ok(requests);
         }
-        let event_value = event.cel_value(&payload);
+        let event_value = event.cel_value(payload.clone());
         let scope = scope_for(&state.vars, &state.state, &event_value, None, &balances);
         for &r in rules {
             let rule = &self.rules[r];
@@ -227,7 +227,7 @@ impl Machine {
         if rule.on != event.r#type {
             return Ok(Vec::new());
         }
-        let event_value = event.cel_value(&payload);
+        let event_value = event.cel_value(payload.clone());
         let no_balances = Balances::new();
         let scope = scope_for(vars, self.initial_state_id(), &event_value, None, &no_balances);
         match self.run_rule(rule, &scope, &payload, &mut AiMode::Outputs(ai)) {

@@ -361,7 +361,7 @@ impl<'m> Run<'m> {
 /// The payload as the `event.received` draft holds it: its JSON read back from the canonical
 /// text. Only numbers that are not integers can read back differently (`1.0` becomes `1`), so
 /// a payload without them is already in that form and is not parsed again.
-fn canonical_payload(payload: &Value, received: &Draft) -> Result<Value, EngineError> {
+fn canonical_payload<'p>(payload: &'p Value, received: &Draft) -> Result<std::borrow::Cow<'p, Value>, EngineError> {
     fn has_fraction(v: &Value) -> bool {
         match v {
             Value::Number(n) => n.is_f64(),
@@ -371,12 +371,12 @@ fn canonical_payload(payload: &Value, received: &Draft) -> Result<Value, EngineE
         }
     }
     if !has_fraction(payload) {
-        return Ok(payload.clone());
+        return Ok(std::borrow::Cow::Borrowed(payload));
     }
-    Ok(match received.body.to_value()? {
+    Ok(std::borrow::Cow::Owned(match received.body.to_value()? {
         Value::Object(mut body) => body.remove("payload").unwrap_or_default(),
         _ => Value::Null,
-    })
+    }))
 }
 
 /// Applies one token operation to `balances`; returns its entry kind and body.
@@ -521,29 +521,29 @@ impl Machine {
     pub fn process_event(&self, state: &ExecState, event: &Event, ai: &AiOutputs) -> Result<Outcome, EngineError> {
         let received_at = event.validate()?;
         let mut run = Run::new(self, state)?;
-        let mut received = json!({
-            "eventSeq": event.event_seq,
-            "type": event.r#type,
-            "payload": event.payload,
-            "source": event.source,
-            "receivedAt": event.received_at,
-        });
+        let mut received = serde_json::Map::new();
+        received.insert("eventSeq".into(), event.event_seq.into());
+        received.insert("type".into(), event.r#type.clone().into());
+        received.insert("payload".into(), event.payload.clone());
+        received.insert("source".into(), event.source.clone().into());
+        received.insert("receivedAt".into(), event.received_at.clone().into());
         if let Some(at) = &event.occurred_at {
-            received["occurredAt"] = json!(at);
+            received.insert("occurredAt".into(), at.clone().into());
         }
-        run.draft(kinds::EVENT_RECEIVED, received)?;
+        run.draft(kinds::EVENT_RECEIVED, Value::Object(received))?;
         // Rules see the payload as the ledger holds it (canonical numbers), so that replaying
         // from the stored `event.received` body evaluates exactly like the live event.
-        let payload = canonical_payload(&event.payload, &run.drafts[0])?;
+        let payload = canonical_payload(&event.payload, &run.drafts[0])?.into_owned();
 
         let ctx = StepCtx {
-            event: event.cel_value(&payload),
+            event: event.cel_value(payload),
             event_seq: Some(event.event_seq),
             job_prefix: event.event_seq.to_string(),
             base_micros: received_at.unix_micros(),
             armed_at_event: event.event_seq,
         };
-        let results = self.derive(&run.scope(&ctx, None), event, &payload, AiMode::Outputs(ai));
+        let payload = &ctx.event["payload"];
+        let results = self.derive(&run.scope(&ctx, None), event, payload, AiMode::Outputs(ai));
         for result in results {
             match result {
                 RuleResult::Message(m) => {
@@ -572,11 +572,20 @@ impl Machine {
                 )?,
             }
         }
-        let messages = run.messages.clone();
-        for m in &messages {
-            let candidates = self.candidates.get(&(run.current, m.r#type.clone())).cloned().unwrap_or_default();
-            let msg = json!({"type": m.r#type, "data": m.data});
-            run.step(&ctx, Some(m.index), &msg, &candidates)?;
+        let msgs: Vec<(usize, Value)> = run
+            .messages
+            .iter()
+            .map(|m| {
+                let mut msg = serde_json::Map::new();
+                msg.insert("type".into(), m.r#type.clone().into());
+                msg.insert("data".into(), m.data.clone());
+                (m.index, Value::Object(msg))
+            })
+            .collect();
+        for (index, msg) in &msgs {
+            let msg_type = msg["type"].as_str().unwrap_or_default();
+            let candidates = self.candidates.get(&(run.current, msg_type.to_owned())).map_or(&[][..], Vec::as_slice);
+            run.step(&ctx, Some(*index), msg, candidates)?;
         }
         run.state.event_count += 1;
         Ok(run.finish())
@@ -656,7 +665,7 @@ mod tests {
             json!([1, 2.0]),
         ] {
             let draft = Draft::new(kinds::EVENT_RECEIVED, &json!({ "payload": payload })).unwrap();
-            assert_eq!(canonical_payload(&payload, &draft).unwrap(), reparsed(&payload), "{payload}");
+            assert_eq!(*canonical_payload(&payload, &draft).unwrap(), reparsed(&payload), "{payload}");
         }
         assert_eq!(reparsed(&json!({ "f": 1.0 })), json!({ "f": 1 }), "the slow path changes what it must");
     }
