@@ -14,7 +14,7 @@ use crate::config::{ChainMode, ServeConfig};
 use crate::devchain::DevChain;
 use crate::hub::Hub;
 use crate::lanes::Lanes;
-use crate::state::{AppState, KeyLocks};
+use crate::state::{AppState, KeyLocks, Services};
 use alloy::signers::local::PrivateKeySigner;
 use pled_committer::chain::{ChainConfig, Publisher};
 use std::time::Duration;
@@ -79,7 +79,7 @@ pub fn state(store: Store, config: ServeConfig, jwt: JwtConfig) -> anyhow::Resul
         crate::actions::RunnerConfig::from_config(&config),
     );
     let timers = crate::timers::TimerService::new(store.clone(), lanes.clone());
-    Ok(AppState {
+    Ok(AppState::new(Services {
         runner,
         timers,
         store,
@@ -91,7 +91,7 @@ pub fn state(store: Store, config: ServeConfig, jwt: JwtConfig) -> anyhow::Resul
         hub,
         committer,
         tokens: Arc::default(),
-    })
+    }))
 }
 
 /// How `pled serve` anchors: a chain config for the publisher, and the dev chain to stop.

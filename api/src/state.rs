@@ -12,9 +12,28 @@ use crate::config::ServeConfig;
 use crate::hub::Hub;
 use crate::lanes::Lanes;
 
-/// Shared state of the service. Cheap to clone.
+/// Shared state of the service: one `Arc`, so the per-request clones the router makes cost
+/// one reference count (not one per service).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    /// Shares `services`.
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// What every request handler shares (through [`AppState`]).
+pub struct Services {
     /// The ledger store.
     pub store: Store,
     /// JWT verification settings.
