@@ -317,7 +317,11 @@ impl Committer {
     }
 
     /// Builds a planned round from its feed items (read since `started`): leaves, tree, root,
-    /// index; one write.
+    /// then the index in slices of `INDEX_SLICE` appends (each its own write, so the lanes'
+    /// writes go between them instead of waiting behind one large batch), and last the
+    /// round record with its root. Until that last write the round has no root, so a proof
+    /// of an entry whose index is already written answers "pending", and a crash leaves a
+    /// planned round that is built again from the start (the index puts are idempotent).
     fn build_from(
         &self,
         mut r: RoundRecord,
@@ -329,16 +333,20 @@ impl Committer {
         let tree = Arc::new(MerkleTree::from_leaves(&leaves));
         let tree_ms = started.elapsed().as_millis() as u64 - read_ms;
         let root = tree.root().ok_or_else(|| CommitError::Corrupt(format!("round {} has no leaves", r.id)))?;
-        let mut ws = WriteSet::new();
         let mut offset = 0u64;
-        for item in &items {
-            ws = ws.put(
-                Table::Commitments,
-                keys::index(item.execution_id, item.first_seq),
-                keys::index_value(r.id, offset, item.last_seq),
-            );
-            offset += item.leaves.len() as u64;
+        for slice in items.chunks(INDEX_SLICE) {
+            let mut ws = WriteSet::new();
+            for item in slice {
+                ws = ws.put(
+                    Table::Commitments,
+                    keys::index(item.execution_id, item.first_seq),
+                    keys::index_value(r.id, offset, item.last_seq),
+                );
+                offset += item.leaves.len() as u64;
+            }
+            self.store.write_blocking(ws)?;
         }
+        let mut ws = WriteSet::new();
         r.leaf_count = leaves.len() as u64;
         r.root = Some(to_0x(&root));
         r.built_at = Some(RecordedAt::now());
@@ -446,22 +454,72 @@ impl Committer {
             closed_at = Instant::now();
             entries_at_close = stats_entries();
             let me = self.clone();
-            match tokio::task::spawn_blocking(move || me.close_round()).await {
+            match in_background(move || me.close_round()).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "closing a round failed; retrying next interval")
                 }
-                Err(e) => tracing::error!(error = %e, "round task panicked"),
+                Err(e) => tracing::error!(error = %e, "round not closed"),
             }
         }
         let me = self.clone();
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || me.close_round()).await {
+        if let Ok(Err(e)) = in_background(move || me.close_round()).await {
             tracing::error!(error = %e, "closing the last round failed");
         }
     }
 }
 
+/// Appends indexed per write when a round is built.
+const INDEX_SLICE: usize = 2048;
+
+/// Runs `f` on a thread of its own at the lowest CPU priority (nice 19 on Linux; threads it
+/// starts, such as the tree builder's, inherit it): closing a round is background work, and
+/// the lanes answering requests must get the cores first.
+async fn in_background<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("pled-rounds".into())
+        .spawn(move || {
+            lower_priority();
+            let _ = tx.send(f());
+        })
+        .map_err(|e| format!("cannot start the round thread: {e}"))?;
+    rx.await.map_err(|_| "the round thread panicked".to_owned())
+}
+
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // SAFETY: setpriority only reads its integer arguments. On Linux, PRIO_PROCESS with id 0
+    // sets the nice value of the calling thread alone.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+    if r != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the round thread's priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
+
 /// The leaves of every entry of `items`, in round order.
 fn round_leaves(items: &[FeedItem]) -> Vec<Node> {
     items.iter().flat_map(|i| i.leaves.iter().copied()).collect()
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    /// The nice value of the calling thread (field 19 of `/proc/thread-self/stat`).
+    fn nice() -> i32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        stat.rsplit_once(')').unwrap().1.split_whitespace().nth(16).unwrap().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn rounds_run_at_the_lowest_cpu_priority_and_so_do_their_threads() {
+        let before = nice();
+        let (own, spawned) = super::in_background(|| (nice(), std::thread::spawn(nice).join().unwrap())).await.unwrap();
+        assert_eq!((own, spawned), (19, 19));
+        assert_eq!(nice(), before, "the caller keeps its priority");
+    }
 }

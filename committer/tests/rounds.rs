@@ -92,6 +92,32 @@ fn every_entry_of_a_round_proves_against_its_root_and_later_ones_are_pending() {
     assert!(c.proof(heads[0].execution_id, Seq::new(99)).is_err());
 }
 
+/// A round's index is written in slices of 2,048 appends: entries of the first, a middle
+/// and the last slice all prove against the round's root.
+#[test]
+fn a_round_over_thousands_of_appends_proves_every_slice_of_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut heads: Vec<_> = (0..5_000).map(|_| ChainHead::genesis(ExecutionId::new_v7())).collect();
+    let mut ws = WriteSet::new();
+    for h in &mut heads {
+        ws = ws.append(Append::new(entries(h, 2)).unwrap());
+    }
+    store.write_blocking(ws).unwrap();
+    let c = Committer::open(store.clone(), CommitConfig::default(), false).unwrap();
+    let r = c.close_round().unwrap().unwrap();
+    assert_eq!(r.leaf_count, 10_000);
+    assert_eq!(r.root.as_deref(), Some(independent_root(&store, &r).as_str()));
+    for i in [0, 1, 2047, 2048, 3000, 4095, 4096, 4999] {
+        for seq in [1, 2] {
+            let ProofAnswer::Included(doc) = c.proof(heads[i].execution_id, Seq::new(seq)).unwrap() else {
+                panic!("append {i} seq {seq}: not included");
+            };
+            assert_eq!(Some(to_0x(&doc.verify().unwrap().root)), r.root, "append {i} seq {seq}");
+        }
+    }
+}
+
 #[test]
 fn rounds_close_at_max_round_entries_on_append_boundaries() {
     let dir = tempfile::tempdir().unwrap();
