@@ -60,6 +60,13 @@ struct Args {
     /// Extra flags for `pled serve` (repeat for each word).
     #[arg(long = "serve-arg", allow_hyphen_values = true)]
     serve_args: Vec<String>,
+    /// The server's log filter (`RUST_LOG`); its log goes to our stderr.
+    #[arg(long, default_value = "warn")]
+    server_log: String,
+    /// Also print, per 100 ms window of due times, the requests and the slowest one, for
+    /// the windows whose slowest request took longer than this many milliseconds (0: off).
+    #[arg(long, default_value_t = 0)]
+    timeline_ms: u64,
 }
 
 struct Target {
@@ -98,8 +105,9 @@ async fn main() -> anyhow::Result<()> {
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(dir.path())
         .args(&args.serve_args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .env("RUST_LOG", &args.server_log)
+        // The server logs to stdout: into our stderr, keeping our stdout for the results.
+        .stdout(Stdio::from(std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned()?))
         .spawn()?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
     let addr = format!("127.0.0.1:{port}");
@@ -157,8 +165,14 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
     );
 
     let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    // Per 100 ms window of due times: requests and the slowest latency (µs).
+    let windows = (args.seconds * 10) as usize;
+    let timeline: Arc<Vec<(AtomicU64, AtomicU64)>> =
+        Arc::new((0..windows).map(|_| (AtomicU64::new(0), AtomicU64::new(0))).collect());
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let started_unix =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
     let measure_from = started + Duration::from_secs(args.warmup);
     let end = measure_from + Duration::from_secs(args.seconds);
     // Open loop: one pacer releases requests as they fall due (request i is due at
@@ -180,7 +194,7 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
     let client_cpu_before = cpu_seconds(std::process::id());
     let mut tasks = Vec::new();
     for c in 0..args.connections {
-        let (t, executions, tid, hist, errors, mode, pacer) = (
+        let (t, executions, tid, hist, errors, mode, pacer, timeline) = (
             t.clone(),
             executions.clone(),
             tid.clone(),
@@ -188,6 +202,7 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
             errors.clone(),
             args.mode.clone(),
             pacer.clone(),
+            timeline.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| unreachable!());
@@ -232,7 +247,13 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
                 let done = Instant::now();
                 if due >= measure_from {
                     if ok {
-                        let _ = local.record(done.duration_since(due).as_micros().max(1) as u64);
+                        let micros = done.duration_since(due).as_micros().max(1) as u64;
+                        let _ = local.record(micros);
+                        let w = (due.duration_since(measure_from).as_millis() / 100) as usize;
+                        if let Some((n, max)) = timeline.get(w) {
+                            n.fetch_add(1, Ordering::Relaxed);
+                            max.fetch_max(micros, Ordering::Relaxed);
+                        }
                     } else {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
@@ -245,6 +266,20 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
         task.await?;
     }
     let server_cpu = cpu.await?;
+    if args.timeline_ms > 0 {
+        let since_start = measure_from.duration_since(started).as_secs_f64();
+        for (i, (n, max)) in timeline.iter().enumerate() {
+            let max_ms = max.load(Ordering::Relaxed) as f64 / 1000.0;
+            if max_ms > args.timeline_ms as f64 {
+                let at = since_start + i as f64 / 10.0;
+                let unix = started_unix + at;
+                println!(
+                    "window {at:6.1} s (unix {unix:.1}): {:5} requests, slowest {max_ms:7.1} ms",
+                    n.load(Ordering::Relaxed)
+                );
+            }
+        }
+    }
     let client_cpu = cpu_seconds(std::process::id()).zip(client_cpu_before).map(|(after, before)| after - before);
     let h = hist.lock().await;
     let secs = args.seconds as f64;
