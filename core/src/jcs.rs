@@ -27,27 +27,30 @@ pub fn write_value(v: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        Value::Object(map) => {
-            let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            members.sort_unstable_by(|a, b| utf16_cmp(a.0, b.0));
-            out.push(b'{');
-            for (i, (k, item)) in members.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_string(k, out);
-                out.push(b':');
-                write_value(item, out);
-            }
-            out.push(b'}');
-        }
+        Value::Object(map) => write_object(map.iter().map(|(k, v)| (k.as_str(), v)), out),
     }
+}
+
+/// Appends the canonical form of the object with these members (distinct names).
+pub(crate) fn write_object<'a>(members: impl Iterator<Item = (&'a str, &'a Value)>, out: &mut Vec<u8>) {
+    let mut members: Vec<(&str, &Value)> = members.collect();
+    members.sort_unstable_by(|a, b| utf16_cmp(a.0, b.0));
+    out.push(b'{');
+    for (i, (k, item)) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_string(k, out);
+        out.push(b':');
+        write_value(item, out);
+    }
+    out.push(b'}');
 }
 
 /// Orders strings by their UTF-16 code units (RFC 8785 §3.2.3). Byte order of UTF-8 equals
 /// code-point order, which differs from UTF-16 order only between supplementary characters
 /// (surrogate pairs, 0xD800..) and U+E000..U+FFFF.
-fn utf16_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+pub(crate) fn utf16_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     if a.is_ascii() || b.is_ascii() {
         return a.as_bytes().cmp(b.as_bytes());
     }
@@ -89,7 +92,7 @@ pub(crate) fn write_u64(mut n: u64, out: &mut Vec<u8>, negative: bool) {
     out.extend_from_slice(&buf[i..]);
 }
 
-fn write_string(s: &str, out: &mut Vec<u8>) {
+pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();

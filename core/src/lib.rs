@@ -27,7 +27,7 @@ pub mod merkle;
 pub mod proof;
 mod time;
 
-pub use body::{Body, BodyError, MAX_SAFE_INTEGER};
+pub use body::{Body, BodyError, MAX_SAFE_INTEGER, Member};
 pub use chain::{ChainError, ChainHead, ChainProblem, ChainVerifier, verify_chain};
 pub use entry::{ENTRY_DOMAIN_TAG, Entry, EntryError, Kind, SealedEntry};
 pub use ids::{EntryHash, ExecutionId, IdError, OrgId, Seq};

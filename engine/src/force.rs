@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::EngineError;
 use crate::kinds;
 use crate::machine::Machine;
-use crate::model::{ExecState, Outcome, TransitionRecord};
+use crate::model::{Draft, ExecState, Outcome, TransitionRecord};
 use crate::step::{Prepared, ReadyAction, Run, StepCtx, eval_input, ready_actions, scope_for};
 use pled_core::RecordedAt;
 
@@ -132,7 +132,7 @@ impl Machine {
                 to: to_id,
             });
         }
-        run.move_to(to, (kinds::TRANSITION_FORCED, body), prepared, &ctx)?;
+        run.move_to(to, Draft::new(kinds::TRANSITION_FORCED, &body)?, prepared, &ctx)?;
         Ok(run.finish())
     }
 

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use cel::common::types::CelString;
 use cel::common::value::Val;
-use pled_core::RecordedAt;
+use pled_core::{Body, Kind, Member, RecordedAt};
 use serde_json::{Value, json};
 
 use crate::EngineError;
@@ -143,6 +143,13 @@ impl<'m> Run<'m> {
         Ok(())
     }
 
+    /// Drafts an entry whose body is written straight from its members (the entries every
+    /// event writes; the bytes are those of [`Run::draft`] on the same object).
+    pub(crate) fn draft_members(&mut self, kind: &str, members: &mut [(&str, Member<'_>)]) -> Result<(), EngineError> {
+        self.drafts.push(Draft { kind: Kind::new(kind)?, body: Body::from_members(members)? });
+        Ok(())
+    }
+
     pub(crate) fn finish(mut self) -> Outcome {
         self.state.balances = balances_text(&self.balances);
         Outcome {
@@ -266,34 +273,28 @@ impl<'m> Run<'m> {
         let m = self.m;
         let tr = &m.transitions[t];
         let (from, to) = (&m.states[tr.from], &m.states[tr.to]);
-        let body = json!({
-            "eventSeq": ctx.event_seq,
-            "messageIndex": msg_index,
-            "transitionId": tr.id,
-            "from": from.id,
-            "to": to.id,
-            "assigned": p.assigned,
-        });
+        let body = Body::from_members(&mut [
+            ("eventSeq", Member::opt_uint(ctx.event_seq)),
+            ("messageIndex", Member::opt_uint(msg_index.map(|i| i as u64))),
+            ("transitionId", Member::Str(&tr.id)),
+            ("from", Member::Str(&from.id)),
+            ("to", Member::Str(&to.id)),
+            ("assigned", Member::Object(&p.assigned)),
+        ])?;
         self.transitions.push(TransitionRecord {
             message_index: msg_index,
             transition_id: tr.id.clone(),
             from: from.id.clone(),
             to: to.id.clone(),
         });
-        self.move_to(tr.to, (kinds::TRANSITION_FIRED, body), p, ctx)
+        self.move_to(tr.to, Draft { kind: Kind::new(kinds::TRANSITION_FIRED)?, body }, p, ctx)
     }
 
     /// Leaves the current state for state `to`: drafts `first` (the transition's own entry),
     /// the token entries, `timer.cancelled` for the left state's timers and the scheduled
     /// actions, applies the assignments and balances, then enters `to`.
-    pub(crate) fn move_to(
-        &mut self,
-        to: usize,
-        first: (&'static str, Value),
-        p: Prepared,
-        ctx: &StepCtx,
-    ) -> Result<(), EngineError> {
-        self.draft(first.0, first.1)?;
+    pub(crate) fn move_to(&mut self, to: usize, first: Draft, p: Prepared, ctx: &StepCtx) -> Result<(), EngineError> {
+        self.drafts.push(first);
         for (kind, body) in p.token_bodies {
             self.draft(kind, body)?;
         }
@@ -521,16 +522,17 @@ impl Machine {
     pub fn process_event(&self, state: &ExecState, event: &Event, ai: &AiOutputs) -> Result<Outcome, EngineError> {
         let received_at = event.validate()?;
         let mut run = Run::new(self, state)?;
-        let mut received = serde_json::Map::new();
-        received.insert("eventSeq".into(), event.event_seq.into());
-        received.insert("type".into(), event.r#type.clone().into());
-        received.insert("payload".into(), event.payload.clone());
-        received.insert("source".into(), event.source.clone().into());
-        received.insert("receivedAt".into(), event.received_at.clone().into());
+        let mut received = vec![
+            ("eventSeq", Member::UInt(event.event_seq)),
+            ("type", Member::Str(&event.r#type)),
+            ("payload", Member::Json(&event.payload)),
+            ("source", Member::Str(&event.source)),
+            ("receivedAt", Member::Str(&event.received_at)),
+        ];
         if let Some(at) = &event.occurred_at {
-            received.insert("occurredAt".into(), at.clone().into());
+            received.push(("occurredAt", Member::Str(at)));
         }
-        run.draft(kinds::EVENT_RECEIVED, Value::Object(received))?;
+        run.draft_members(kinds::EVENT_RECEIVED, &mut received)?;
         // Rules see the payload as the ledger holds it (canonical numbers), so that replaying
         // from the stored `event.received` body evaluates exactly like the live event.
         let payload = canonical_payload(&event.payload, &run.drafts[0])?.into_owned();
@@ -547,20 +549,21 @@ impl Machine {
         for result in results {
             match result {
                 RuleResult::Message(m) => {
-                    let mut body = json!({
-                        "eventSeq": event.event_seq,
-                        "index": m.index,
-                        "type": m.r#type,
-                        "data": m.data,
-                        "ruleId": m.rule_id,
-                        "deterministic": m.deterministic,
+                    let ai = m.ai.as_ref().map(|ai| {
+                        json!({"model": ai.model, "prompt": ai.prompt, "inputs": ai.inputs, "inputHash": ai.input_hash})
                     });
-                    if let Some(ai) = &m.ai {
-                        body["ai"] = json!({
-                            "model": ai.model, "prompt": ai.prompt, "inputs": ai.inputs, "inputHash": ai.input_hash,
-                        });
+                    let mut body = vec![
+                        ("eventSeq", Member::UInt(event.event_seq)),
+                        ("index", Member::UInt(m.index as u64)),
+                        ("type", Member::Str(&m.r#type)),
+                        ("data", Member::Json(&m.data)),
+                        ("ruleId", Member::opt_str(m.rule_id.as_deref())),
+                        ("deterministic", Member::Bool(m.deterministic)),
+                    ];
+                    if let Some(ai) = &ai {
+                        body.push(("ai", Member::Json(ai)));
                     }
-                    run.draft(kinds::MESSAGE_DERIVED, body)?;
+                    run.draft_members(kinds::MESSAGE_DERIVED, &mut body)?;
                     run.messages.push(m);
                 }
                 RuleResult::Failed { rule_id, stage, expression, error } => run.draft(
