@@ -497,8 +497,13 @@ impl Sealer {
     fn take(&mut self, r: Replayed) {
         match r.entries {
             Ok(drafted) => {
-                let sealed: Vec<SealedEntry> =
-                    drafted.into_iter().map(|u| self.head.push(u.kind, u.recorded_at, u.body)).collect();
+                let sealed: Vec<SealedEntry> = drafted
+                    .into_iter()
+                    .map(|u| {
+                        debug_assert_eq!(u.seq, self.head.seq.next(), "the fold and the sealer number alike");
+                        self.head.push(u.kind, u.recorded_at, u.body)
+                    })
+                    .collect();
                 if self.divergence.is_none() {
                     self.divergence = compare_entries(r.input_seq, &r.group, &sealed);
                 }
