@@ -97,7 +97,12 @@ pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    loop {
+        let i = next_escape(bytes, start);
+        out.extend_from_slice(&bytes[start..i]);
+        let Some(&b) = bytes.get(i) else {
+            break;
+        };
         let escape: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -106,10 +111,8 @@ pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0c => b"\\f",
-            0x00..=0x1f => b"",
-            _ => continue,
+            _ => b"",
         };
-        out.extend_from_slice(&bytes[start..i]);
         if escape.is_empty() {
             out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
         } else {
@@ -117,8 +120,40 @@ pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
         }
         start = i + 1;
     }
-    out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// The index of the first byte at or after `from` that a JSON string must escape (`"`, `\`,
+/// or a control character below 0x20), or `bytes.len()`. `from` is at most `bytes.len()`.
+fn next_escape(bytes: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let marks = escape_marks(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
+        if marks != 0 {
+            return i + (marks.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    // Fewer than eight bytes are left: pad them with spaces, which need no escape.
+    let rest = bytes.get(i..).unwrap_or_default();
+    let mut word = [b' '; 8];
+    word[..rest.len()].copy_from_slice(rest);
+    match escape_marks(u64::from_le_bytes(word)) {
+        0 => bytes.len(),
+        marks => i + (marks.trailing_zeros() / 8) as usize,
+    }
+}
+
+/// Eight bytes (little-endian) in, the high bit set in the byte that must be escaped, and
+/// possibly in bytes after it, never before: `(x - 0x0101..) & !x & 0x8080..` marks the
+/// first zero byte of `x` (a borrow can only reach the bytes above it), here of the word XOR
+/// `"` and of the word XOR `\`, and, subtracting 0x20 instead of 1, the bytes below 0x20 of
+/// the word itself. Bytes of 0x80 and above (UTF-8 sequences) are never marked.
+fn escape_marks(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH;
+    below(w, 0x20) | below(w ^ (ONES * u64::from(b'"')), 1) | below(w ^ (ONES * u64::from(b'\\')), 1)
 }
 
 #[cfg(test)]
@@ -171,6 +206,14 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(512))]
         #[test]
         fn equals_a_general_jcs_implementation(v in value()) {
+            prop_assert_eq!(jcs(&v), serde_json_canonicalizer::to_string(&v).unwrap());
+        }
+
+        /// Strings dense in characters to escape, at every offset within the 8-byte words
+        /// that `next_escape` scans, beside multi-byte characters.
+        #[test]
+        fn escapes_at_every_offset(s in "[a\"\\\\\u{0}-\u{1f}\u{7f}é€😀]{0,40}") {
+            let v = Value::String(s);
             prop_assert_eq!(jcs(&v), serde_json_canonicalizer::to_string(&v).unwrap());
         }
     }
