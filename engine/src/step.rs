@@ -260,10 +260,16 @@ impl<'m> Run<'m> {
 
         let from = &self.m.states[tr.from];
         let to = &self.m.states[tr.to];
-        let ids = from.on_exit.iter().chain(&tr.actions).chain(&to.on_enter);
-        let mut vars = self.state.vars.clone();
-        vars.extend(assigned.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let actions = ready_actions(self.m, ids, || scope_for(&vars, &to.id, &ctx.event, Some(msg), &balances))
+        let ids = || from.on_exit.iter().chain(&tr.actions).chain(&to.on_enter);
+        // Action inputs see the variables after the assignments; they are merged only if an
+        // input reads the scope.
+        let needs_scope = ids().filter_map(|id| self.m.actions.get(id)).any(|a| a.input.needs_scope());
+        let mut vars = BTreeMap::new();
+        if needs_scope {
+            vars = self.state.vars.clone();
+            vars.extend(assigned.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let actions = ready_actions(self.m, ids(), || scope_for(&vars, &to.id, &ctx.event, Some(msg), &balances))
             .map_err(|reason| ("action_input_error", reason))?;
         Ok(Prepared { assigned, balances, token_bodies, actions })
     }
@@ -299,7 +305,7 @@ impl<'m> Run<'m> {
             self.draft(kind, body)?;
         }
         for timer in std::mem::take(&mut self.state.timers) {
-            self.draft(kinds::TIMER_CANCELLED, json!({"transitionId": timer.transition_id}))?;
+            self.draft_members(kinds::TIMER_CANCELLED, &mut [("transitionId", Member::Str(&timer.transition_id))])?;
             self.timers_cancelled.push(timer.transition_id);
         }
         self.schedule(p.actions, ctx)?;
@@ -314,9 +320,14 @@ impl<'m> Run<'m> {
         for a in actions {
             let draft_index = self.drafts.len();
             let job_key = format!("{}:{draft_index}:{}", ctx.job_prefix, a.id);
-            self.draft(
+            self.draft_members(
                 kinds::ACTION_SCHEDULED,
-                json!({"actionId": a.id, "type": a.action_type, "input": a.input, "jobKey": job_key}),
+                &mut [
+                    ("actionId", Member::Str(&a.id)),
+                    ("type", Member::Str(&a.action_type)),
+                    ("input", Member::Json(&a.input)),
+                    ("jobKey", Member::Str(&job_key)),
+                ],
             )?;
             self.actions.push(ActionJob {
                 action_id: a.id,
@@ -339,9 +350,13 @@ impl<'m> Run<'m> {
             };
             let micros = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
             let due = RecordedAt::from_unix_micros(ctx.base_micros.saturating_add(micros))?;
-            self.draft(
+            self.draft_members(
                 kinds::TIMER_ARMED,
-                json!({"transitionId": tr.id, "dueAt": due.as_str(), "after": d.to_string()}),
+                &mut [
+                    ("transitionId", Member::Str(&tr.id)),
+                    ("dueAt", Member::Str(due.as_str())),
+                    ("after", Member::Str(&d.to_string())),
+                ],
             )?;
             let timer = ArmedTimer {
                 transition_id: tr.id.clone(),
