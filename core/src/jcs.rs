@@ -31,12 +31,29 @@ pub fn write_value(v: &Value, out: &mut Vec<u8>) {
     }
 }
 
-/// Appends the canonical form of the object with these members (distinct names).
-pub(crate) fn write_object<'a>(members: impl Iterator<Item = (&'a str, &'a Value)>, out: &mut Vec<u8>) {
-    let mut members: Vec<(&str, &Value)> = members.collect();
-    members.sort_unstable_by(|a, b| utf16_cmp(a.0, b.0));
+/// Appends the canonical form of the object with these members (distinct names). Members
+/// that already come in JCS order (a `serde_json` map iterates in byte order, which is UTF-16
+/// order unless keys hold characters from U+E000 up) are written as they come; others are
+/// sorted first.
+pub(crate) fn write_object<'a>(members: impl Iterator<Item = (&'a str, &'a Value)> + Clone, out: &mut Vec<u8>) {
+    let mut previous: Option<&str> = None;
+    let in_order = members.clone().all(|(k, _)| {
+        let ordered = previous.is_none_or(|p| utf16_cmp(p, k).is_lt());
+        previous = Some(k);
+        ordered
+    });
+    if in_order {
+        write_members(members, out);
+    } else {
+        let mut sorted: Vec<(&str, &Value)> = members.collect();
+        sorted.sort_unstable_by(|a, b| utf16_cmp(a.0, b.0));
+        write_members(sorted.into_iter(), out);
+    }
+}
+
+fn write_members<'a>(members: impl Iterator<Item = (&'a str, &'a Value)>, out: &mut Vec<u8>) {
     out.push(b'{');
-    for (i, (k, item)) in members.into_iter().enumerate() {
+    for (i, (k, item)) in members.enumerate() {
         if i > 0 {
             out.push(b',');
         }
