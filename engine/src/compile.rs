@@ -694,11 +694,11 @@ fn build(
     rule_index: BTreeMap<String, usize>,
     actions: BTreeMap<String, CAction>,
 ) -> Machine {
-    let mut candidates: BTreeMap<(usize, String), Vec<usize>> = BTreeMap::new();
+    let mut candidates: Vec<BTreeMap<String, Vec<usize>>> = vec![BTreeMap::new(); states.len()];
     let mut timers = vec![Vec::new(); states.len()];
     for (i, tr) in transitions.iter().enumerate() {
         match &tr.trigger {
-            Trigger::On(on) => candidates.entry((tr.from, on.clone())).or_default().push(i),
+            Trigger::On(on) => candidates[tr.from].entry(on.clone()).or_default().push(i),
             Trigger::After(_) => timers[tr.from].push(i),
         }
     }

@@ -25,8 +25,8 @@ pub struct Machine {
     pub(crate) initial: usize,
     pub(crate) transitions: Vec<CTransition>,
     pub(crate) transition_index: BTreeMap<String, usize>,
-    /// (state, message type) -> transitions, in template order.
-    pub(crate) candidates: BTreeMap<(usize, String), Vec<usize>>,
+    /// state -> message type -> transitions, in template order.
+    pub(crate) candidates: Vec<BTreeMap<String, Vec<usize>>>,
     /// state -> its `after` transitions, in template order.
     pub(crate) timers: Vec<Vec<usize>>,
     pub(crate) rules: Vec<CRule>,

@@ -602,7 +602,7 @@ impl Machine {
             .collect();
         for (index, msg) in &msgs {
             let msg_type = msg["type"].as_str().unwrap_or_default();
-            let candidates = self.candidates.get(&(run.current, msg_type.to_owned())).map_or(&[][..], Vec::as_slice);
+            let candidates = self.candidates[run.current].get(msg_type).map_or(&[][..], Vec::as_slice);
             run.step(&ctx, Some(*index), msg, candidates)?;
         }
         run.state.event_count += 1;
