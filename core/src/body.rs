@@ -81,8 +81,11 @@ impl Body {
                 _ => {}
             }
         }
-        members.sort_by(|a, b| crate::jcs::utf16_cmp(a.0, b.0));
-        let mut out = Vec::with_capacity(128);
+        // Byte order is JCS's UTF-16 order when every name is ASCII (they are in the engine).
+        if !members.iter().all(|(k, _)| k.is_ascii()) {
+            members.sort_by(|a, b| crate::jcs::utf16_cmp(a.0, b.0));
+        }
+        let mut out = Vec::with_capacity(256);
         out.push(b'{');
         for (i, (k, m)) in members.iter().enumerate() {
             if i > 0 {
