@@ -260,17 +260,19 @@ impl<'m> Run<'m> {
 
         let from = &self.m.states[tr.from];
         let to = &self.m.states[tr.to];
-        let ids = || from.on_exit.iter().chain(&tr.actions).chain(&to.on_enter);
-        // Action inputs see the variables after the assignments; they are merged only if an
-        // input reads the scope.
-        let needs_scope = ids().filter_map(|id| self.m.actions.get(id)).any(|a| a.input.needs_scope());
-        let mut vars = BTreeMap::new();
-        if needs_scope {
-            vars = self.state.vars.clone();
-            vars.extend(assigned.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        let actions = ready_actions(self.m, ids(), || scope_for(&vars, &to.id, &ctx.event, Some(msg), &balances))
-            .map_err(|reason| ("action_input_error", reason))?;
+        let ids = from.on_exit.iter().chain(&tr.actions).chain(&to.on_enter);
+        // Action inputs see the variables after the assignments, merged only when
+        // `ready_actions` asks for the scope (an input reads it).
+        let vars = std::cell::OnceCell::new();
+        let actions = ready_actions(self.m, ids, || {
+            let vars = vars.get_or_init(|| {
+                let mut vars = self.state.vars.clone();
+                vars.extend(assigned.iter().map(|(k, v)| (k.clone(), v.clone())));
+                vars
+            });
+            scope_for(vars, &to.id, &ctx.event, Some(msg), &balances)
+        })
+        .map_err(|reason| ("action_input_error", reason))?;
         Ok(Prepared { assigned, balances, token_bodies, actions })
     }
 
