@@ -330,8 +330,6 @@ impl Lanes {
     }
 }
 
-pub use crate::apply::seal;
-
 /// The answer's view of entries.
 pub fn entry_refs(entries: &[SealedEntry]) -> Value {
     Value::Array(

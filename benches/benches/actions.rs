@@ -74,7 +74,7 @@ async fn seed(store: &Store, url: &str) {
             let created = Body::from_value(&json!({"org": "bench", "templateId": "t", "version": 1})).unwrap();
             let mut entries =
                 vec![pled_api::apply::seal_one(&mut head, Kind::new("execution.created").unwrap(), &now, created)];
-            let sealed = lanes::seal(&mut head, out.drafts, &now);
+            let sealed = pled_api::apply::seal(&mut head, out.drafts, &now);
             ws = lanes::enqueue_jobs(ws, &record, &out.actions, &sealed).unwrap();
             entries.extend(sealed);
             let live = LiveState::started(out.state);

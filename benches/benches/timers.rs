@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pled_api::hub::Hub;
-use pled_api::lanes::{self, Lanes};
+use pled_api::lanes::Lanes;
 use pled_api::repo::executions::{self, ExecutionRecord, LiveState};
 use pled_api::repo::templates::{self, TemplateVersion};
 use pled_api::timers::TimerService;
@@ -91,7 +91,7 @@ async fn start(store: &Store, org: &OrgId, tid: &str, m: &Machine, hash: &str, n
             let created = Body::from_value(&json!({"org": "bench", "templateId": tid, "version": 1})).unwrap();
             let mut entries =
                 vec![pled_api::apply::seal_one(&mut head, Kind::new("execution.created").unwrap(), &now, created)];
-            entries.extend(lanes::seal(&mut head, out.drafts, &now));
+            entries.extend(pled_api::apply::seal(&mut head, out.drafts, &now));
             let live = LiveState::started(out.state);
             ws = ws.append(Append::new(entries).unwrap().with_state(live.to_bytes()));
             ws = executions::put(ws, &record).unwrap();

@@ -168,7 +168,7 @@ pub(crate) fn start_execution(s: &AppState, org: &OrgId, created_by: &str, req: 
     let mut head = pled_core::ChainHead::genesis(id);
     #[allow(clippy::unwrap_used)] // INVARIANT: a valid kind literal.
     let mut entries = vec![apply::seal_one(&mut head, Kind::new("execution.created").unwrap(), &now, created_body)];
-    let sealed = lanes::seal(&mut head, outcome.drafts, &now);
+    let sealed = apply::seal(&mut head, outcome.drafts, &now);
     let live = LiveState::started(outcome.state);
     let ws = lanes::enqueue_jobs(WriteSet::new(), &record, &outcome.actions, &sealed)?;
     entries.extend(sealed);
