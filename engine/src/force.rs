@@ -14,7 +14,7 @@ use crate::EngineError;
 use crate::kinds;
 use crate::machine::Machine;
 use crate::model::{Draft, ExecState, Outcome, TransitionRecord};
-use crate::step::{Prepared, ReadyAction, Run, StepCtx, eval_input, ready_actions, scope_for};
+use crate::step::{Prepared, ReadyAction, Run, StepCtx, eval_input, msg_record, ready_actions, scope_for};
 use pled_core::RecordedAt;
 
 /// What an operator forces the execution into.
@@ -67,13 +67,13 @@ impl Machine {
             ));
         }
         let ctx = StepCtx {
-            event: Value::Null,
+            event: None,
             event_seq: None,
             job_prefix: key.to_owned(),
             base_micros: now_at.unix_micros(),
             armed_at_event: run.state.event_count,
         };
-        let msg = json!({"type": FORCED_MESSAGE_TYPE, "data": data});
+        let msg = msg_record(FORCED_MESSAGE_TYPE, &data);
         let from = run.current;
         let (to, transition_id, prepared) = match target {
             ForceTarget::Transition(id) => {
@@ -105,7 +105,7 @@ impl Machine {
                 let (left, entered) = (&self.states[from], &self.states[to]);
                 let ids = left.on_exit.iter().chain(&entered.on_enter);
                 let actions = ready_actions(self, ids, || {
-                    scope_for(&run.state.vars, &entered.id, &ctx.event, Some(&msg), &run.balances)
+                    scope_for(&run.state.vars, &entered.id, ctx.event, Some(&msg), &run.balances)
                 })
                 .map_err(|reason| refuse("action_input_error", reason))?;
                 let prepared = Prepared {
@@ -160,18 +160,17 @@ impl Machine {
                 _ => Value::Null,
             },
             None => {
-                let event = Value::Null;
                 let scope = action
                     .input
                     .needs_scope()
-                    .then(|| scope_for(&run.state.vars, &run.state.state, &event, None, &run.balances));
+                    .then(|| scope_for(&run.state.vars, &run.state.state, None, None, &run.balances));
                 eval_input(&action.input, scope.as_ref()).map_err(|(path, err)| {
                     refuse("action_input_error", format!("input of action {action_id:?} at {path} failed: {err}"))
                 })?
             }
         };
         let ctx = StepCtx {
-            event: Value::Null,
+            event: None,
             event_seq: None,
             job_prefix: key.to_owned(),
             base_micros: 0,

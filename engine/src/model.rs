@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use pled_core::{Body, Kind, RecordedAt};
+use pled_core::{Body, Kind, Member, RecordedAt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -81,16 +81,17 @@ impl Event {
         Ok(RecordedAt::parse(&self.received_at)?)
     }
 
-    /// The `event` variable of CEL expressions.
-    pub(crate) fn cel_value(&self, payload: Value) -> Value {
-        let mut v = serde_json::Map::new();
-        v.insert("type".into(), self.r#type.clone().into());
-        v.insert("payload".into(), payload);
-        v.insert("source".into(), self.source.clone().into());
-        v.insert("occurredAt".into(), self.occurred_at.clone().into());
-        v.insert("receivedAt".into(), self.received_at.clone().into());
-        v.insert("eventSeq".into(), self.event_seq.into());
-        Value::Object(v)
+    /// The `event` variable of CEL expressions, as a record borrowing the event: its fields,
+    /// with `payload` as given (the canonical payload) and `occurredAt` null when absent.
+    pub(crate) fn cel_record<'a>(&'a self, payload: &'a Value) -> [(&'a str, Member<'a>); 6] {
+        [
+            ("eventSeq", Member::UInt(self.event_seq)),
+            ("occurredAt", Member::opt_str(self.occurred_at.as_deref())),
+            ("payload", Member::Json(payload)),
+            ("receivedAt", Member::Str(&self.received_at)),
+            ("source", Member::Str(&self.source)),
+            ("type", Member::Str(&self.r#type)),
+        ]
     }
 }
 

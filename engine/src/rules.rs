@@ -186,8 +186,8 @@ impl Machine {
         if !rules.iter().any(|&r| matches!(self.rules[r].body, CRuleBody::Ai { .. })) {
             return Ok(requests);
         }
-        let event_value = event.cel_value(payload.clone());
-        let scope = scope_for(&state.vars, &state.state, &event_value, None, &balances);
+        let event_record = event.cel_record(&payload);
+        let scope = scope_for(&state.vars, &state.state, Some(&event_record), None, &balances);
         for &r in rules {
             let rule = &self.rules[r];
             if matches!(rule.body, CRuleBody::Ai { .. }) {
@@ -227,9 +227,9 @@ impl Machine {
         if rule.on != event.r#type {
             return Ok(Vec::new());
         }
-        let event_value = event.cel_value(payload.clone());
+        let event_record = event.cel_record(&payload);
         let no_balances = Balances::new();
-        let scope = scope_for(vars, self.initial_state_id(), &event_value, None, &no_balances);
+        let scope = scope_for(vars, self.initial_state_id(), Some(&event_record), None, &no_balances);
         match self.run_rule(rule, &scope, &payload, &mut AiMode::Outputs(ai)) {
             None => Ok(Vec::new()),
             Some(RuleResult::Message(m)) => Ok(vec![m]),

@@ -20,7 +20,7 @@ use pled_core::{Body, Kind, Member, RecordedAt};
 use serde_json::{Value, json};
 
 use crate::EngineError;
-use crate::expr::{Json, Scope, map_val};
+use crate::expr::{Json, Record, Scope, map_val};
 use crate::kinds;
 use crate::machine::{CTokenOp, InputTree, Machine, Trigger};
 use crate::model::{ActionJob, AiOutputs, ArmedTimer, Draft, Event, ExecState, Message, Outcome, TransitionRecord};
@@ -63,22 +63,27 @@ fn balances_text(b: &Balances) -> BTreeMap<String, BTreeMap<String, String>> {
         .collect()
 }
 
-/// The CEL scope: `vars`, `state`, `event`, `msg` (null when absent), `balances`, each
+/// The CEL scope: `vars`, `state`, `event` and `msg` (null when absent), `balances`, each
 /// converted only if an expression reads it.
 pub(crate) fn scope_for<'a>(
     vars: &'a BTreeMap<String, Value>,
     state: &'a str,
-    event: &'a Value,
-    msg: Option<&'a Value>,
+    event: Option<Record<'a>>,
+    msg: Option<Record<'a>>,
     balances: &'a Balances,
 ) -> Scope<'a> {
     Scope::new(Json { vars, state, event, msg }, move || balances_val(balances))
 }
 
+/// The `msg` variable of CEL expressions, as a record borrowing the message.
+pub(crate) fn msg_record<'a>(msg_type: &'a str, data: &'a Value) -> [(&'a str, Member<'a>); 2] {
+    [("data", Member::Json(data)), ("type", Member::Str(msg_type))]
+}
+
 /// What triggered a step, for bodies, job keys and due times.
-pub(crate) struct StepCtx {
-    /// The `event` CEL variable (null for timers and start).
-    pub(crate) event: Value,
+pub(crate) struct StepCtx<'e> {
+    /// The `event` CEL variable (null for timers, start and operator controls).
+    pub(crate) event: Option<Record<'e>>,
     /// The event's seq (`None` for timers and start).
     pub(crate) event_seq: Option<u64>,
     /// The job key prefix.
@@ -163,13 +168,13 @@ impl<'m> Run<'m> {
         }
     }
 
-    pub(crate) fn scope<'a>(&'a self, ctx: &'a StepCtx, msg: Option<&'a Value>) -> Scope<'a> {
-        scope_for(&self.state.vars, &self.state.state, &ctx.event, msg, &self.balances)
+    pub(crate) fn scope<'a>(&'a self, ctx: &StepCtx<'a>, msg: Option<Record<'a>>) -> Scope<'a> {
+        scope_for(&self.state.vars, &self.state.state, ctx.event, msg, &self.balances)
     }
 
     fn unmatched(
         &mut self,
-        ctx: &StepCtx,
+        ctx: &StepCtx<'_>,
         msg_index: Option<usize>,
         msg_type: &str,
         (code, reason): Refusal,
@@ -185,33 +190,33 @@ impl<'m> Run<'m> {
         self.draft(kinds::MESSAGE_UNMATCHED, body)
     }
 
-    /// Steps one message (or timer) through the candidate transitions.
+    /// Steps one message (or timer) of type `msg_type` through the candidate transitions.
     fn step(
         &mut self,
-        ctx: &StepCtx,
+        ctx: &StepCtx<'_>,
         msg_index: Option<usize>,
-        msg: &Value,
+        msg_type: &str,
+        msg: Record<'_>,
         candidates: &[usize],
     ) -> Result<(), EngineError> {
-        let msg_type = msg.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
         if self.state.completed {
             let reason = format!("execution already completed (final state {:?})", self.state.state);
-            return self.unmatched(ctx, msg_index, &msg_type, ("completed", reason));
+            return self.unmatched(ctx, msg_index, msg_type, ("completed", reason));
         }
         if candidates.is_empty() {
             let reason = format!("no transition on {msg_type:?} from state {:?}", self.state.state);
-            return self.unmatched(ctx, msg_index, &msg_type, ("no_transition", reason));
+            return self.unmatched(ctx, msg_index, msg_type, ("no_transition", reason));
         }
         // Decide with the scope (which borrows the state), then act on the decision.
         let decision = self.choose(ctx, msg, candidates);
         match decision {
             Ok((t, p)) => self.apply(t, p, ctx, msg_index),
-            Err(refusal) => self.unmatched(ctx, msg_index, &msg_type, refusal),
+            Err(refusal) => self.unmatched(ctx, msg_index, msg_type, refusal),
         }
     }
 
     /// Picks the first candidate whose guard holds and prepares it.
-    fn choose(&self, ctx: &StepCtx, msg: &Value, candidates: &[usize]) -> Result<(usize, Prepared), Refusal> {
+    fn choose(&self, ctx: &StepCtx<'_>, msg: Record<'_>, candidates: &[usize]) -> Result<(usize, Prepared), Refusal> {
         let scope = self.scope(ctx, Some(msg));
         let mut false_guards = Vec::new();
         for &t in candidates {
@@ -232,7 +237,13 @@ impl<'m> Run<'m> {
     }
 
     /// Computes everything transition `t` does, or why it cannot.
-    pub(crate) fn prepare(&self, t: usize, scope: &Scope<'_>, ctx: &StepCtx, msg: &Value) -> Result<Prepared, Refusal> {
+    pub(crate) fn prepare(
+        &self,
+        t: usize,
+        scope: &Scope<'_>,
+        ctx: &StepCtx<'_>,
+        msg: Record<'_>,
+    ) -> Result<Prepared, Refusal> {
         let tr = &self.m.transitions[t];
         let mut assigned = BTreeMap::new();
         for (var, e) in &tr.assign {
@@ -270,14 +281,14 @@ impl<'m> Run<'m> {
                 vars.extend(assigned.iter().map(|(k, v)| (k.clone(), v.clone())));
                 vars
             });
-            scope_for(vars, &to.id, &ctx.event, Some(msg), &balances)
+            scope_for(vars, &to.id, ctx.event, Some(msg), &balances)
         })
         .map_err(|reason| ("action_input_error", reason))?;
         Ok(Prepared { assigned, balances, token_bodies, actions })
     }
 
     /// Applies a prepared transition and drafts its entries.
-    fn apply(&mut self, t: usize, p: Prepared, ctx: &StepCtx, msg_index: Option<usize>) -> Result<(), EngineError> {
+    fn apply(&mut self, t: usize, p: Prepared, ctx: &StepCtx<'_>, msg_index: Option<usize>) -> Result<(), EngineError> {
         let m = self.m;
         let tr = &m.transitions[t];
         let (from, to) = (&m.states[tr.from], &m.states[tr.to]);
@@ -301,7 +312,13 @@ impl<'m> Run<'m> {
     /// Leaves the current state for state `to`: drafts `first` (the transition's own entry),
     /// the token entries, `timer.cancelled` for the left state's timers and the scheduled
     /// actions, applies the assignments and balances, then enters `to`.
-    pub(crate) fn move_to(&mut self, to: usize, first: Draft, p: Prepared, ctx: &StepCtx) -> Result<(), EngineError> {
+    pub(crate) fn move_to(
+        &mut self,
+        to: usize,
+        first: Draft,
+        p: Prepared,
+        ctx: &StepCtx<'_>,
+    ) -> Result<(), EngineError> {
         self.drafts.push(first);
         for (kind, body) in p.token_bodies {
             self.draft(kind, body)?;
@@ -318,7 +335,7 @@ impl<'m> Run<'m> {
         self.enter(ctx)
     }
 
-    pub(crate) fn schedule(&mut self, actions: Vec<ReadyAction>, ctx: &StepCtx) -> Result<(), EngineError> {
+    pub(crate) fn schedule(&mut self, actions: Vec<ReadyAction>, ctx: &StepCtx<'_>) -> Result<(), EngineError> {
         for a in actions {
             let draft_index = self.drafts.len();
             let job_key = format!("{}:{draft_index}:{}", ctx.job_prefix, a.id);
@@ -343,7 +360,7 @@ impl<'m> Run<'m> {
     }
 
     /// Arms the timers of the (just entered) current state and completes a final state.
-    pub(crate) fn enter(&mut self, ctx: &StepCtx) -> Result<(), EngineError> {
+    pub(crate) fn enter(&mut self, ctx: &StepCtx<'_>) -> Result<(), EngineError> {
         let m = self.m;
         for &t in &m.timers[self.current] {
             let tr = &m.transitions[t];
@@ -517,7 +534,7 @@ impl Machine {
         };
         let mut run = Run::new(self, &state)?;
         let ctx = StepCtx {
-            event: Value::Null,
+            event: None,
             event_seq: None,
             job_prefix: "start".to_owned(),
             base_micros: started_at.unix_micros(),
@@ -525,7 +542,7 @@ impl Machine {
         };
         let initial = &self.states[self.initial];
         let actions = ready_actions(self, initial.on_enter.iter(), || {
-            scope_for(&run.state.vars, &initial.id, &Value::Null, None, &run.balances)
+            scope_for(&run.state.vars, &initial.id, None, None, &run.balances)
         })
         .map_err(EngineError::InvalidInputs)?;
         run.schedule(actions, &ctx)?;
@@ -552,17 +569,16 @@ impl Machine {
         run.draft_members(kinds::EVENT_RECEIVED, &mut received)?;
         // Rules see the payload as the ledger holds it (canonical numbers), so that replaying
         // from the stored `event.received` body evaluates exactly like the live event.
-        let payload = canonical_payload(&event.payload, &run.drafts[0])?.into_owned();
-
+        let payload = canonical_payload(&event.payload, &run.drafts[0])?;
+        let event_record = event.cel_record(&payload);
         let ctx = StepCtx {
-            event: event.cel_value(payload),
+            event: Some(&event_record),
             event_seq: Some(event.event_seq),
             job_prefix: event.event_seq.to_string(),
             base_micros: received_at.unix_micros(),
             armed_at_event: event.event_seq,
         };
-        let payload = &ctx.event["payload"];
-        let results = self.derive(&run.scope(&ctx, None), event, payload, AiMode::Outputs(ai));
+        let results = self.derive(&run.scope(&ctx, None), event, &payload, AiMode::Outputs(ai));
         for result in results {
             match result {
                 RuleResult::Message(m) => {
@@ -592,21 +608,13 @@ impl Machine {
                 )?,
             }
         }
-        let msgs: Vec<(usize, Value)> = run
-            .messages
-            .iter()
-            .map(|m| {
-                let mut msg = serde_json::Map::new();
-                msg.insert("type".into(), m.r#type.clone().into());
-                msg.insert("data".into(), m.data.clone());
-                (m.index, Value::Object(msg))
-            })
-            .collect();
-        for (index, msg) in &msgs {
-            let msg_type = msg["type"].as_str().unwrap_or_default();
-            let candidates = self.candidates[run.current].get(msg_type).map_or(&[][..], Vec::as_slice);
-            run.step(&ctx, Some(*index), msg, candidates)?;
+        // Stepping does not touch the messages: they are lent out while it runs.
+        let messages = std::mem::take(&mut run.messages);
+        for m in &messages {
+            let candidates = self.candidates[run.current].get(m.r#type.as_str()).map_or(&[][..], Vec::as_slice);
+            run.step(&ctx, Some(m.index), &m.r#type, &msg_record(&m.r#type, &m.data), candidates)?;
         }
+        run.messages = messages;
         run.state.event_count += 1;
         Ok(run.finish())
     }
@@ -653,14 +661,14 @@ impl Machine {
         }
         run.draft(kinds::TIMER_FIRED, json!({"transitionId": transition_id, "dueAt": timer.due_at, "firedAt": now}))?;
         let ctx = StepCtx {
-            event: Value::Null,
+            event: None,
             event_seq: None,
             job_prefix: format!("timer.{}.{}.{}", timer.armed_at_event, due.unix_micros(), transition_id),
             base_micros: now_at.unix_micros(),
             armed_at_event: timer.armed_at_event,
         };
-        let msg = json!({"type": "timer.fired", "data": {"transitionId": transition_id, "dueAt": timer.due_at}});
-        run.step(&ctx, None, &msg, &[t])?;
+        let data = json!({"transitionId": transition_id, "dueAt": timer.due_at});
+        run.step(&ctx, None, "timer.fired", &msg_record("timer.fired", &data), &[t])?;
         Ok(run.finish())
     }
 }

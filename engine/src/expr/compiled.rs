@@ -10,7 +10,8 @@
 //! certain cel-rust gives the same one; everywhere else it declines (`None`), and the
 //! expression is evaluated by cel-rust. It declines:
 //!
-//! - at compile time, for anything outside the core: function and method calls, macros,
+//! - at compile time, for anything outside the core: function and method calls (but
+//!   `string()`), macros,
 //!   `balances`, bytes, names other than the context variables, map literals with repeated
 //!   or non-string keys;
 //! - at run time, wherever CEL would raise an error (a missing key, overflow, division by
@@ -21,7 +22,8 @@
 //! indexes of them; `+ - * / %` on two ints or two uints (checked), `+ - * /` on two
 //! doubles, `+` on two strings; unary `-` and `!`; `== != < <= > >=` on two values of the
 //! same scalar type; `&&`, `||` and `?:` with bool operands; `in` on a list (elements of the
-//! needle's type) or a map (a string key); list and map literals. A property test
+//! needle's type) or a map (a string key); `string()` of an int, uint, bool or string; list
+//! and map literals. A property test
 //! (`tests::agrees_with_cel`) checks every answer against cel-rust.
 
 use std::borrow::Cow;
@@ -30,7 +32,11 @@ use std::collections::BTreeMap;
 use cel::common::ast::{EntryExpr, Expr as Node, IdedExpr, LiteralValue, operators};
 use serde_json::{Map, Number, Value};
 
-use pled_core::MAX_SAFE_INTEGER;
+use pled_core::{MAX_SAFE_INTEGER, Member};
+
+/// A JSON object held as its members, borrowed: `event` and `msg` are made per step from
+/// the event and the message, without copying the payload or the data. Names are distinct.
+pub(crate) type Record<'a> = &'a [(&'a str, Member<'a>)];
 
 /// The JSON context an expression reads (`balances` is not here: expressions that read it
 /// are not compiled).
@@ -40,10 +46,10 @@ pub(crate) struct Json<'a> {
     pub(crate) vars: &'a BTreeMap<String, Value>,
     /// `state`.
     pub(crate) state: &'a str,
-    /// `event`.
-    pub(crate) event: &'a Value,
+    /// `event` (`null` when absent: timers, start, operator controls).
+    pub(crate) event: Option<Record<'a>>,
     /// `msg` (`null` when absent).
-    pub(crate) msg: Option<&'a Value>,
+    pub(crate) msg: Option<Record<'a>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -91,6 +97,8 @@ enum Op {
     Index(Box<Op>, Box<Op>),
     Not(Box<Op>),
     Neg(Box<Op>),
+    /// `string(x)`.
+    String(Box<Op>),
     Arith(Arith, Box<Op>, Box<Op>),
     Cmp(Cmp, Box<Op>, Box<Op>),
     And(Box<Op>, Box<Op>),
@@ -146,6 +154,7 @@ fn op(e: &IdedExpr) -> Option<Op> {
                 (operators::LOGICAL_NOT, 1) => Op::Not(b(&a[0])?),
                 (operators::NEGATE, 1) => Op::Neg(b(&a[0])?),
                 (operators::CONDITIONAL, 3) => Op::Cond(b(&a[0])?, b(&a[1])?, b(&a[2])?),
+                ("string", 1) => Op::String(b(&a[0])?),
                 (name, 2) => {
                     let (l, r) = (b(&a[0])?, b(&a[1])?);
                     match name {
@@ -185,8 +194,10 @@ enum V<'a> {
     Str(Cow<'a, str>),
     /// A JSON object or array of the context.
     Json(&'a Value),
-    /// `vars`.
-    Vars(&'a BTreeMap<String, Value>),
+    /// `vars`, or an object member of a record.
+    Object(&'a BTreeMap<String, Value>),
+    /// `event` or `msg`.
+    Record(Record<'a>),
     List(Vec<V<'a>>),
     Map(Vec<(&'a str, V<'a>)>),
 }
@@ -203,6 +214,18 @@ fn of_json(v: &Value) -> V<'_> {
         },
         Value::String(s) => V::Str(Cow::Borrowed(s)),
         Value::Array(_) | Value::Object(_) => V::Json(v),
+    }
+}
+
+/// A record's member as CEL sees it: as the same member of a JSON object would be.
+fn of_member<'a>(m: &Member<'a>) -> V<'a> {
+    match *m {
+        Member::Json(v) => of_json(v),
+        Member::Str(s) => V::Str(Cow::Borrowed(s)),
+        Member::UInt(n) => i64::try_from(n).map_or(V::UInt(n), V::Int),
+        Member::Bool(b) => V::Bool(b),
+        Member::Null => V::Null,
+        Member::Object(m) => V::Object(m),
     }
 }
 
@@ -231,14 +254,15 @@ fn eval<'a>(code: &'a Op, ctx: &Json<'a>) -> Option<V<'a>> {
         Op::UInt(u) => V::UInt(*u),
         Op::Double(d) => V::Double(*d),
         Op::Str(s) => V::Str(Cow::Borrowed(s)),
-        Op::Root(Root::Vars) => V::Vars(ctx.vars),
+        Op::Root(Root::Vars) => V::Object(ctx.vars),
         Op::Root(Root::State) => V::Str(Cow::Borrowed(ctx.state)),
-        Op::Root(Root::Event) => of_json(ctx.event),
-        Op::Root(Root::Msg) => ctx.msg.map_or(V::Null, of_json),
+        Op::Root(Root::Event) => ctx.event.map_or(V::Null, V::Record),
+        Op::Root(Root::Msg) => ctx.msg.map_or(V::Null, V::Record),
         Op::Field(operand, field) => lookup(eval(operand, ctx)?, field)?,
         Op::Has(operand, field) => V::Bool(match eval(operand, ctx)? {
             V::Json(Value::Object(m)) => m.contains_key(field),
-            V::Vars(m) => m.contains_key(field),
+            V::Object(m) => m.contains_key(field),
+            V::Record(r) => r.iter().any(|(k, _)| k == field),
             V::Map(entries) => entries.iter().any(|(k, _)| k == field),
             _ => return None,
         }),
@@ -260,6 +284,14 @@ fn eval<'a>(code: &'a Op, ctx: &Json<'a>) -> Option<V<'a>> {
             V::Double(d) => V::Double(-d),
             _ => return None,
         },
+        // cel-rust writes these with Rust's `Display`; doubles and the rest are left to it.
+        Op::String(operand) => V::Str(match eval(operand, ctx)? {
+            V::Int(i) => Cow::Owned(i.to_string()),
+            V::UInt(u) => Cow::Owned(u.to_string()),
+            V::Bool(b) => Cow::Borrowed(if b { "true" } else { "false" }),
+            V::Str(s) => s,
+            _ => return None,
+        }),
         Op::Arith(op, l, r) => arith(*op, eval(l, ctx)?, eval(r, ctx)?)?,
         Op::Cmp(op, l, r) => {
             let (l, r) = (eval(l, ctx)?, eval(r, ctx)?);
@@ -295,7 +327,11 @@ fn eval<'a>(code: &'a Op, ctx: &Json<'a>) -> Option<V<'a>> {
                 V::Json(Value::Array(items)) => contains(&needle, items.iter().map(of_json))?,
                 V::List(items) => contains(&needle, items.into_iter())?,
                 V::Json(Value::Object(m)) => m.contains_key(as_key(&needle)?),
-                V::Vars(m) => m.contains_key(as_key(&needle)?),
+                V::Object(m) => m.contains_key(as_key(&needle)?),
+                V::Record(r) => {
+                    let key = as_key(&needle)?;
+                    r.iter().any(|(k, _)| *k == key)
+                }
                 V::Map(entries) => {
                     let key = as_key(&needle)?;
                     entries.iter().any(|(k, _)| *k == key)
@@ -314,7 +350,8 @@ fn eval<'a>(code: &'a Op, ctx: &Json<'a>) -> Option<V<'a>> {
 fn lookup<'a>(map: V<'a>, key: &str) -> Option<V<'a>> {
     match map {
         V::Json(Value::Object(m)) => m.get(key).map(of_json),
-        V::Vars(m) => m.get(key).map(of_json),
+        V::Object(m) => m.get(key).map(of_json),
+        V::Record(r) => r.iter().find(|(k, _)| *k == key).map(|(_, m)| of_member(m)),
         V::Map(entries) => entries.into_iter().find(|(k, _)| *k == key).map(|(_, v)| v),
         _ => None,
     }
@@ -395,7 +432,8 @@ fn to_json(v: &V<'_>) -> Option<Value> {
         }
         V::Json(Value::Object(m)) => object(m.iter().map(|(k, v)| (k.as_str(), to_json(&of_json(v)))))?,
         V::Json(other) => to_json(&of_json(other))?,
-        V::Vars(m) => object(m.iter().map(|(k, v)| (k.as_str(), to_json(&of_json(v)))))?,
+        V::Object(m) => object(m.iter().map(|(k, v)| (k.as_str(), to_json(&of_json(v)))))?,
+        V::Record(r) => object(r.iter().map(|(k, m)| (*k, to_json(&of_member(m)))))?,
         V::List(items) => Value::Array(items.iter().map(to_json).collect::<Option<_>>()?),
         V::Map(entries) => object(entries.iter().map(|(k, v)| (*k, to_json(v))))?,
     })
@@ -417,16 +455,26 @@ mod tests {
     use super::super::{Expr, Scope, map_val, to_json as cel_json};
     use super::*;
 
+    /// Variables, the event's payload and the message's data (no message: `msg` is null).
     #[derive(Debug)]
     struct Ctx {
         vars: BTreeMap<String, Value>,
-        event: Value,
-        msg: Option<Value>,
+        payload: Value,
+        data: Option<Value>,
     }
 
     impl Ctx {
-        fn json(&self) -> Json<'_> {
-            Json { vars: &self.vars, state: "open", event: &self.event, msg: self.msg.as_ref() }
+        /// Calls `f` with the context, `event` and `msg` as records the way a step makes them.
+        fn with<R>(&self, f: impl FnOnce(Json<'_>) -> R) -> R {
+            let event = [
+                ("eventSeq", Member::UInt(42)),
+                ("occurredAt", Member::Null),
+                ("payload", Member::Json(&self.payload)),
+                ("source", Member::Str("src")),
+                ("type", Member::Str("line.added")),
+            ];
+            let msg = self.data.as_ref().map(|d| [("data", Member::Json(d)), ("type", Member::Str("line"))]);
+            f(Json { vars: &self.vars, state: "open", event: Some(&event), msg: msg.as_ref().map(|m| &m[..]) })
         }
     }
 
@@ -435,21 +483,21 @@ mod tests {
                           "l": [1, 2, 3], "m": {"k": 1, "s": "x"}, "big": 9007199254740993i64});
         Ctx {
             vars: serde_json::from_value(vars).unwrap(),
-            event: json!({"type": "line.added", "payload": {"qty": 3, "price": 4}}),
-            msg: Some(json!({"type": "line", "data": {"n": 200, "amount": 12}})),
+            payload: json!({"qty": 3, "price": 4}),
+            data: Some(json!({"n": 200, "amount": 12})),
         }
     }
 
     /// What the compiled form answers, or `None` when it leaves the expression to cel-rust.
     fn compiled(src: &str, ctx: &Ctx) -> Option<Value> {
         let e = Expr::parse(src).unwrap();
-        eval_json(e.compiled.as_ref()?, &ctx.json())
+        ctx.with(|json| eval_json(e.compiled.as_ref()?, &json))
     }
 
     /// What cel-rust answers.
     fn cel(src: &str, ctx: &Ctx) -> Result<Value, String> {
         let e = Expr::parse(src)?;
-        cel_json(&Scope::new(ctx.json(), || map_val(std::iter::empty())).eval(&e)?)
+        ctx.with(|json| cel_json(&Scope::new(json, || map_val(std::iter::empty())).eval(&e)?))
     }
 
     #[test]
@@ -469,6 +517,18 @@ mod tests {
             ("'k' in vars.m", json!(true)),
             ("{'b': vars.l, 'a': [vars.m.s, null]}", json!({"a": ["x", null], "b": [1, 2, 3]})),
             ("vars.m", json!({"k": 1, "s": "x"})),
+            ("msg", json!({"type": "line", "data": {"n": 200, "amount": 12}})),
+            (
+                "event",
+                json!({"eventSeq": 42, "occurredAt": null, "payload": {"qty": 3, "price": 4}, "source": "src",
+                       "type": "line.added"}),
+            ),
+            ("event.eventSeq + 1 == 43 && has(event.source) && !has(event.x)", json!(true)),
+            ("'payload' in event && event['type'] == 'line.added'", json!(true)),
+            (
+                "'n=' + string(msg.data.n) + string(vars.b) + string(vars.s) + string(vars.u)",
+                json!("n=200trueab18446744073709551615"),
+            ),
         ] {
             assert_eq!(compiled(src, &ctx), Some(want.clone()), "{src}");
             assert_eq!(cel(src, &ctx), Ok(want), "{src}");
@@ -491,6 +551,7 @@ mod tests {
             "vars.i in [1, 'x', 7]",        // heterogeneous list before the match
             "0.0 / 0.0 == 0.0 / 0.0",       // NaN
             "size(vars.l)",                 // a function
+            "string(vars.d)",               // a double, written by cel-rust's rules
             "vars.l.map(x, x)",             // a macro
             "balances",                     // not compiled
         ] {
@@ -528,8 +589,8 @@ mod tests {
         (prop::collection::vec(json_value(), 5), json_value(), prop::option::of(json_value())).prop_map(
             move |(values, payload, data)| Ctx {
                 vars: names.iter().map(|n| (*n).to_owned()).zip(values).collect(),
-                event: json!({"type": "t", "payload": payload}),
-                msg: data.map(|d| json!({"type": "m", "data": d})),
+                payload,
+                data,
             },
         )
     }
@@ -543,6 +604,8 @@ mod tests {
             prop_oneof![Just("true"), Just("false"), Just("null")],
             prop_oneof![Just("vars.a"), Just("vars.b"), Just("vars.c"), Just("vars.l"), Just("vars.m"), Just("vars.z")],
             prop_oneof![Just("vars"), Just("state"), Just("event.payload"), Just("msg"), Just("msg.data")],
+            prop_oneof![Just("event"), Just("event.eventSeq"), Just("event.occurredAt"), Just("event.type")],
+            prop_oneof![Just("'type' in msg"), Just("has(event.source)"), Just("msg['type']"), Just("event.k")],
             prop_oneof![Just("vars.m.k"), Just("event.payload.k"), Just("msg.data.x"), Just("vars.l[0]")],
             prop_oneof![Just("has(vars.m.k)"), Just("has(event.payload.s)"), Just("has(msg.data.k)")],
         ]
@@ -557,6 +620,7 @@ mod tests {
                     .prop_map(|(op, l, r)| format!("({l} {op} {r})")),
                 inner.clone().prop_map(|e| format!("-({e})")),
                 inner.clone().prop_map(|e| format!("!({e})")),
+                inner.clone().prop_map(|e| format!("string({e})")),
                 (inner.clone(), inner.clone(), inner.clone()).prop_map(|(c, a, b)| format!("({c} ? {a} : {b})")),
                 prop::collection::vec(inner.clone(), 0..3).prop_map(|items| format!("[{}]", items.join(", "))),
                 (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{{'k': {a}, 's': {b}}}")),
@@ -583,11 +647,12 @@ mod tests {
             ]
         });
         (int.clone(), prop::sample::select(&CMP_OPS[..]), int.clone(), int.clone(), any::<u8>()).prop_map(
-            |(l, op, r, other, shape)| match shape % 4 {
+            |(l, op, r, other, shape)| match shape % 5 {
                 0 => format!("{l} {op} {r}"),
                 1 => format!("({l} {op} {r}) ? {other} : {l}"),
                 2 => format!("{l} {op} {r} && {other} > 0 || {r} in [{l}, 3]"),
-                _ => format!("{{'x': {l}, 'y': [{r}, {other}]}}"),
+                3 => format!("{{'x': {l}, 'y': [{r}, {other}]}}"),
+                _ => format!("'x=' + string({l}) + string({l} {op} {r})"),
             },
         )
     }
@@ -596,24 +661,26 @@ mod tests {
         let int = || prop_oneof![-1000i64..1000, Just(i64::MAX), Just(0)];
         (int(), int(), int(), int()).prop_map(|(a, b, k, m)| Ctx {
             vars: [("a".to_owned(), json!(a)), ("b".to_owned(), json!(b))].into_iter().collect(),
-            event: json!({"type": "t", "payload": {"k": k}}),
-            msg: Some(json!({"type": "m", "data": {"k": m}})),
+            payload: json!({"k": k}),
+            data: Some(json!({"k": m})),
         })
     }
 
     fn check(src: &str, ctx: &Ctx) -> Result<(), TestCaseError> {
         let e = Expr::parse(src).unwrap();
         let Some(code) = e.compiled.as_ref() else { return Ok(()) };
-        let scope = Scope::new(ctx.json(), || map_val(std::iter::empty()));
-        if let Some(v) = eval_json(code, &ctx.json()) {
-            let by_cel = scope.eval(&e).and_then(|v| cel_json(&v));
-            prop_assert_eq!(by_cel, Ok(v), "{}", src);
-        }
-        if let Some(b) = eval_bool(code, &ctx.json()) {
-            let by_cel = scope.eval(&e).map(|v| matches!(v, cel::Value::Bool(x) if x == b));
-            prop_assert_eq!(by_cel, Ok(true), "{}", src);
-        }
-        Ok(())
+        ctx.with(|json| {
+            let scope = Scope::new(json, || map_val(std::iter::empty()));
+            if let Some(v) = eval_json(code, &json) {
+                let by_cel = scope.eval(&e).and_then(|v| cel_json(&v));
+                prop_assert_eq!(by_cel, Ok(v), "{}", src);
+            }
+            if let Some(b) = eval_bool(code, &json) {
+                let by_cel = scope.eval(&e).map(|v| matches!(v, cel::Value::Bool(x) if x == b));
+                prop_assert_eq!(by_cel, Ok(true), "{}", src);
+            }
+            Ok(())
+        })
     }
 
     proptest! {

@@ -30,9 +30,9 @@ use cel::objects::Key;
 use cel::{Context, Env, ExecutionError, Value as CelValue};
 use serde_json::{Number, Value};
 
-use pled_core::MAX_SAFE_INTEGER;
+use pled_core::{MAX_SAFE_INTEGER, Member};
 
-pub(crate) use compiled::Json;
+pub(crate) use compiled::{Json, Record};
 
 mod compiled;
 
@@ -244,7 +244,6 @@ impl<'a> Scope<'a> {
 
     /// Evaluates an expression with cel-rust (to a CEL value).
     pub(crate) fn eval(&self, e: &Expr) -> Result<CelValue, String> {
-        static NULL: Value = Value::Null;
         let mut slot = self.cel.borrow_mut();
         let ctx = slot.get_or_insert_with(|| {
             let mut ctx = Context::with_env(env());
@@ -262,8 +261,8 @@ impl<'a> Scope<'a> {
                 let value = match name {
                     "vars" => map_val(vars.iter().map(|(k, v)| (k.as_str(), json_val(v)))),
                     "state" => str_val(state),
-                    "event" => json_val(event),
-                    "msg" => json_val(msg.unwrap_or(&NULL)),
+                    "event" => event.map_or_else(|| Box::new(CelNull) as Box<dyn Val>, record_val),
+                    "msg" => msg.map_or_else(|| Box::new(CelNull) as Box<dyn Val>, record_val),
                     _ => (self.balances)(),
                 };
                 ctx.add_variable_as_val(name, value);
@@ -327,6 +326,22 @@ pub(crate) fn json_val(v: &Value) -> Box<dyn Val + '_> {
         Value::Array(items) => Box::new(CelList::from(items.iter().map(json_val).collect::<Vec<_>>())),
         Value::Object(map) => map_val(map.iter().map(|(k, v)| (k.as_str(), json_val(v)))),
     }
+}
+
+/// A record as a CEL map, its members converted as the same members of a JSON object would be.
+fn record_val<'a>(r: Record<'a>) -> Box<dyn Val + 'a> {
+    map_val(r.iter().map(|(k, m)| {
+        let v: Box<dyn Val + 'a> = match *m {
+            Member::Json(v) => json_val(v),
+            Member::Str(s) => str_val(s),
+            Member::UInt(n) => i64::try_from(n)
+                .map_or_else(|_| Box::new(CelUInt::from(n)) as Box<dyn Val>, |i| Box::new(CelInt::from(i))),
+            Member::Bool(b) => Box::new(CelBool::from(b)),
+            Member::Null => Box::new(CelNull),
+            Member::Object(map) => map_val(map.iter().map(|(k, v)| (k.as_str(), json_val(v)))),
+        };
+        (*k, v)
+    }))
 }
 
 /// A CEL map with the given string keys.
@@ -513,7 +528,7 @@ mod tests {
 
     fn eval(src: &str, vars: Value) -> Result<Value, String> {
         let vars: BTreeMap<String, Value> = serde_json::from_value(vars).unwrap();
-        let json = Json { vars: &vars, state: "s", event: &Value::Null, msg: None };
+        let json = Json { vars: &vars, state: "s", event: None, msg: None };
         Scope::new(json, || map_val(std::iter::empty())).eval_json(&Expr::parse(src)?)
     }
 
