@@ -7,6 +7,7 @@
 //! (keys already in JCS order) around the body's stored canonical text; a property test
 //! checks the assembly against a general JCS implementation.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::ser::SerializeMap;
@@ -50,22 +51,45 @@ pub enum EntryError {
 /// What an entry records (`event.received`, `state.changed`, …). Lower-case ASCII letters,
 /// digits and `_ . : -`, starting with a letter, at most 64 characters.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Kind(String);
+pub struct Kind(Cow<'static, str>);
 
 impl Kind {
     /// A validated kind.
     pub fn new(s: &str) -> Result<Self, EntryError> {
-        let ok = (1..=64).contains(&s.len())
-            && s.as_bytes()[0].is_ascii_lowercase()
-            && s.bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b':' | b'-'));
-        if ok { Ok(Self(s.to_owned())) } else { Err(EntryError::Kind(s.to_owned())) }
+        if valid_kind(s.as_bytes()) { Ok(Self(Cow::Owned(s.to_owned()))) } else { Err(EntryError::Kind(s.to_owned())) }
+    }
+
+    /// A kind the program names itself, checked where it is evaluated: in a constant
+    /// (`const { Kind::known("event.received") }`) that is when the program is built, and an
+    /// invalid kind does not compile. Neither checks nor allocates at run time there.
+    ///
+    /// # Panics
+    /// On a kind outside the alphabet (in a constant: a build error).
+    pub const fn known(s: &'static str) -> Self {
+        assert!(valid_kind(s.as_bytes()), "a kind must be 1-64 characters of a-z, 0-9, '_', '.', ':' and '-'");
+        Self(Cow::Borrowed(s))
     }
 
     /// The text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether `b` is a kind: 1-64 bytes of `a-z 0-9 _ . : -`, starting with a letter.
+const fn valid_kind(b: &[u8]) -> bool {
+    if b.is_empty() || b.len() > 64 || !b[0].is_ascii_lowercase() {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b':' | b'-')) {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 impl fmt::Display for Kind {
@@ -286,6 +310,11 @@ mod tests {
         }
         for bad in ["", "Event", "1abc", "a b", "a\"b", "é", &"a".repeat(65)] {
             assert!(Kind::new(bad).is_err(), "{bad:?}");
+        }
+        const KNOWN: Kind = Kind::known("event.received");
+        assert_eq!(KNOWN, Kind::new("event.received").unwrap());
+        for bad in ["", "Event", "a b", "é"] {
+            assert!(std::panic::catch_unwind(|| Kind::known(bad)).is_err(), "{bad:?}");
         }
     }
 

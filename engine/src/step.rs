@@ -151,8 +151,8 @@ impl<'m> Run<'m> {
     /// Drafts an entry whose body is written straight from its members (the entries every
     /// event writes; the bytes are those of [`Run::draft`] on the same object). Callers list
     /// the members in byte order of their names, which spares most of the sort.
-    pub(crate) fn draft_members(&mut self, kind: &str, members: &mut [(&str, Member<'_>)]) -> Result<(), EngineError> {
-        self.drafts.push(Draft { kind: Kind::new(kind)?, body: Body::from_members(members)? });
+    pub(crate) fn draft_members(&mut self, kind: Kind, members: &mut [(&str, Member<'_>)]) -> Result<(), EngineError> {
+        self.drafts.push(Draft { kind, body: Body::from_members(members)? });
         Ok(())
     }
 
@@ -307,7 +307,7 @@ impl<'m> Run<'m> {
             from: from.id.clone(),
             to: to.id.clone(),
         });
-        self.move_to(tr.to, Draft { kind: Kind::new(kinds::TRANSITION_FIRED)?, body }, p, ctx)
+        self.move_to(tr.to, Draft { kind: const { Kind::known(kinds::TRANSITION_FIRED) }, body }, p, ctx)
     }
 
     /// Leaves the current state for state `to`: drafts `first` (the transition's own entry),
@@ -325,7 +325,10 @@ impl<'m> Run<'m> {
             self.draft(kind, body)?;
         }
         for timer in std::mem::take(&mut self.state.timers) {
-            self.draft_members(kinds::TIMER_CANCELLED, &mut [("transitionId", Member::Str(&timer.transition_id))])?;
+            self.draft_members(
+                const { Kind::known(kinds::TIMER_CANCELLED) },
+                &mut [("transitionId", Member::Str(&timer.transition_id))],
+            )?;
             self.timers_cancelled.push(timer.transition_id);
         }
         self.schedule(p.actions, ctx)?;
@@ -341,7 +344,7 @@ impl<'m> Run<'m> {
             let draft_index = self.drafts.len();
             let job_key = format!("{}:{draft_index}:{}", ctx.job_prefix, a.id);
             self.draft_members(
-                kinds::ACTION_SCHEDULED,
+                const { Kind::known(kinds::ACTION_SCHEDULED) },
                 &mut [
                     ("actionId", Member::Str(&a.id)),
                     ("input", Member::Json(&a.input)),
@@ -371,7 +374,7 @@ impl<'m> Run<'m> {
             let micros = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
             let due = RecordedAt::from_unix_micros(ctx.base_micros.saturating_add(micros))?;
             self.draft_members(
-                kinds::TIMER_ARMED,
+                const { Kind::known(kinds::TIMER_ARMED) },
                 &mut [
                     ("after", Member::Str(&d.to_string())),
                     ("dueAt", Member::Str(due.as_str())),
@@ -567,7 +570,7 @@ impl Machine {
         if let Some(at) = &event.occurred_at {
             received.insert(1, ("occurredAt", Member::Str(at)));
         }
-        run.draft_members(kinds::EVENT_RECEIVED, &mut received)?;
+        run.draft_members(const { Kind::known(kinds::EVENT_RECEIVED) }, &mut received)?;
         // Rules see the payload as the ledger holds it (canonical numbers), so that replaying
         // from the stored `event.received` body evaluates exactly like the live event.
         let payload = canonical_payload(&event.payload, &run.drafts[0])?;
@@ -597,7 +600,7 @@ impl Machine {
                     if let Some(ai) = &ai {
                         body.insert(0, ("ai", Member::Json(ai)));
                     }
-                    run.draft_members(kinds::MESSAGE_DERIVED, &mut body)?;
+                    run.draft_members(const { Kind::known(kinds::MESSAGE_DERIVED) }, &mut body)?;
                     run.messages.push(m);
                 }
                 RuleResult::Failed { rule_id, stage, expression, error } => run.draft(
