@@ -305,19 +305,13 @@ fn recorded_ai(group: &[SealedEntry]) -> Result<AiOutputs, StepError> {
     Ok(out)
 }
 
-/// Rebuilds an event from its `event.received` entry (`event_seq` 0: the fold numbers it).
+/// Rebuilds an event from its `event.received` entry, whose body has exactly an [`Event`]'s
+/// members (`event_seq` 0: the fold numbers it).
 fn stored_event(e: &SealedEntry) -> Result<Event, StepError> {
-    let b = body_value(e)?;
-    let bad = |what: &str| StepError::Corrupt(format!("event.received at seq {}: {what}", e.seq()));
-    let text = |name: &str| b.get(name).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| bad(name));
-    Ok(Event {
-        event_seq: 0,
-        r#type: text("type")?,
-        payload: b.get("payload").cloned().ok_or_else(|| bad("payload"))?,
-        source: text("source")?,
-        occurred_at: b.get("occurredAt").and_then(Value::as_str).map(str::to_owned),
-        received_at: text("receivedAt")?,
-    })
+    let mut event: Event = serde_json::from_str(e.entry().body.as_str())
+        .map_err(|err| StepError::Corrupt(format!("event.received at seq {}: {err}", e.seq())))?;
+    event.event_seq = 0;
+    Ok(event)
 }
 
 /// Folds inputs through one machine, the way the lane does, drafting the entries (replay

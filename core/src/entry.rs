@@ -76,6 +76,15 @@ impl Kind {
     }
 }
 
+impl TryFrom<String> for Kind {
+    type Error = EntryError;
+
+    /// [`Kind::new`], keeping the string.
+    fn try_from(s: String) -> Result<Self, EntryError> {
+        if valid_kind(s.as_bytes()) { Ok(Self(Cow::Owned(s))) } else { Err(EntryError::Kind(s)) }
+    }
+}
+
 /// Whether `b` is a kind: 1-64 bytes of `a-z 0-9 _ . : -`, starting with a letter.
 const fn valid_kind(b: &[u8]) -> bool {
     if b.is_empty() || b.len() > 64 || !b[0].is_ascii_lowercase() {
@@ -310,6 +319,7 @@ mod tests {
         }
         for bad in ["", "Event", "1abc", "a b", "a\"b", "é", &"a".repeat(65)] {
             assert!(Kind::new(bad).is_err(), "{bad:?}");
+            assert!(Kind::try_from(bad.to_owned()).is_err(), "{bad:?}");
         }
         const KNOWN: Kind = Kind::known("event.received");
         assert_eq!(KNOWN, Kind::new("event.received").unwrap());

@@ -51,7 +51,7 @@ pub(crate) fn decode_entry(execution_id: ExecutionId, seq: Seq, bytes: &[u8]) ->
     let entry = Entry {
         execution_id,
         seq,
-        kind: Kind::new(&s.kind).map_err(|e| e.to_string())?,
+        kind: Kind::try_from(s.kind).map_err(|e| e.to_string())?,
         recorded_at: RecordedAt::from_stored(s.recorded_at),
         body: Body::from_stored(s.body),
         prev_hash: EntryHash::from_bytes(s.prev_hash),
