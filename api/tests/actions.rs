@@ -360,6 +360,61 @@ async fn a_4xx_fails_at_once_and_the_catalog_and_on_demand_actions_work() {
     assert!(audit.body["items"].as_array().unwrap().iter().any(|a| a["action"] == "execution.action_requested"));
 }
 
+/// Jobs of several executions in several statuses, and another org's: `GET /v1/jobs` without
+/// a status pages through exactly the org's jobs, in id order, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_org_job_listing_pages_through_every_status_and_only_the_org() {
+    let t = TestApp::with_config(fast);
+    let _workers = t.start_workers();
+    let (ok, bad_request, broken) =
+        (Receiver::start(0, 200).await, Receiver::start(usize::MAX, 400).await, Receiver::start(usize::MAX, 500).await);
+    let mut eids = Vec::new();
+    for (rx, state) in
+        [(&ok, "done"), (&bad_request, "broken"), (&broken, "broken"), (&ok, "done"), (&broken, "broken")]
+    {
+        let eid = started(&t, &rx.url).await;
+        wait_state(&t, &eid, state).await;
+        eids.push(eid);
+    }
+    let other = t.published_template("globex", &template(&ok.url)).await;
+    let other = t.execution("globex", &other).await;
+    let go = json!({"type": "go", "payload": {}, "source": "test"});
+    let r = t.post(&format!("/v1/executions/{other}/events"), t.admin("globex"), go).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+
+    // What each execution's own listing holds.
+    let mut want: Vec<(String, String)> = Vec::new();
+    for eid in &eids {
+        let jobs = t.get(&format!("/v1/executions/{eid}/jobs"), t.admin("acme")).await;
+        for j in jobs.body["items"].as_array().unwrap() {
+            want.push((j["id"].as_str().unwrap().to_owned(), j["status"].as_str().unwrap().to_owned()));
+        }
+    }
+    want.sort();
+    let statuses: std::collections::BTreeSet<&str> = want.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(statuses, ["dead", "failed", "succeeded"].into(), "{want:?}");
+
+    let mut got = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..10 {
+        let page = t.get(&format!("/v1/jobs?limit=2{cursor}"), t.token("acme", Role::Viewer)).await;
+        assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+        for j in page.body["items"].as_array().unwrap() {
+            got.push((j["id"].as_str().unwrap().to_owned(), j["status"].as_str().unwrap().to_owned()));
+        }
+        match page.body["nextCursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={}", enc(next)),
+            None => break,
+        }
+    }
+    assert_eq!(got, want, "every job of the org, in id order, once");
+    let globex = t.get("/v1/jobs", t.admin("globex")).await;
+    let theirs = globex.body["items"].as_array().unwrap();
+    assert_eq!(theirs.len(), 1, "{theirs:?}");
+    assert!(theirs[0]["id"].as_str().unwrap().starts_with(&other));
+    assert_problem(&t.get("/v1/jobs?cursor=nope", t.admin("acme")).await, StatusCode::BAD_REQUEST, "bad_request");
+}
+
 /// emit_event posts to another execution of the org, once; another org's execution is "not
 /// found" and the job fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,6 +44,10 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// Every status.
+    pub const ALL: [JobStatus; 6] =
+        [Self::Pending, Self::Running, Self::Retrying, Self::Succeeded, Self::Failed, Self::Dead];
+
     /// Whether the job is done (no more attempts unless re-run).
     pub fn is_final(self) -> bool {
         matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Dead)
@@ -63,9 +67,7 @@ impl JobStatus {
 
     /// Parses a lower-case name.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Pending, Self::Running, Self::Retrying, Self::Succeeded, Self::Failed, Self::Dead]
-            .into_iter()
-            .find(|x| x.as_str() == s)
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
     }
 }
 
