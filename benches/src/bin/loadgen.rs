@@ -113,13 +113,17 @@ async fn main() -> anyhow::Result<()> {
     let addr = format!("127.0.0.1:{port}");
     let authorization = format!("Bearer {token}");
     let t = Arc::new(Target { pid: server.id(), base: format!("http://{addr}"), addr, token, authorization, client });
-    for _ in 0..100 {
+    // Up to a minute: a server started under a profiler (`--pled` a wrapper script) is slow.
+    let mut healthy = false;
+    for _ in 0..1200 {
         if t.client.get(format!("{}/health", t.base)).send().await.is_ok() {
+            healthy = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let result = run(&args, t.clone()).await;
+    let result =
+        if healthy { run(&args, t.clone()).await } else { Err(anyhow::anyhow!("the server never answered /health")) };
     server.kill()?;
     server.wait()?;
     result
