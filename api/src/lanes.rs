@@ -838,8 +838,8 @@ fn answer_body(batch: bool, mut results: Vec<Value>, head: &ChainHead, live: &Li
     let tail = json!({ "headSeq": head.seq, "headHash": head.hash, "status": live.status, "state": live.exec });
     let mut body =
         if batch || results.len() != 1 { json!({ "events": results }) } else { results.pop().unwrap_or(Value::Null) };
-    if let (Some(b), Some(t)) = (body.as_object_mut(), tail.as_object()) {
-        b.extend(t.clone());
+    if let (Some(b), Value::Object(t)) = (body.as_object_mut(), tail) {
+        b.extend(t);
     }
     body
 }

@@ -318,7 +318,12 @@ fn to_new_event(e: EventBody, at: &str) -> ApiResult<NewEvent> {
 }
 
 pub(crate) fn answer(a: lanes::Answer) -> Response {
-    let mut res = (a.status, axum::Json(a.body)).into_response();
+    // Written into a Vec: serde_json's writes into it are plain copies, where axum::Json's
+    // BytesMut writer makes a call per token.
+    let mut res = match serde_json::to_vec(&a.body) {
+        Ok(bytes) => (a.status, [(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) => ApiError::Internal(format!("cannot write the answer: {e}")).into_response(),
+    };
     if a.replayed {
         res.headers_mut().insert("idempotency-replayed", HeaderValue::from_static("true"));
     }
