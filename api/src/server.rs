@@ -87,6 +87,7 @@ pub fn state(store: Store, config: ServeConfig, jwt: JwtConfig) -> anyhow::Resul
         config: Arc::new(config),
         metrics: metrics_handle(),
         locks: Arc::new(KeyLocks::default()),
+        records: Default::default(),
         lanes,
         hub,
         committer,

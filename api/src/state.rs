@@ -44,6 +44,8 @@ pub struct Services {
     pub metrics: PrometheusHandle,
     /// Serialises read-modify-write of one record (and idempotent creation under one key).
     pub locks: Arc<KeyLocks>,
+    /// Execution records read so far (they never change).
+    pub records: crate::repo::executions::RecordCache,
     /// The executions' processing lanes.
     pub lanes: Arc<Lanes>,
     /// Live updates for stream subscribers.

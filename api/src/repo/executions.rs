@@ -2,6 +2,9 @@
 //! `exe/<org>/<id>`; the dynamic part (status, engine state) is the head state of the
 //! execution's chain, written atomically with every append by its lane.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use pled_core::{ExecutionId, OrgId, RecordedAt};
 use pled_engine::ExecState;
 use pled_store::{Store, WriteSet};
@@ -49,7 +52,7 @@ impl Status {
 }
 
 /// The static description of an execution.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionRecord {
     /// Id (UUID v7); also the ledger's `execution_id`.
@@ -129,6 +132,32 @@ pub fn get(store: &Store, org: &OrgId, id: ExecutionId) -> Result<Option<Executi
     get_json(store, &key(org, id))
 }
 
+/// Execution records read so far, by id. A record never changes once written (it is put only
+/// when its execution is created), so a cached one is always current. The cache empties itself
+/// when it reaches [`RecordCache::CAPACITY`] records, which bounds its memory.
+#[derive(Default)]
+pub struct RecordCache(Mutex<HashMap<ExecutionId, Arc<ExecutionRecord>>>);
+
+impl RecordCache {
+    /// Records held at most (a few hundred bytes each).
+    pub const CAPACITY: usize = 65_536;
+
+    /// [`get`], from memory after the first read.
+    pub fn get(&self, store: &Store, org: &OrgId, id: ExecutionId) -> Result<Option<Arc<ExecutionRecord>>, ApiError> {
+        if let Some(rec) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+            return Ok((rec.org == *org).then(|| rec.clone()));
+        }
+        let Some(rec) = get(store, org, id)? else { return Ok(None) };
+        let rec = Arc::new(rec);
+        let mut cached = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if cached.len() >= Self::CAPACITY {
+            cached.clear();
+        }
+        cached.insert(id, rec.clone());
+        Ok(Some(rec))
+    }
+}
+
 /// Adds a record to a write set.
 pub fn put(ws: WriteSet, rec: &ExecutionRecord) -> Result<WriteSet, ApiError> {
     put_json(ws, &key(&rec.org, rec.id), rec)
@@ -171,4 +200,51 @@ pub fn live(store: &Store, id: ExecutionId) -> Result<Option<(pled_core::ChainHe
 /// Up to `limit` records after `cursor` (exclusive), in id order.
 pub fn scan(store: &Store, org: &OrgId, cursor: Option<&str>, limit: usize) -> Result<Vec<ExecutionRecord>, ApiError> {
     Ok(scan_json(store, &format!("exe/{org}/"), cursor, limit)?.into_iter().map(|(_, r)| r).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use pled_store::StoreOptions;
+
+    use super::*;
+
+    fn record(org: &OrgId, n: u128) -> ExecutionRecord {
+        ExecutionRecord {
+            id: ExecutionId::from_u128(n),
+            org: org.clone(),
+            template_id: "t".into(),
+            version: 1,
+            template_hash: "h".into(),
+            name: format!("e{n}"),
+            description: None,
+            created_at: RecordedAt::from_unix_micros(0).unwrap(),
+            created_by: "test".into(),
+        }
+    }
+
+    #[test]
+    fn the_record_cache_answers_like_the_store_and_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let (acme, globex) = (OrgId::new("acme").unwrap(), OrgId::new("globex").unwrap());
+        let rec = record(&acme, 1);
+        store.write_blocking(put(WriteSet::new(), &rec).unwrap()).unwrap();
+        let cache = RecordCache::default();
+        for _ in 0..2 {
+            // Read from the store, then from memory: the same answers, another org's included.
+            assert_eq!(cache.get(&store, &acme, rec.id).unwrap().as_deref(), Some(&rec));
+            assert!(cache.get(&store, &globex, rec.id).unwrap().is_none());
+            assert!(cache.get(&store, &acme, ExecutionId::from_u128(2)).unwrap().is_none());
+        }
+        let mut ws = WriteSet::new();
+        for n in 10..10 + RecordCache::CAPACITY as u128 {
+            ws = put(ws, &record(&acme, n)).unwrap();
+        }
+        store.write_blocking(ws).unwrap();
+        for n in 10..10 + RecordCache::CAPACITY as u128 {
+            assert!(cache.get(&store, &acme, ExecutionId::from_u128(n)).unwrap().is_some());
+            assert!(cache.0.lock().unwrap().len() <= RecordCache::CAPACITY);
+        }
+        assert_eq!(cache.get(&store, &acme, rec.id).unwrap().as_deref(), Some(&rec), "read again after emptying");
+    }
 }

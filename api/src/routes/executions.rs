@@ -1,6 +1,7 @@
 //! Executions: start one from a published template version, post events (one or a batch),
 //! read state, the ledger, events, messages and token balances, and wait for a state.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -40,10 +41,10 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// Loads an execution of the caller's org; another org's answers 404 exactly like a missing one.
-pub(crate) fn load(s: &AppState, who: &Principal, id: &str) -> ApiResult<ExecutionRecord> {
+pub(crate) fn load(s: &AppState, who: &Principal, id: &str) -> ApiResult<Arc<ExecutionRecord>> {
     let parsed: ExecutionId = id.parse().map_err(|_| ApiError::not_found("execution", id))?;
     tracing::Span::current().record("execution_id", id);
-    repo::get(&s.store, &who.org, parsed)?.ok_or_else(|| ApiError::not_found("execution", id))
+    s.records.get(&s.store, &who.org, parsed)?.ok_or_else(|| ApiError::not_found("execution", id))
 }
 
 fn live(s: &AppState, rec: &ExecutionRecord) -> ApiResult<(pled_core::ChainHead, LiveState)> {
@@ -248,7 +249,7 @@ pub(crate) async fn get_execution(
     who.require(Permission::Read)?;
     let rec = load(&s, &who, &id)?;
     let (head, live) = live(&s, &rec)?;
-    Ok(axum::Json(exec_view(rec, &head, &live)))
+    Ok(axum::Json(exec_view(Arc::unwrap_or_clone(rec), &head, &live)))
 }
 
 /// The current state of an execution.
