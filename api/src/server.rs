@@ -38,6 +38,20 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// Drains the recorder's pending histogram samples every few seconds. The recorder keeps
+/// every sample (one per request) until a scrape of `/metrics` or an upkeep drains it, so a
+/// server nobody scrapes would otherwise grow with every request.
+async fn metrics_upkeep(handle: PrometheusHandle, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => handle.run_upkeep(),
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
 /// JWT settings from the config and the environment (`PLED_JWT_SECRET`).
 pub fn jwt_config(config: &ServeConfig) -> anyhow::Result<JwtConfig> {
     let mut jwt = JwtConfig::default();
@@ -168,6 +182,7 @@ pub async fn run(mut config: ServeConfig, shutdown: impl Future<Output = ()> + S
     let runner = tokio::spawn(app_state.runner.clone().run(stopped.clone()));
     let timers = tokio::spawn(app_state.timers.clone().run(stopped.clone()));
     let schedules = tokio::spawn(crate::schedules::ScheduleService::new(app_state.clone()).run(stopped.clone()));
+    let upkeep = tokio::spawn(metrics_upkeep(app_state.metrics.clone(), stopped.clone()));
     let publisher = match chain {
         Some(cfg) => {
             let (c, l) = (app_state.committer.clone(), app_state.lanes.clone());
@@ -184,6 +199,7 @@ pub async fn run(mut config: ServeConfig, shutdown: impl Future<Output = ()> + S
     let _ = rounds.await;
     let _ = timers.await;
     let _ = schedules.await;
+    let _ = upkeep.await;
     let _ = runner.await;
     if let Some(p) = publisher {
         let _ = p.await;

@@ -56,7 +56,7 @@ pub struct Kind(Cow<'static, str>);
 impl Kind {
     /// A validated kind.
     pub fn new(s: &str) -> Result<Self, EntryError> {
-        if valid_kind(s.as_bytes()) { Ok(Self(Cow::Owned(s.to_owned()))) } else { Err(EntryError::Kind(s.to_owned())) }
+        Self::try_from(s.to_owned())
     }
 
     /// A kind the program names itself, checked where it is evaluated: in a constant
