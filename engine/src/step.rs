@@ -191,13 +191,12 @@ impl<'m> Run<'m> {
         self.draft(kinds::MESSAGE_UNMATCHED, body)
     }
 
-    /// Steps one message (or timer) of type `msg_type` through the candidate transitions.
+    /// Steps one message (or timer) through the candidate transitions.
     fn step(
         &mut self,
         ctx: &StepCtx<'_>,
         msg_index: Option<usize>,
-        msg_type: &str,
-        msg: Record<'_>,
+        (msg_type, data): (&str, &Value),
         candidates: &[usize],
     ) -> Result<(), EngineError> {
         if self.state.completed {
@@ -209,7 +208,7 @@ impl<'m> Run<'m> {
             return self.unmatched(ctx, msg_index, msg_type, ("no_transition", reason));
         }
         // Decide with the scope (which borrows the state), then act on the decision.
-        let decision = self.choose(ctx, msg, candidates);
+        let decision = self.choose(ctx, &msg_record(msg_type, data), candidates);
         match decision {
             Ok((t, p)) => self.apply(t, p, ctx, msg_index),
             Err(refusal) => self.unmatched(ctx, msg_index, msg_type, refusal),
@@ -616,7 +615,7 @@ impl Machine {
         let messages = std::mem::take(&mut run.messages);
         for m in &messages {
             let candidates = self.candidates[run.current].get(m.r#type.as_str()).map_or(&[][..], Vec::as_slice);
-            run.step(&ctx, Some(m.index), &m.r#type, &msg_record(&m.r#type, &m.data), candidates)?;
+            run.step(&ctx, Some(m.index), (&m.r#type, &m.data), candidates)?;
         }
         run.messages = messages;
         run.state.event_count += 1;
@@ -672,7 +671,7 @@ impl Machine {
             armed_at_event: timer.armed_at_event,
         };
         let data = json!({"transitionId": transition_id, "dueAt": timer.due_at});
-        run.step(&ctx, None, "timer.fired", &msg_record("timer.fired", &data), &[t])?;
+        run.step(&ctx, None, ("timer.fired", &data), &[t])?;
         Ok(run.finish())
     }
 }

@@ -259,7 +259,7 @@ impl<'a> Scope<'a> {
                     continue;
                 }
                 let value = match name {
-                    "vars" => map_val(vars.iter().map(|(k, v)| (k.as_str(), json_val(v)))),
+                    "vars" => object_val(vars.iter()),
                     "state" => str_val(state),
                     "event" => event.map_or_else(|| Box::new(CelNull) as Box<dyn Val>, record_val),
                     "msg" => msg.map_or_else(|| Box::new(CelNull) as Box<dyn Val>, record_val),
@@ -324,8 +324,13 @@ pub(crate) fn json_val(v: &Value) -> Box<dyn Val + '_> {
         }
         Value::String(s) => Box::new(CelString::from(s.as_str())),
         Value::Array(items) => Box::new(CelList::from(items.iter().map(json_val).collect::<Vec<_>>())),
-        Value::Object(map) => map_val(map.iter().map(|(k, v)| (k.as_str(), json_val(v)))),
+        Value::Object(map) => object_val(map.iter()),
     }
+}
+
+/// A JSON object's members as a CEL map (from a `serde_json` map or a `BTreeMap`).
+fn object_val<'v>(members: impl Iterator<Item = (&'v String, &'v Value)>) -> Box<dyn Val + 'v> {
+    map_val(members.map(|(k, v)| (k.as_str(), json_val(v))))
 }
 
 /// A record as a CEL map, its members converted as the same members of a JSON object would be.
@@ -338,7 +343,7 @@ fn record_val<'a>(r: Record<'a>) -> Box<dyn Val + 'a> {
                 .map_or_else(|_| Box::new(CelUInt::from(n)) as Box<dyn Val>, |i| Box::new(CelInt::from(i))),
             Member::Bool(b) => Box::new(CelBool::from(b)),
             Member::Null => Box::new(CelNull),
-            Member::Object(map) => map_val(map.iter().map(|(k, v)| (k.as_str(), json_val(v)))),
+            Member::Object(map) => object_val(map.iter()),
         };
         (*k, v)
     }))
