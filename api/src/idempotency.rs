@@ -130,10 +130,23 @@ impl Idempotency {
     }
 }
 
+/// A JSON answer, marked `Idempotency-Replayed: true` when it is a stored answer given again.
+/// Written into a Vec: serde_json's writes into it are plain copies, where axum::Json's
+/// BytesMut writer makes a call per token.
+pub(crate) fn json_answer(status: StatusCode, body: &serde_json::Value, replayed: bool) -> Response {
+    let mut res = match serde_json::to_vec(body) {
+        Ok(bytes) => (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) => ApiError::Internal(format!("cannot write the answer: {e}")).into_response(),
+    };
+    if replayed {
+        res.headers_mut().insert("idempotency-replayed", HeaderValue::from_static("true"));
+    }
+    res
+}
+
 fn replay(rec: &Record) -> Response {
     let status = StatusCode::from_u16(rec.status).unwrap_or(StatusCode::OK);
-    let mut res = (status, axum::Json(rec.body.clone())).into_response();
-    res.headers_mut().insert("idempotency-replayed", HeaderValue::from_static("true"));
+    let mut res = json_answer(status, &rec.body, true);
     if let Some(loc) = rec.location.as_deref().and_then(|l| HeaderValue::from_str(l).ok()) {
         res.headers_mut().insert(header::LOCATION, loc);
     }

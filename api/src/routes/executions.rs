@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use pled_core::{ExecutionId, Kind, OrgId, RecordedAt, SealedEntry, Seq};
 use pled_store::{Append, WriteSet};
 use serde::{Deserialize, Serialize};
@@ -319,16 +319,7 @@ fn to_new_event(e: EventBody, at: &str) -> ApiResult<NewEvent> {
 }
 
 pub(crate) fn answer(a: lanes::Answer) -> Response {
-    // Written into a Vec: serde_json's writes into it are plain copies, where axum::Json's
-    // BytesMut writer makes a call per token.
-    let mut res = match serde_json::to_vec(&a.body) {
-        Ok(bytes) => (a.status, [(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Err(e) => ApiError::Internal(format!("cannot write the answer: {e}")).into_response(),
-    };
-    if a.replayed {
-        res.headers_mut().insert("idempotency-replayed", HeaderValue::from_static("true"));
-    }
-    res
+    idempotency::json_answer(a.status, &a.body, a.replayed)
 }
 
 /// Post an event. It gets the execution's next event seq; rules derive messages; the state
