@@ -144,17 +144,32 @@ impl RecordCache {
 
     /// [`get`], from memory after the first read.
     pub fn get(&self, store: &Store, org: &OrgId, id: ExecutionId) -> Result<Option<Arc<ExecutionRecord>>, ApiError> {
-        if let Some(rec) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
-            return Ok((rec.org == *org).then(|| rec.clone()));
+        if let Some(rec) = self.cached(id) {
+            return Ok((rec.org == *org).then_some(rec));
         }
-        let Some(rec) = get(store, org, id)? else { return Ok(None) };
+        Ok(get(store, org, id)?.map(|rec| self.keep(rec)))
+    }
+
+    /// [`find`] (whatever the org), from memory after the first read.
+    pub fn find(&self, store: &Store, id: ExecutionId) -> Result<Option<Arc<ExecutionRecord>>, ApiError> {
+        if let Some(rec) = self.cached(id) {
+            return Ok(Some(rec));
+        }
+        Ok(find(store, id)?.map(|rec| self.keep(rec)))
+    }
+
+    fn cached(&self, id: ExecutionId) -> Option<Arc<ExecutionRecord>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+    }
+
+    fn keep(&self, rec: ExecutionRecord) -> Arc<ExecutionRecord> {
         let rec = Arc::new(rec);
         let mut cached = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if cached.len() >= Self::CAPACITY {
             cached.clear();
         }
-        cached.insert(id, rec.clone());
-        Ok(Some(rec))
+        cached.insert(rec.id, rec.clone());
+        rec
     }
 }
 
@@ -236,6 +251,7 @@ mod tests {
             assert!(cache.get(&store, &globex, rec.id).unwrap().is_none());
             assert!(cache.get(&store, &acme, ExecutionId::from_u128(2)).unwrap().is_none());
         }
+        assert!(cache.find(&store, ExecutionId::from_u128(2)).unwrap().is_none());
         let mut ws = WriteSet::new();
         for n in 10..10 + RecordCache::CAPACITY as u128 {
             ws = put(ws, &record(&acme, n)).unwrap();

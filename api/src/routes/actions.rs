@@ -23,7 +23,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::idempotency::{self, Created, Idempotency};
 use crate::lanes::Recording;
-use crate::repo::executions::{self, ExecutionRecord};
+use crate::repo::executions::ExecutionRecord;
 use crate::repo::{DEFAULT_PAGE, MAX_PAGE, Page, audit};
 use crate::state::AppState;
 
@@ -239,10 +239,10 @@ fn jobs_in_status(
 }
 
 /// A job of the caller's org by id (another org's answers 404).
-fn load_job(s: &AppState, who: &Principal, id: &str) -> ApiResult<(ExecutionRecord, JobRecord, Vec<u8>)> {
+fn load_job(s: &AppState, who: &Principal, id: &str) -> ApiResult<(Arc<ExecutionRecord>, JobRecord, Vec<u8>)> {
     let missing = || ApiError::not_found("job", id);
     let (exec, key) = jobs::key_of_id(id).ok_or_else(missing)?;
-    let rec = executions::get(&s.store, &who.org, exec)?.ok_or_else(missing)?;
+    let rec = s.records.get(&s.store, &who.org, exec)?.ok_or_else(missing)?;
     let job = jobs::load(&s.store, &key)?.ok_or_else(missing)?;
     Ok((rec, job, key))
 }

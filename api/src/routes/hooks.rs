@@ -26,7 +26,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiPath;
 use crate::idempotency::{self, Created, Idempotency};
 use crate::lanes::NewEvent;
-use crate::repo::{audit, executions};
+use crate::repo::audit;
 use crate::state::AppState;
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
@@ -82,8 +82,8 @@ pub(crate) async fn receive(
     if !valid_source(&source) {
         return Err(refused());
     }
-    let org = executions::org_of(&s.store, id)?.ok_or_else(refused)?;
-    let rec = executions::get(&s.store, &org, id)?.ok_or_else(refused)?;
+    let rec = s.records.find(&s.store, id)?.ok_or_else(refused)?;
+    let org = rec.org.clone();
     let src = signing::inbound(&s.store, &org, &source)?.ok_or_else(refused)?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let ts: i64 = header(signing::TIMESTAMP_HEADER).and_then(|t| t.trim().parse().ok()).ok_or_else(refused)?;

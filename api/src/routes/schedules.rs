@@ -16,7 +16,7 @@ use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::idempotency::{self, Created, Idempotency};
-use crate::repo::{Page, audit, executions, templates};
+use crate::repo::{Page, audit, templates};
 use crate::schedules::{self, Schedule, Target};
 use crate::state::AppState;
 
@@ -63,7 +63,7 @@ pub(crate) async fn create_schedule(
         }
         Target::PostEvent { execution_id, event_type, payload } => {
             let id: ExecutionId = execution_id.parse().map_err(|_| ApiError::not_found("execution", execution_id))?;
-            executions::get(&s.store, &who.org, id)?.ok_or_else(|| ApiError::not_found("execution", execution_id))?;
+            s.records.get(&s.store, &who.org, id)?.ok_or_else(|| ApiError::not_found("execution", execution_id))?;
             if event_type.is_empty() || event_type.len() > 200 {
                 return Err(ApiError::bad_field("/target/type", "must be 1-200 characters"));
             }
