@@ -292,24 +292,12 @@ impl Store {
     }
 
     /// Every entry of an execution from `from` (inclusive), in seq order.
-    pub fn iter_entries(
-        &self,
-        execution: ExecutionId,
-        from: Seq,
-    ) -> impl Iterator<Item = Result<SealedEntry, StoreError>> + '_ {
+    pub fn iter_entries(&self, execution: ExecutionId, from: Seq) -> Entries<'_> {
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(prefix_end(execution.as_bytes()));
-        let start = codec::entry_key(execution, from);
-        self.db().iterator_cf_opt(cf(self.db(), cf::ENTRIES), ro, IteratorMode::From(&start, Direction::Forward)).map(
-            move |item| {
-                let (k, v) = item?;
-                let (id, seq) = codec::split_entry_key(&k).ok_or_else(|| StoreError::Corrupt {
-                    what: format!("entry key of execution {execution}"),
-                    detail: format!("{} bytes", k.len()),
-                })?;
-                decode_entry(id, seq, &v)
-            },
-        )
+        let mut raw = self.db().raw_iterator_cf_opt(cf(self.db(), cf::ENTRIES), ro);
+        raw.seek(codec::entry_key(execution, from));
+        Entries { raw, execution, done: false }
     }
 
     /// Up to `limit` executions after `after` (exclusive; `None` = from the start), in id
@@ -463,6 +451,43 @@ fn to_head(execution: ExecutionId, h: StoredHead) -> Head {
     Head {
         chain: ChainHead { execution_id: execution, seq: Seq::new(h.seq), hash: EntryHash::from_bytes(h.hash) },
         state: h.state,
+    }
+}
+
+/// The entries of one execution in seq order ([`Store::iter_entries`]). Decodes straight from
+/// RocksDB's pinned key and value, so reading an entry copies only what the entry owns. Ends
+/// after the last entry or after the first error.
+pub struct Entries<'a> {
+    raw: rocksdb::DBRawIteratorWithThreadMode<'a, DB>,
+    execution: ExecutionId,
+    done: bool,
+}
+
+impl Iterator for Entries<'_> {
+    type Item = Result<SealedEntry, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let item = match (self.raw.key(), self.raw.value()) {
+            (Some(k), Some(v)) => match codec::split_entry_key(k) {
+                Some((id, seq)) => decode_entry(id, seq, v),
+                None => Err(StoreError::Corrupt {
+                    what: format!("entry key of execution {}", self.execution),
+                    detail: format!("{} bytes", k.len()),
+                }),
+            },
+            _ => {
+                self.done = true;
+                return self.raw.status().err().map(|e| Err(e.into()));
+            }
+        };
+        match item {
+            Ok(_) => self.raw.next(),
+            Err(_) => self.done = true,
+        }
+        Some(item)
     }
 }
 
