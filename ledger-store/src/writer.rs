@@ -23,6 +23,9 @@ use crate::{StoreError, cf};
 pub(crate) const MAX_GROUP_ENTRIES: usize = 50_000;
 /// ... or at this many write sets.
 pub(crate) const MAX_GROUP_SETS: usize = 4_096;
+/// The writer remembers the durable chain tip of up to this many executions, so checking an
+/// append against its head needs no RocksDB read; past it, the memory starts over.
+const MAX_CACHED_TIPS: usize = 1 << 16;
 
 pub(crate) type Reply = oneshot::Sender<Result<Vec<Appended>, StoreError>>;
 
@@ -59,13 +62,16 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     sync: bool,
     next_feed: u64,
+    /// Durable chain tips (seq, hash) by execution: the writer is the only one who writes
+    /// heads, so what it committed last is the truth.
+    tips: HashMap<ExecutionId, (u64, [u8; 32])>,
 }
 
 impl Writer {
     pub(crate) fn new(db: Arc<DB>, shared: Arc<Shared>, sync: bool) -> Result<Self, StoreError> {
         let next_feed = last_feed_position(&db)? + 1;
         shared.durable_feed.store(next_feed - 1, Ordering::Release);
-        Ok(Self { db, shared, sync, next_feed })
+        Ok(Self { db, shared, sync, next_feed, tips: HashMap::new() })
     }
 
     pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Request>) {
@@ -98,8 +104,8 @@ impl Writer {
         let mut accepted = Vec::with_capacity(group.len());
         let feed_before = self.next_feed;
         let mut entries = 0u64;
-        for r in group.drain(..) {
-            match self.stage(&r.set, &mut heads, &mut batch) {
+        for mut r in group.drain(..) {
+            match self.stage(&mut r.set, &mut heads, &mut batch) {
                 Ok(appended) => {
                     entries += r.set.entry_count() as u64;
                     accepted.push((r.reply, appended));
@@ -133,28 +139,38 @@ impl Writer {
         stats.sets.fetch_add(accepted.len() as u64, Ordering::Relaxed);
         stats.entries.fetch_add(entries, Ordering::Relaxed);
         self.shared.durable_feed.store(self.next_feed - 1, Ordering::Release);
+        if self.tips.len() + heads.len() > MAX_CACHED_TIPS {
+            self.tips.clear();
+        }
+        self.tips.extend(heads.into_iter().map(|(id, h)| (id, (h.seq, h.hash))));
         for (reply, appended) in accepted {
             let _ = reply.send(Ok(appended));
         }
     }
 
     /// Checks one write set against the heads (durable, or staged by earlier sets of this
-    /// group) and adds it to the batch. A set that fails adds nothing.
+    /// group) and adds it to the batch, taking the states it carries. A set that fails adds
+    /// nothing.
     fn stage(
         &mut self,
-        set: &WriteSet,
+        set: &mut WriteSet,
         heads: &mut HashMap<ExecutionId, StoredHead>,
         batch: &mut WriteBatch,
     ) -> Result<Vec<Appended>, StoreError> {
         // Phase 1: check every append against a private copy of the heads it touches.
         let mut local: HashMap<ExecutionId, StoredHead> = HashMap::new();
-        for a in &set.appends {
+        for a in &mut set.appends {
             let id = a.execution_id();
-            let head = match local.get(&id).or_else(|| heads.get(&id)) {
-                Some(h) => h.clone(),
-                None => read_head(&self.db, id)?,
+            let staged = local.get(&id).or_else(|| heads.get(&id));
+            let (seq, hash) = match (staged, self.tips.get(&id)) {
+                (Some(h), _) => (h.seq, h.hash),
+                (None, Some(tip)) => *tip,
+                (None, None) => {
+                    let h = read_head(&self.db, id)?;
+                    (h.seq, h.hash)
+                }
             };
-            let (seq, hash) = (Seq::new(head.seq), EntryHash::from_bytes(head.hash));
+            let (seq, hash) = (Seq::new(seq), EntryHash::from_bytes(hash));
             if a.first_seq() != seq.next() || a.attach_hash() != hash {
                 return Err(StoreError::SeqConflict {
                     execution_id: id,
@@ -164,8 +180,13 @@ impl Writer {
                     head_hash: hash,
                 });
             }
+            // An append without a state keeps the one before it.
+            let state = match (a.state.take(), staged) {
+                (Some(s), _) => s,
+                (None, Some(h)) => h.state.clone(),
+                (None, None) => read_head(&self.db, id)?.state,
+            };
             let last = a.last();
-            let state = a.state.clone().unwrap_or(head.state);
             local.insert(id, StoredHead { seq: last.seq().get(), hash: *last.hash().as_bytes(), state });
         }
 
