@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use pled_core::{OrgId, RecordedAt};
 use pled_store::{Store, Table, WriteSet};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
@@ -22,12 +23,27 @@ pub struct Record {
     pub request_hash: String,
     /// The answer's status.
     pub status: u16,
-    /// The answer's body.
-    pub body: serde_json::Value,
+    /// The answer's body, as it was sent.
+    pub body: Box<RawValue>,
     /// The answer's `Location`, if any.
     pub location: Option<String>,
     /// When it was first answered.
     pub at: RecordedAt,
+}
+
+/// A [`Record`] being written, borrowing its body.
+#[derive(Serialize)]
+struct NewRecord<'a, B: Serialize + ?Sized> {
+    request_hash: &'a str,
+    status: u16,
+    body: &'a B,
+    location: Option<&'a str>,
+    at: RecordedAt,
+}
+
+/// `value` written as JSON once, to be sent and stored as it is.
+pub(crate) fn raw_json(value: &impl Serialize) -> Result<Box<RawValue>, ApiError> {
+    serde_json::value::to_raw_value(value).map_err(|e| ApiError::Internal(format!("cannot write the answer: {e}")))
 }
 
 /// The idempotency context of one request.
@@ -115,14 +131,14 @@ impl Idempotency {
         &self,
         ws: WriteSet,
         status: StatusCode,
-        body: &serde_json::Value,
+        body: &(impl Serialize + ?Sized),
         location: Option<&str>,
     ) -> Result<WriteSet, ApiError> {
-        let rec = Record {
-            request_hash: self.request_hash.clone(),
+        let rec = NewRecord {
+            request_hash: &self.request_hash,
             status: status.as_u16(),
-            body: body.clone(),
-            location: location.map(str::to_owned),
+            body,
+            location,
             at: RecordedAt::now(),
         };
         let bytes = serde_json::to_vec(&rec).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -130,14 +146,11 @@ impl Idempotency {
     }
 }
 
-/// A JSON answer, marked `Idempotency-Replayed: true` when it is a stored answer given again.
-/// Written into a Vec: serde_json's writes into it are plain copies, where axum::Json's
-/// BytesMut writer makes a call per token.
-pub(crate) fn json_answer(status: StatusCode, body: &serde_json::Value, replayed: bool) -> Response {
-    let mut res = match serde_json::to_vec(body) {
-        Ok(bytes) => (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Err(e) => ApiError::Internal(format!("cannot write the answer: {e}")).into_response(),
-    };
+/// A JSON answer already written, marked `Idempotency-Replayed: true` when it is a stored
+/// answer given again.
+pub(crate) fn json_answer(status: StatusCode, body: &RawValue, replayed: bool) -> Response {
+    let bytes = body.get().as_bytes().to_vec();
+    let mut res = (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response();
     if replayed {
         res.headers_mut().insert("idempotency-replayed", HeaderValue::from_static("true"));
     }
@@ -188,11 +201,12 @@ where
     }
     let created = make().await?;
     let mut writes = created.writes;
+    let body = raw_json(&created.body)?;
     if let Some(i) = &idem {
-        writes = i.record(writes, created.status, &created.body, created.location.as_deref())?;
+        writes = i.record(writes, created.status, &*body, created.location.as_deref())?;
     }
     state.store.write(writes).await?;
-    let mut res = (created.status, axum::Json(created.body)).into_response();
+    let mut res = json_answer(created.status, &body, false);
     if let Some(loc) = created.location.as_deref().and_then(|l| HeaderValue::from_str(l).ok()) {
         res.headers_mut().insert(header::LOCATION, loc);
     }

@@ -21,16 +21,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use pled_core::{Body, ChainHead, ExecutionId, Kind, RecordedAt, SealedEntry, Seq};
-use pled_engine::{AiOutputs, Event, ForceTarget, Machine};
+use pled_core::{Body, ChainHead, EntryHash, ExecutionId, Kind, RecordedAt, SealedEntry, Seq};
+use pled_engine::{AiOutputs, Event, ExecState, ForceTarget, Machine, Message, TransitionRecord};
 use pled_store::{Append, Store, WriteSet};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::apply::{self, AdminAction, Control, QueuedEvent, StepError};
 use crate::error::ApiError;
 use crate::hub::{Hub, StateChange, Update};
-use crate::idempotency::Idempotency;
+use crate::idempotency::{Idempotency, raw_json};
 use crate::repo::executions::{ExecutionRecord, LiveState, PauseQueue, Status};
 use crate::repo::snapshots::{self, SnapshotRecord, Trigger};
 use crate::repo::{audit, templates};
@@ -56,14 +58,25 @@ pub struct NewEvent {
 }
 
 /// What a lane answers.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Answer {
     /// HTTP status.
     pub status: StatusCode,
-    /// Body.
-    pub body: Value,
+    /// Body, written once: sent, stored with an idempotency key and given again as it is.
+    pub body: Arc<RawValue>,
     /// Whether it is a stored answer replayed for a repeated idempotency key.
     pub replayed: bool,
+}
+
+impl Answer {
+    fn ok(body: &impl Serialize) -> Result<Self, ApiError> {
+        Ok(Self { status: StatusCode::OK, body: raw_json(body)?.into(), replayed: false })
+    }
+
+    /// The body as a JSON value (for callers that look inside).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.body.get()).unwrap_or(Value::Null)
+    }
 }
 
 struct Ingest {
@@ -331,10 +344,35 @@ impl Lanes {
 }
 
 /// The answer's view of entries.
-pub fn entry_refs(entries: &[SealedEntry]) -> Value {
-    Value::Array(
-        entries.iter().map(|e| json!({ "seq": e.seq(), "kind": e.entry().kind, "entryHash": e.hash() })).collect(),
-    )
+pub fn entry_refs(entries: &[SealedEntry]) -> Vec<EntryRef> {
+    entries.iter().map(|e| EntryRef { entry_hash: e.hash(), kind: e.entry().kind.clone(), seq: e.seq() }).collect()
+}
+
+/// An entry as answers name it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntryRef {
+    entry_hash: EntryHash,
+    kind: Kind,
+    seq: Seq,
+}
+
+/// What one posted event did, as its answer shows it.
+#[derive(Serialize)]
+#[serde(untagged, rename_all_fields = "camelCase")]
+enum EventResult {
+    Stepped { entries: Vec<EntryRef>, event_seq: u64, messages: Vec<Message>, transitions: Vec<TransitionRecord> },
+    Queued { entries: Vec<EntryRef>, queue_position: u64, queued: bool, seq: Seq },
+}
+
+/// The execution after a request, closing its answer.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct After<'a> {
+    head_hash: EntryHash,
+    head_seq: Seq,
+    state: &'a ExecState,
+    status: Status,
 }
 
 struct Lane {
@@ -427,13 +465,13 @@ impl Lane {
             if let Some(i) = &idem {
                 let replay = match fresh.get(&i.lock_key()) {
                     Some((first, answer)) if first.same_request(i) => {
-                        Ok(Some(Answer { status: answer.status, body: answer.body.clone(), replayed: true }))
+                        Ok(Some(Answer { replayed: true, ..answer.clone() }))
                     }
                     Some(_) => Err(i.conflict()),
                     None => i.lookup_record(&store).map(|r| {
                         r.map(|r| Answer {
                             status: StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK),
-                            body: r.body,
+                            body: r.body.into(),
                             replayed: true,
                         })
                     }),
@@ -456,20 +494,24 @@ impl Lane {
             let mut mine = Vec::new();
             match self.apply(&events, &mut h, &mut l, &mut mine, &mut w, &mut ai_fresh).await {
                 Ok(results) => {
-                    let body = answer_body(batch, results, &h, &l);
-                    let answer = Answer { status: StatusCode::CREATED, body, replayed: false };
-                    if let Some(i) = idem {
-                        match i.record(w.clone(), answer.status, &answer.body, None) {
-                            Ok(with) => w = with,
-                            Err(e) => {
-                                staged.push(Staged { reply, answer: Err(e) });
-                                continue;
-                            }
+                    let written = answer_body(batch, results, &h, &l)
+                        .map(|body| Answer { status: StatusCode::CREATED, body, replayed: false })
+                        .and_then(|answer| match &idem {
+                            Some(i) => Ok((answer.clone(), i.record(w.clone(), answer.status, &*answer.body, None)?)),
+                            None => Ok((answer, w)),
+                        });
+                    let answer = match written {
+                        Ok((answer, with)) => {
+                            w = with;
+                            answer
                         }
-                        fresh.insert(
-                            i.lock_key(),
-                            (i, Answer { status: answer.status, body: answer.body.clone(), replayed: false }),
-                        );
+                        Err(e) => {
+                            staged.push(Staged { reply, answer: Err(e) });
+                            continue;
+                        }
+                    };
+                    if let Some(i) = idem {
+                        fresh.insert(i.lock_key(), (i, answer.clone()));
                     }
                     head = h;
                     live = l;
@@ -588,7 +630,7 @@ impl Lane {
         out: &mut Vec<SealedEntry>,
         ws: &mut WriteSet,
         ai_fresh: &mut HashMap<String, Value>,
-    ) -> Result<Vec<Value>, ApiError> {
+    ) -> Result<Vec<EventResult>, ApiError> {
         if !live.status.accepts_events() {
             return Err(ApiError::Conflict {
                 detail: format!("execution {} is {} and takes no more events", self.record.id, live.status.as_str()),
@@ -606,22 +648,22 @@ impl Lane {
             };
             if live.status == Status::Paused {
                 let (entry, position) = apply::queue(live, head, &ev).map_err(step_error)?;
-                results.push(json!({
-                    "queued": true,
-                    "queuePosition": position,
-                    "seq": entry.seq(),
-                    "entries": entry_refs(std::slice::from_ref(&entry)),
-                }));
+                results.push(EventResult::Queued {
+                    entries: entry_refs(std::slice::from_ref(&entry)),
+                    queue_position: position,
+                    queued: true,
+                    seq: entry.seq(),
+                });
                 out.push(entry);
                 continue;
             }
             let stepped = self.step_event(&ev, head, live, ws, ai_fresh).await?;
-            results.push(json!({
-                "eventSeq": live.exec.event_count,
-                "entries": entry_refs(&stepped.entries),
-                "messages": stepped.messages,
-                "transitions": stepped.transitions,
-            }));
+            results.push(EventResult::Stepped {
+                entries: entry_refs(&stepped.entries),
+                event_seq: live.exec.event_count,
+                messages: stepped.messages,
+                transitions: stepped.transitions,
+            });
             out.extend(stepped.entries);
             if !live.status.accepts_events() && events.len() > results.len() {
                 return Err(ApiError::conflict(format!(
@@ -643,7 +685,7 @@ impl Lane {
             && let Some(r) = i.lookup_record(&store)?
         {
             let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
-            return Ok(Answer { status, body: r.body, replayed: true });
+            return Ok(Answer { status, body: r.body.into(), replayed: true });
         }
         let (mut head, mut live) = (self.head, self.live.clone());
         let at = RecordedAt::now();
@@ -713,11 +755,12 @@ impl Lane {
         if matches!(action.control, Control::Resume { .. }) {
             body["applied"] = Value::Array(applied);
         }
+        let answer = Answer::ok(&body)?;
         if let Some(i) = &idem {
-            ws = i.record(ws, StatusCode::OK, &body, None)?;
+            ws = i.record(ws, StatusCode::OK, &*answer.body, None)?;
         }
         self.write(ws, entries, head, live).await?;
-        Ok(Answer { status: StatusCode::OK, body, replayed: false })
+        Ok(answer)
     }
 }
 
@@ -727,7 +770,7 @@ impl Lane {
         let mut head = self.head;
         let body = |entries: &[SealedEntry], head: &ChainHead| json!({ "entries": entry_refs(entries), "headSeq": head.seq, "headHash": head.hash });
         let Some(rec) = recorder(&self.lanes.store, &head)? else {
-            return Ok(Answer { status: StatusCode::OK, body: body(&[], &head), replayed: false });
+            return Answer::ok(&body(&[], &head));
         };
         let at = RecordedAt::now();
         let mut entries: Vec<SealedEntry> =
@@ -749,9 +792,9 @@ impl Lane {
                 }
             }
         }
-        let answer = body(&entries, &head);
+        let answer = Answer::ok(&body(&entries, &head))?;
         self.write(ws, entries, head, live).await?;
-        Ok(Answer { status: StatusCode::OK, body: answer, replayed: false })
+        Ok(answer)
     }
 
     /// Fires a timer if it is still armed and the execution is created or running. A timer
@@ -767,8 +810,7 @@ impl Lane {
         if !armed || !runs {
             let ws = crate::timers::unindex(WriteSet::new(), self.record.id, transition_id, due_micros);
             self.lanes.store.write(ws).await?;
-            let body = json!({ "fired": false, "entries": [], "headSeq": head.seq, "headHash": head.hash });
-            return Ok(Answer { status: StatusCode::OK, body, replayed: false });
+            return Answer::ok(&json!({ "fired": false, "entries": [], "headSeq": head.seq, "headHash": head.hash }));
         }
         // Never before it is due (the engine refuses that): the clock may lag the index.
         let now = RecordedAt::now();
@@ -784,15 +826,15 @@ impl Lane {
             enqueue_jobs(WriteSet::new(), &self.record, &stepped.actions, &stepped.entries[stepped.drafts_from..])?;
         metrics::counter!("pled_timers_fired_total").increment(1);
         metrics::counter!("pled_transitions_fired_total").increment(stepped.transitions.len() as u64);
-        let body = json!({
+        let answer = Answer::ok(&json!({
             "fired": true,
             "entries": entry_refs(&stepped.entries),
             "transitions": stepped.transitions,
             "headSeq": head.seq,
             "headHash": head.hash,
-        });
+        }))?;
         self.write(ws, stepped.entries, head, live).await?;
-        Ok(Answer { status: StatusCode::OK, body, replayed: false })
+        Ok(answer)
     }
 }
 
@@ -834,14 +876,33 @@ pub fn step_error(e: StepError) -> ApiError {
     }
 }
 
-fn answer_body(batch: bool, mut results: Vec<Value>, head: &ChainHead, live: &LiveState) -> Value {
-    let tail = json!({ "headSeq": head.seq, "headHash": head.hash, "status": live.status, "state": live.exec });
-    let mut body =
-        if batch || results.len() != 1 { json!({ "events": results }) } else { results.pop().unwrap_or(Value::Null) };
-    if let (Some(b), Value::Object(t)) = (body.as_object_mut(), tail) {
-        b.extend(t);
+/// An ingest request's answer: its one event's result, or (for a batch) `events`, then the
+/// execution after it. Written straight from the typed results.
+fn answer_body(
+    batch: bool,
+    results: Vec<EventResult>,
+    head: &ChainHead,
+    live: &LiveState,
+) -> Result<Arc<RawValue>, ApiError> {
+    #[derive(Serialize)]
+    struct One<'a> {
+        #[serde(flatten)]
+        result: &'a EventResult,
+        #[serde(flatten)]
+        after: After<'a>,
     }
-    body
+    #[derive(Serialize)]
+    struct Many<'a> {
+        events: &'a [EventResult],
+        #[serde(flatten)]
+        after: After<'a>,
+    }
+    let after = After { head_hash: head.hash, head_seq: head.seq, state: &live.exec, status: live.status };
+    let body = match results.as_slice() {
+        [one] if !batch => raw_json(&One { result: one, after }),
+        many => raw_json(&Many { events: many, after }),
+    };
+    Ok(body?.into())
 }
 
 fn fail_all(staged: Vec<Staged>, e: ApiError) {
@@ -849,7 +910,7 @@ fn fail_all(staged: Vec<Staged>, e: ApiError) {
     for s in staged {
         let answer = match &s.answer {
             // Replays did not depend on this write.
-            Ok(a) if a.replayed => Ok(Answer { status: a.status, body: a.body.clone(), replayed: true }),
+            Ok(a) if a.replayed => Ok(a.clone()),
             _ => Err(match &e {
                 ApiError::Unavailable(_) => ApiError::Unavailable(msg.clone()),
                 _ => ApiError::Internal(msg.clone()),

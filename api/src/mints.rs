@@ -60,7 +60,7 @@ pub async fn record_confirmed(
             return Err(ApiError::Internal(format!("mint of {}/{}: no such execution", mint.execution_id, mint.seq)));
         };
         let answer = lanes.record(&exec, recorder(committer.clone(), mint)).await?;
-        recorded += answer.body["entries"].as_array().map_or(0, Vec::len);
+        recorded += answer.value()["entries"].as_array().map_or(0, Vec::len);
     }
     Ok(recorded)
 }

@@ -377,7 +377,7 @@ impl ScheduleService {
                             occurred_at: Some(text(due)),
                         };
                         s.lanes.ingest(&rec, vec![ev], false, idem).await.map(|a| {
-                            json!({"ok": true, "status": a.status.as_u16(), "eventSeq": a.body.get("eventSeq"), "replayed": a.replayed})
+                            json!({"ok": true, "status": a.status.as_u16(), "eventSeq": a.value().get("eventSeq").cloned(), "replayed": a.replayed})
                         })
                     }
                     (Some(Err(e)), _) | (_, Err(e)) => Err(e),
@@ -408,7 +408,8 @@ impl ScheduleService {
         if let Some(i) = &idem
             && let Some(r) = i.lookup_record(&s.store)?
         {
-            return Ok(json!({"ok": true, "status": r.status, "executionId": r.body.get("id"), "replayed": true}));
+            let id = serde_json::from_str::<Value>(r.body.get()).ok().and_then(|b| b.get("id").cloned());
+            return Ok(json!({"ok": true, "status": r.status, "executionId": id, "replayed": true}));
         }
         let created = crate::routes::executions::start_execution(s, org, created_by, req)?;
         let mut ws = created.writes;

@@ -248,7 +248,7 @@ impl Runner {
             match self.lanes.record(&record, recorder).await {
                 Ok(a) => {
                     if let Some(result) = plan.result_kind()
-                        && a.body["entries"].as_array().is_some_and(|e| !e.is_empty())
+                        && a.value()["entries"].as_array().is_some_and(|e| !e.is_empty())
                     {
                         metrics::counter!("pled_action_results_total", "type" => ty.clone(), "result" => result)
                             .increment(1);

@@ -67,6 +67,11 @@ struct Args {
     /// the windows whose slowest request took longer than this many milliseconds (0: off).
     #[arg(long, default_value_t = 0)]
     timeline_ms: u64,
+    /// Give the server this data directory (new or empty) and leave it there afterwards,
+    /// to read RocksDB's `LOG` (flushes, compactions, write stalls); default: a temporary
+    /// directory that is removed.
+    #[arg(long)]
+    keep_data: Option<std::path::PathBuf>,
 }
 
 struct Target {
@@ -93,17 +98,28 @@ impl Target {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let dir = tempfile::tempdir()?;
+    let tmp;
+    let dir = match &args.keep_data {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            anyhow::ensure!(std::fs::read_dir(d)?.next().is_none(), "--keep-data {} is not empty", d.display());
+            d.as_path()
+        }
+        None => {
+            tmp = tempfile::tempdir()?;
+            tmp.path()
+        }
+    };
     let out = Command::new(&args.pled)
         .args(["token", "create", "--org", "bench", "--role", "admin", "--data-dir"])
-        .arg(dir.path())
+        .arg(dir)
         .output()?;
     anyhow::ensure!(out.status.success(), "token create failed: {}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8(out.stdout)?.trim().to_owned();
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let mut server = Command::new(&args.pled)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir.path())
+        .arg(dir)
         .args(&args.serve_args)
         .env("RUST_LOG", &args.server_log)
         // The server logs to stdout: into our stderr, keeping our stdout for the results.

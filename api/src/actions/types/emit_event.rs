@@ -94,15 +94,18 @@ async fn run(cx: Context<'_>) -> Outcome {
     };
     let event = NewEvent { kind, payload, source, occurred_at: None };
     match cx.lanes.ingest(&record, vec![event], false, idem).await {
-        Ok(a) => Outcome::Succeeded {
-            response: json!({
-                "executionId": target,
-                "eventSeq": a.body.get("eventSeq"),
-                "headSeq": a.body.get("headSeq"),
-                "replayed": a.replayed,
-            }),
-            status: None,
-        },
+        Ok(a) => {
+            let body = a.value();
+            Outcome::Succeeded {
+                response: json!({
+                    "executionId": target,
+                    "eventSeq": body.get("eventSeq"),
+                    "headSeq": body.get("headSeq"),
+                    "replayed": a.replayed,
+                }),
+                status: None,
+            }
+        }
         Err(e @ (ApiError::Unavailable(_) | ApiError::Internal(_))) => Outcome::retry(e.to_string()),
         Err(e) => Outcome::failed(e.to_string()),
     }
