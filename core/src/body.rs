@@ -47,6 +47,15 @@ impl Body {
 
     /// Canonicalises a JSON value, refusing non-objects and unsafe integers.
     pub fn from_value(value: &Value) -> Result<Self, BodyError> {
+        Self::check(value)?;
+        let mut out = Vec::with_capacity(128);
+        crate::jcs::write_value(value, &mut out);
+        // INVARIANT: write_value emits UTF-8 (it copies str bytes and ASCII).
+        Ok(Self(String::from_utf8(out).map_err(|e| BodyError::Json(e.to_string()))?))
+    }
+
+    /// Whether [`Body::from_value`] takes `value`, without writing it.
+    pub fn check(value: &Value) -> Result<(), BodyError> {
         if !value.is_object() {
             return Err(BodyError::NotAnObject(type_name(value)));
         }
@@ -54,10 +63,7 @@ impl Body {
             // Only now build the path of the offending number.
             check_numbers(value, &mut String::new())?;
         }
-        let mut out = Vec::with_capacity(128);
-        crate::jcs::write_value(value, &mut out);
-        // INVARIANT: write_value emits UTF-8 (it copies str bytes and ASCII).
-        Ok(Self(String::from_utf8(out).map_err(|e| BodyError::Json(e.to_string()))?))
+        Ok(())
     }
 
     /// The body of the object with these members, written straight as canonical text: the

@@ -313,8 +313,7 @@ fn to_new_event(e: EventBody, at: &str) -> ApiResult<NewEvent> {
     if e.source.is_empty() || e.source.len() > 200 {
         return Err(ApiError::bad_field(format!("{at}/source"), "must be 1-200 characters"));
     }
-    pled_core::Body::from_value(&e.payload)
-        .map_err(|err| ApiError::bad_field(format!("{at}/payload"), err.to_string()))?;
+    pled_core::Body::check(&e.payload).map_err(|err| ApiError::bad_field(format!("{at}/payload"), err.to_string()))?;
     Ok(NewEvent { kind: e.kind, payload: e.payload, source: e.source, occurred_at: e.occurred_at })
 }
 
