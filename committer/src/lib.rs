@@ -3,7 +3,7 @@
 //! A **round** covers every entry appended since the previous round, across all executions, in
 //! the order appends became durable (the store's feed), and within one append in seq order. It
 //! closes every commit interval or once `max_round_entries` are pending. Its Merkle tree (leaves
-//! and inner nodes as in `pled_core::merkle`, built with `rs_merkle`) gives one root per round;
+//! and inner nodes as in `pled_core::merkle`) gives one root per round;
 //! one transaction anchors it however many executions it covers.
 //!
 //! Closing a round is two writes: the **plan** (round id and feed range) and then the

@@ -23,6 +23,7 @@ mod chain;
 mod entry;
 mod ids;
 pub mod jcs;
+mod keccak;
 pub mod merkle;
 pub mod proof;
 mod time;

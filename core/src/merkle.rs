@@ -11,12 +11,14 @@
 //!   inner-node rule, exactly as `MerkleProof.verify` (Solidity) and
 //!   `StandardMerkleTree.verify` (JS) do, so their results agree with [`verify_proof`].
 //!
-//! Trees are built with `rs_merkle` and the [`SortedKeccak`] hasher, in parallel subtrees
-//! when large (see [`MerkleTree::from_leaves`]).
+//! Trees are built layer by layer, hashing four leaves or pairs at a time
+//! ([`crate::keccak`]), in parallel subtrees when large (see [`MerkleTree::from_leaves`]);
+//! the tests check them against `rs_merkle` with the [`SortedKeccak`] hasher.
 
 use alloy_primitives::keccak256;
 
 use crate::ids::{EntryHash, ExecutionId, Seq};
+use crate::keccak::keccak256_each;
 
 /// A 32-byte keccak node of a tree (leaf, inner node or root).
 pub type Node = [u8; 32];
@@ -42,11 +44,16 @@ impl rs_merkle::Hasher for SortedKeccak {
 
 /// OpenZeppelin's `commutativeKeccak256`.
 pub fn hash_pair(a: &Node, b: &Node) -> Node {
+    keccak256(sorted_pair(a, b)).0
+}
+
+/// What [`hash_pair`] hashes: the smaller node, then the larger.
+fn sorted_pair(a: &Node, b: &Node) -> [u8; 64] {
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
     let mut buf = [0u8; 64];
     buf[..32].copy_from_slice(lo);
     buf[32..].copy_from_slice(hi);
-    keccak256(buf).0
+    buf
 }
 
 /// `abi.encode(bytes16 executionId, uint64 seq, bytes32 entryHash)`: three 32-byte words;
@@ -149,15 +156,23 @@ impl MerkleTree {
     }
 }
 
-/// All layers of the tree over `leaves`, built by `rs_merkle` with [`SortedKeccak`].
+/// All layers of the tree over `leaves`: each layer hashes the pairs of the one below
+/// ([`hash_pair`]), and a last node without a sibling moves up unchanged.
 fn layers_of(leaves: &[Node]) -> Vec<Vec<Node>> {
-    match leaves {
-        [] => Vec::new(),
-        [one] => vec![vec![*one]],
-        _ => {
-            rs_merkle::PartialTree::<SortedKeccak>::from_leaves(leaves).map_or_else(|_| Vec::new(), |t| t.layer_nodes())
-        }
+    if leaves.is_empty() {
+        return Vec::new();
     }
+    let mut layers = vec![leaves.to_vec()];
+    while let Some(below) = layers.last().filter(|l| l.len() > 1) {
+        let pairs: Vec<[u8; 64]> = below.chunks_exact(2).map(|p| sorted_pair(&p[0], &p[1])).collect();
+        let mut layer = Vec::with_capacity(below.len().div_ceil(2));
+        keccak256_each(&pairs, &mut layer);
+        if below.len() % 2 == 1 {
+            layer.extend(below.last().copied());
+        }
+        layers.push(layer);
+    }
+    layers
 }
 
 /// Consecutive entries of one execution: its id, the first entry's seq, the entries' hashes.
@@ -168,11 +183,18 @@ pub type Run<'a> = (ExecutionId, Seq, &'a [EntryHash]);
 pub fn hash_leaves(runs: &[Run<'_>]) -> Vec<Node> {
     const PIECE: usize = 4096;
     let leaves = |part: &[Run<'_>]| -> Vec<Node> {
-        part.iter()
+        let encodings: Vec<[u8; 96]> = part
+            .iter()
             .flat_map(|&(e, first, hashes)| {
-                hashes.iter().enumerate().map(move |(i, h)| leaf_hash(&e, Seq::new(first.get() + i as u64), h))
+                hashes.iter().enumerate().map(move |(i, h)| leaf_encoding(&e, Seq::new(first.get() + i as u64), h))
             })
-            .collect()
+            .collect();
+        // The leaf's two hashes, each four leaves at a time.
+        let mut inner = Vec::with_capacity(encodings.len());
+        keccak256_each(&encodings, &mut inner);
+        let mut out = Vec::with_capacity(encodings.len());
+        keccak256_each(&inner, &mut out);
+        out
     };
     if runs.iter().map(|r| r.2.len()).sum::<usize>() < 2 * PIECE {
         return leaves(runs);

@@ -1,6 +1,6 @@
 //! What one caller asks the writer to make durable, atomically.
 
-use pled_core::merkle::{Node, leaf_hash};
+use pled_core::merkle::{Node, hash_leaves};
 use pled_core::{EntryHash, ExecutionId, SealedEntry, Seq};
 
 use crate::StoreError;
@@ -63,7 +63,8 @@ impl Append {
                 )));
             }
         }
-        let leaves = entries.iter().map(|e| leaf_hash(&execution, e.seq(), &e.hash())).collect();
+        let hashes: Vec<EntryHash> = entries.iter().map(SealedEntry::hash).collect();
+        let leaves = hash_leaves(&[(execution, first.seq(), &hashes)]);
         Ok(Self { entries, leaves, state: None })
     }
 
