@@ -494,17 +494,16 @@ impl Lane {
             let mut mine = Vec::new();
             match self.apply(&events, &mut h, &mut l, &mut mine, &mut w, &mut ai_fresh).await {
                 Ok(results) => {
-                    let written = answer_body(batch, results, &h, &l)
-                        .map(|body| Answer { status: StatusCode::CREATED, body, replayed: false })
-                        .and_then(|answer| match &idem {
-                            Some(i) => Ok((answer.clone(), i.record(w.clone(), answer.status, &*answer.body, None)?)),
-                            None => Ok((answer, w)),
-                        });
-                    let answer = match written {
-                        Ok((answer, with)) => {
-                            w = with;
-                            answer
+                    // `w` is this request's copy: an error drops it with the request.
+                    let written = answer_body(batch, results, &h, &l).and_then(|body| {
+                        let answer = Answer { status: StatusCode::CREATED, body, replayed: false };
+                        if let Some(i) = &idem {
+                            w = i.record(std::mem::take(&mut w), answer.status, &*answer.body, None)?;
                         }
+                        Ok(answer)
+                    });
+                    let answer = match written {
+                        Ok(answer) => answer,
                         Err(e) => {
                             staged.push(Staged { reply, answer: Err(e) });
                             continue;
