@@ -13,7 +13,7 @@
 //!
 //! Trees are built layer by layer, hashing four leaves or pairs at a time
 //! ([`crate::keccak`]), in parallel subtrees when large (see [`MerkleTree::from_leaves`]);
-//! the tests check them against `rs_merkle` with the [`SortedKeccak`] hasher.
+//! the tests check them against `rs_merkle`'s trees with the same hashing rules.
 
 use alloy_primitives::keccak256;
 
@@ -22,25 +22,6 @@ use crate::keccak::keccak256_each;
 
 /// A 32-byte keccak node of a tree (leaf, inner node or root).
 pub type Node = [u8; 32];
-
-/// `rs_merkle` hasher: keccak256, with sorted-pair inner nodes and lone nodes moved up.
-#[derive(Clone, Copy, Debug)]
-pub struct SortedKeccak;
-
-impl rs_merkle::Hasher for SortedKeccak {
-    type Hash = Node;
-
-    fn hash(data: &[u8]) -> Node {
-        keccak256(data).0
-    }
-
-    fn concat_and_hash(left: &Node, right: Option<&Node>) -> Node {
-        match right {
-            Some(right) => hash_pair(left, right),
-            None => *left,
-        }
-    }
-}
 
 /// OpenZeppelin's `commutativeKeccak256`.
 pub fn hash_pair(a: &Node, b: &Node) -> Node {
@@ -243,6 +224,26 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// `rs_merkle` hasher with our rules: keccak256, sorted-pair inner nodes, lone nodes
+    /// moved up. The reference the trees are checked against.
+    #[derive(Clone, Copy, Debug)]
+    struct SortedKeccak;
+
+    impl rs_merkle::Hasher for SortedKeccak {
+        type Hash = Node;
+
+        fn hash(data: &[u8]) -> Node {
+            keccak256(data).0
+        }
+
+        fn concat_and_hash(left: &Node, right: Option<&Node>) -> Node {
+            match right {
+                Some(right) => hash_pair(left, right),
+                None => *left,
+            }
+        }
+    }
 
     #[test]
     fn leaf_encoding_is_abi_encode() {

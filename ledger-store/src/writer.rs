@@ -162,11 +162,13 @@ impl Writer {
         for a in &mut set.appends {
             let id = a.execution_id();
             let staged = local.get(&id).or_else(|| heads.get(&id));
+            // Read from RocksDB only when neither this group nor the tips know the execution.
+            let mut durable = None;
             let (seq, hash) = match (staged, self.tips.get(&id)) {
                 (Some(h), _) => (h.seq, h.hash),
                 (None, Some(tip)) => *tip,
                 (None, None) => {
-                    let h = read_head(&self.db, id)?;
+                    let h = durable.insert(read_head(&self.db, id)?);
                     (h.seq, h.hash)
                 }
             };
@@ -181,10 +183,11 @@ impl Writer {
                 });
             }
             // An append without a state keeps the one before it.
-            let state = match (a.state.take(), staged) {
-                (Some(s), _) => s,
-                (None, Some(h)) => h.state.clone(),
-                (None, None) => read_head(&self.db, id)?.state,
+            let state = match (a.state.take(), staged, durable) {
+                (Some(s), _, _) => s,
+                (None, Some(h), _) => h.state.clone(),
+                (None, None, Some(h)) => h.state,
+                (None, None, None) => read_head(&self.db, id)?.state,
             };
             let last = a.last();
             local.insert(id, StoredHead { seq: last.seq().get(), hash: *last.hash().as_bytes(), state });

@@ -174,3 +174,21 @@ fn a_second_process_cannot_open_the_same_data_dir() {
     let err = Store::open(dir.path(), StoreOptions::default()).err().unwrap();
     assert!(err.to_string().contains("in use by another process"), "{err}");
 }
+
+/// The writer's remembered tips start empty after a reopen: the first append then checks
+/// against the stored head, refuses a stale seq, and keeps the stored state when it brings none.
+#[tokio::test]
+async fn after_reopen_appends_check_and_keep_the_stored_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = ExecutionId::new_v7();
+    let mut head = ChainHead::genesis(id);
+    let first = entries(&mut head, 2);
+    open(&dir).append(Append::new(first.clone()).unwrap().with_state(b"kept".to_vec())).await.unwrap();
+    let store = open(&dir);
+    let stale = store.append(Append::new(first).unwrap()).await;
+    assert!(matches!(stale, Err(StoreError::SeqConflict { .. })), "{stale:?}");
+    let next = entries(&mut head, 1);
+    store.append(Append::new(next).unwrap()).await.unwrap();
+    let h = store.head(id).unwrap().unwrap();
+    assert_eq!((h.chain, h.state.as_slice()), (head, &b"kept"[..]));
+}
