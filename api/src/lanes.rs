@@ -193,11 +193,37 @@ pub struct Lanes {
     snapshot_every: AtomicU64,
     wake_jobs: Arc<Notify>,
     wake_timers: Arc<Notify>,
+    counters: Counters,
+}
+
+/// The lanes' counters, registered once: looking a counter up by name on every event costs
+/// more than the rest of its bookkeeping.
+struct Counters {
+    entries_appended: metrics::Counter,
+    events_ingested: metrics::Counter,
+    messages_derived: metrics::Counter,
+    transitions_fired: metrics::Counter,
+    timers_fired: metrics::Counter,
+}
+
+impl Counters {
+    /// Handles on the global recorder, which must be installed first (a handle taken before
+    /// it counts nowhere).
+    fn register() -> Self {
+        Self {
+            entries_appended: metrics::counter!("pled_ledger_entries_appended_total"),
+            events_ingested: metrics::counter!("pled_events_ingested_total"),
+            messages_derived: metrics::counter!("pled_messages_derived_total"),
+            transitions_fired: metrics::counter!("pled_transitions_fired_total"),
+            timers_fired: metrics::counter!("pled_timers_fired_total"),
+        }
+    }
 }
 
 impl Lanes {
     /// Lanes over a store, publishing to `hub`, snapshotting every
     /// `ServeConfig::default().snapshot_every` entries until [`Lanes::set_snapshot_every`].
+    /// Counters go to the metrics recorder installed when this is called.
     pub fn new(store: Store, hub: Arc<Hub>, ai: Option<Arc<dyn crate::ai::AiProvider>>) -> Arc<Self> {
         let every = crate::config::ServeConfig::default().snapshot_every;
         Arc::new(Self {
@@ -209,6 +235,7 @@ impl Lanes {
             snapshot_every: AtomicU64::new(every),
             wake_jobs: Arc::default(),
             wake_timers: Arc::default(),
+            counters: Counters::register(),
         })
     }
 
@@ -567,7 +594,7 @@ impl Lane {
             self.lanes.wake_jobs.notify_one();
         }
         if !entries.is_empty() {
-            metrics::counter!("pled_ledger_entries_appended_total").increment(entries.len() as u64);
+            self.lanes.counters.entries_appended.increment(entries.len() as u64);
             self.lanes.publish(self.record.id, entries, &head, &live);
         }
         self.head = head;
@@ -613,9 +640,10 @@ impl Lane {
         let stepped = apply::event(&self.machine, live, head, &event, &ai).map_err(step_error)?;
         *ws =
             enqueue_jobs(std::mem::take(ws), &self.record, &stepped.actions, &stepped.entries[stepped.drafts_from..])?;
-        metrics::counter!("pled_events_ingested_total").increment(1);
-        metrics::counter!("pled_messages_derived_total").increment(stepped.messages.len() as u64);
-        metrics::counter!("pled_transitions_fired_total").increment(stepped.transitions.len() as u64);
+        let counters = &self.lanes.counters;
+        counters.events_ingested.increment(1);
+        counters.messages_derived.increment(stepped.messages.len() as u64);
+        counters.transitions_fired.increment(stepped.transitions.len() as u64);
         Ok(stepped)
     }
 
@@ -823,8 +851,8 @@ impl Lane {
             apply::timer(&self.machine, &mut live, &mut head, transition_id, fired_at.as_str()).map_err(step_error)?;
         let ws =
             enqueue_jobs(WriteSet::new(), &self.record, &stepped.actions, &stepped.entries[stepped.drafts_from..])?;
-        metrics::counter!("pled_timers_fired_total").increment(1);
-        metrics::counter!("pled_transitions_fired_total").increment(stepped.transitions.len() as u64);
+        self.lanes.counters.timers_fired.increment(1);
+        self.lanes.counters.transitions_fired.increment(stepped.transitions.len() as u64);
         let answer = Answer::ok(&json!({
             "fired": true,
             "entries": entry_refs(&stepped.entries),

@@ -75,6 +75,8 @@ pub fn jwt_config(config: &ServeConfig) -> anyhow::Result<JwtConfig> {
 
 /// Builds the shared state over an open store.
 pub fn state(store: Store, config: ServeConfig, jwt: JwtConfig) -> anyhow::Result<AppState> {
+    // First: the services below take their metric handles from the installed recorder.
+    let metrics = metrics_handle();
     let hub = Arc::new(Hub::default());
     let ai = config.ai_endpoint.clone().map(|url| {
         Arc::new(crate::ai::HttpProvider::new(url, std::env::var("PLED_AI_API_KEY").ok()))
@@ -99,7 +101,7 @@ pub fn state(store: Store, config: ServeConfig, jwt: JwtConfig) -> anyhow::Resul
         store,
         jwt: Arc::new(jwt),
         config: Arc::new(config),
-        metrics: metrics_handle(),
+        metrics,
         locks: Arc::new(KeyLocks::default()),
         records: Default::default(),
         lanes,

@@ -102,10 +102,19 @@ async fn health_metrics_openapi_and_docs() {
     let r = t.call(Method::GET, "/health/ready", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     t.get("/v1/templates", t.admin("acme")).await;
+    // The lanes' counters count into the recorder /metrics renders.
+    let (template, events) = example("approval");
+    let eid = t.execution("acme", &t.published_template("acme", &template).await).await;
+    let r = t.post(&format!("/v1/executions/{eid}/events"), t.admin("acme"), events[0].clone()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let r = t.call(Method::GET, "/metrics", None, None).await;
     let text = r.body.as_str().unwrap();
     assert!(text.contains("pled_http_request_duration_seconds_bucket"), "{text}");
     assert!(text.contains("route=\"/v1/templates\""), "{text}");
+    for counter in ["pled_events_ingested_total", "pled_ledger_entries_appended_total"] {
+        let value = text.lines().find_map(|l| l.strip_prefix(counter)?.trim().parse::<u64>().ok());
+        assert!(value.is_some_and(|n| n > 0), "{counter} not counted: {text}");
+    }
     let spec = t.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(spec.status, StatusCode::OK);
     for path in [

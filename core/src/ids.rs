@@ -165,18 +165,34 @@ impl EntryHash {
 
     /// 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        self.hex().as_str().to_owned()
     }
 
     /// Writes the 64 hex digits into `out` (no allocation; used on the hashing path).
     pub(crate) fn write_hex(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.hex().0);
+    }
+
+    /// The 64 hex digits on the stack: what `Display`, `Serialize` and the hashing path
+    /// write, without allocating.
+    fn hex(&self) -> HexDigits {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut buf = [0u8; 64];
         for (i, b) in self.0.iter().enumerate() {
             buf[2 * i] = DIGITS[usize::from(b >> 4)];
             buf[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
         }
-        out.extend_from_slice(&buf);
+        HexDigits(buf)
+    }
+}
+
+/// An [`EntryHash`] in lowercase hex.
+struct HexDigits([u8; 64]);
+
+impl HexDigits {
+    fn as_str(&self) -> &str {
+        // INVARIANT: every byte is an ASCII hex digit, so the text is valid UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
@@ -194,19 +210,19 @@ impl FromStr for EntryHash {
 
 impl fmt::Display for EntryHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        f.write_str(self.hex().as_str())
     }
 }
 
 impl fmt::Debug for EntryHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "EntryHash({})", self.to_hex())
+        write!(f, "EntryHash({})", self.hex().as_str())
     }
 }
 
 impl Serialize for EntryHash {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        s.serialize_str(self.hex().as_str())
     }
 }
 
@@ -286,11 +302,16 @@ mod tests {
 
     #[test]
     fn entry_hash_hex_round_trips_and_refuses_upper_case() {
-        let h = EntryHash::from_bytes([0xab; 32]);
+        let bytes: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(37) ^ 0xa5);
+        let h = EntryHash::from_bytes(bytes);
+        let expected = hex::encode(bytes);
+        assert_eq!(h.to_hex(), expected);
+        assert_eq!(h.to_string(), expected);
+        assert_eq!(serde_json::to_string(&h).unwrap(), format!("\"{expected}\""));
         assert_eq!(h.to_hex().parse::<EntryHash>().unwrap(), h);
         let mut buf = Vec::new();
         h.write_hex(&mut buf);
-        assert_eq!(buf, h.to_hex().as_bytes());
+        assert_eq!(buf, expected.as_bytes());
         assert!("AB".repeat(32).parse::<EntryHash>().is_err());
         assert!("ab".repeat(31).parse::<EntryHash>().is_err());
     }

@@ -30,6 +30,31 @@ impl RecordedAt {
     /// From a date-time in any offset; converted to UTC, truncated to microseconds.
     pub fn from_datetime(t: OffsetDateTime) -> Self {
         let t = t.to_offset(UtcOffset::UTC);
+        // Every entry and every request takes the clock: years 0-9999 (all of them, in
+        // practice) are written digit by digit; `time`'s formatter, which writes the same
+        // text, interprets FORMAT item by item at about ten times the cost.
+        let Ok(year) = u32::try_from(t.year()) else { return Self::formatted(t) };
+        if year > 9999 {
+            return Self::formatted(t);
+        }
+        let mut text = *b"0000-00-00T00:00:00.000000Z";
+        let mut put = |at: usize, width: usize, mut n: u32| {
+            for i in (at..at + width).rev() {
+                text[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        };
+        put(0, 4, year);
+        put(5, 2, u32::from(u8::from(t.month())));
+        put(8, 2, u32::from(t.day()));
+        put(11, 2, u32::from(t.hour()));
+        put(14, 2, u32::from(t.minute()));
+        put(17, 2, u32::from(t.second()));
+        put(20, 6, t.microsecond());
+        Self(text.iter().map(|&b| char::from(b)).collect())
+    }
+
+    fn formatted(t: OffsetDateTime) -> Self {
         #[allow(clippy::unwrap_used)] // INVARIANT: every UTC OffsetDateTime fits FORMAT.
         Self(t.format(FORMAT).unwrap())
     }
@@ -153,6 +178,14 @@ mod tests {
             let t = RecordedAt::from_unix_micros(us).unwrap();
             proptest::prop_assert_eq!(RecordedAt::parse(t.as_str()).unwrap(), t.clone());
             proptest::prop_assert_eq!(t.unix_micros(), us);
+        }
+
+        /// The digit-by-digit writer and `time`'s formatter agree on every instant, and so
+        /// do the years the fast path leaves to `time`.
+        #[test]
+        fn fast_text_is_the_formatters_text(us in -100_000_000_000_000_000i64..253_402_300_799_999_999) {
+            let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).unwrap();
+            proptest::prop_assert_eq!(RecordedAt::from_datetime(t).0, RecordedAt::formatted(t).0);
         }
     }
 }

@@ -177,8 +177,6 @@ impl Machine {
     /// holds and whose inputs evaluate, in rule order. The service resolves each (cache, or
     /// provider) and passes the outputs to [`Machine::process_event`] by input hash.
     pub fn ai_requests(&self, state: &ExecState, event: &Event) -> Result<Vec<AiRequest>, EngineError> {
-        let (_, balances) = load_state(self, state)?;
-        let (payload, _) = event.canonical_payload()?;
         let mut requests = Vec::new();
         let Some(rules) = self.rules_by_on.get(&event.r#type) else {
             return Ok(requests);
@@ -186,6 +184,8 @@ impl Machine {
         if !rules.iter().any(|&r| matches!(self.rules[r].body, CRuleBody::Ai { .. })) {
             return Ok(requests);
         }
+        let (_, balances) = load_state(self, state)?;
+        let (payload, _) = event.canonical_payload()?;
         let event_record = event.cel_record(&payload);
         let scope = scope_for(&state.vars, &state.state, Some(&event_record), None, &balances);
         for &r in rules {

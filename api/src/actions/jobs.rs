@@ -327,6 +327,9 @@ pub fn enqueue_jobs(
     jobs: &[ActionJob],
     entries: &[pled_core::SealedEntry],
 ) -> Result<WriteSet, ApiError> {
+    if jobs.is_empty() {
+        return Ok(ws);
+    }
     let now = RecordedAt::now().unix_micros();
     for j in jobs {
         let seq = entries.get(j.draft_index).map_or(0, |e| e.seq().get());
