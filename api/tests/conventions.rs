@@ -142,3 +142,37 @@ async fn readiness_fails_when_the_store_refuses_writes() {
     let r = t.call(Method::GET, "/health/ready", None, None).await;
     assert_problem(&r, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
 }
+
+/// The layers around the router: every answer carries a request id (the caller's, or a new
+/// one), errors from routing included; a configured origin passes a CORS preflight.
+#[tokio::test]
+async fn request_ids_and_cors_wrap_every_answer() {
+    let t = TestApp::with_config(|c| c.cors_origins = vec!["https://app.example".into()]);
+    let given =
+        t.call_with(Method::GET, "/v1/templates", Some(t.admin("acme")), None, &[("x-request-id", "req-42")]).await;
+    assert_eq!(given.status, StatusCode::OK);
+    assert_eq!(given.headers["x-request-id"], "req-42");
+    let fresh = t.call(Method::GET, "/no/such/route", None, None).await;
+    assert_problem(&fresh, StatusCode::NOT_FOUND, "not_found");
+    let id = fresh.headers["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+
+    let preflight = Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/v1/templates")
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization, idempotency-key")
+        .body(Body::empty())
+        .unwrap();
+    let r = t.raw(preflight).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["access-control-allow-origin"], "https://app.example");
+    let allowed = r.headers["access-control-allow-headers"].to_str().unwrap().to_ascii_lowercase();
+    assert!(allowed.contains("idempotency-key"), "{allowed}");
+    let other = t
+        .call_with(Method::GET, "/v1/templates", Some(t.admin("acme")), None, &[("origin", "https://evil.example")])
+        .await;
+    assert_eq!(other.status, StatusCode::OK);
+    assert!(other.headers.get("access-control-allow-origin").is_none());
+}

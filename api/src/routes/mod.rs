@@ -5,6 +5,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Method, header};
+use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -64,26 +65,28 @@ pub fn app(state: AppState) -> Router {
     let (router, spec) = api_routes().split_for_parts();
     let config = state.config.clone();
     let request_id = HeaderName::from_static(REQUEST_ID);
-    let router = router
+    // Only the metrics layer needs the matched route, so only it goes on the routes:
+    // `Router::layer` gives every route its own copy of the stack, which is cloned on every
+    // request. The rest wraps the router once.
+    let routes = router
         .merge(crate::openapi::docs_routes(spec))
         .fallback(middleware::not_found)
         .layer(axum::middleware::from_fn(middleware::metrics))
-        .layer(DefaultBodyLimit::max(config.body_limit))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, config.request_timeout))
+        .with_state(state);
+    let service = ServiceBuilder::new()
+        .option_layer(cors(&config.cors_origins))
+        .layer(tower_http::map_response_body::MapResponseBodyLayer::new(axum::body::Body::new))
+        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::new(request_id))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path(), org = tracing::field::Empty, execution_id = tracing::field::Empty)
+        }))
         .layer(axum::middleware::from_fn(middleware::problems))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-                let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-                tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path(), org = tracing::field::Empty, execution_id = tracing::field::Empty)
-            }),
-        )
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
-    let router = match cors(&config.cors_origins) {
-        Some(layer) => router.layer(layer),
-        None => router,
-    };
-    router.with_state(state)
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, config.request_timeout))
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .service(routes);
+    Router::new().fallback_service(service)
 }
 
 fn cors(origins: &[String]) -> Option<CorsLayer> {
