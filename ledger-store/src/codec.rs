@@ -32,16 +32,32 @@ pub(crate) struct StoredEntry {
     pub(crate) hash: [u8; 32],
 }
 
-pub(crate) fn encode_entry(e: &SealedEntry) -> Vec<u8> {
+/// A [`StoredEntry`] to write, borrowing the entry's text: bincode writes a `&str` exactly as
+/// it writes a `String`, and an array reference as the array.
+#[derive(Encode)]
+struct StoredEntryRef<'a> {
+    kind: &'a str,
+    recorded_at: &'a str,
+    body: &'a str,
+    prev_hash: &'a [u8; 32],
+    hash: &'a [u8; 32],
+}
+
+/// Writes the stored form of `e` into `out` (cleared first): the writer reuses one buffer
+/// for every entry.
+pub(crate) fn encode_entry(e: &SealedEntry, out: &mut Vec<u8>) {
     let inner = e.entry();
-    let stored = StoredEntry {
-        kind: inner.kind.as_str().to_owned(),
-        recorded_at: inner.recorded_at.as_str().to_owned(),
-        body: inner.body.as_str().to_owned(),
-        prev_hash: *inner.prev_hash.as_bytes(),
-        hash: *e.hash().as_bytes(),
+    let hash = e.hash();
+    let stored = StoredEntryRef {
+        kind: inner.kind.as_str(),
+        recorded_at: inner.recorded_at.as_str(),
+        body: inner.body.as_str(),
+        prev_hash: inner.prev_hash.as_bytes(),
+        hash: hash.as_bytes(),
     };
-    encode(&stored)
+    out.clear();
+    #[allow(clippy::unwrap_used)] // INVARIANT: encoding plain structs into a Vec cannot fail.
+    bincode::encode_into_std_write(&stored, out, CONFIG).unwrap();
 }
 
 /// Decodes a stored entry. The kind's alphabet is checked (the canonical bytes are assembled
@@ -121,7 +137,11 @@ mod tests {
         let head = ChainHead::genesis(ExecutionId::from_u128(5));
         let e =
             head.next_entry(Kind::new("k").unwrap(), RecordedAt::now(), Body::from_json_str(r#"{"a":"b"}"#).unwrap());
-        assert_eq!(stored_hash(&encode_entry(&e)), Some(e.hash()));
+        let mut bytes = vec![1, 2, 3];
+        encode_entry(&e, &mut bytes);
+        assert_eq!(stored_hash(&bytes), Some(e.hash()));
+        // Written from borrowed fields, read back as the owned record.
+        assert_eq!(decode_entry(e.entry().execution_id, e.seq(), &bytes), Ok(e));
     }
 
     #[test]

@@ -196,10 +196,12 @@ impl Writer {
         // Phase 2: everything holds; write it.
         let db = &*self.db;
         let mut appended = Vec::with_capacity(set.appends.len());
+        let mut value = Vec::new();
         for a in &set.appends {
             let id = a.execution_id();
             for e in &a.entries {
-                batch.put_cf(cf(db, cf::ENTRIES), codec::entry_key(id, e.seq()), codec::encode_entry(e));
+                codec::encode_entry(e, &mut value);
+                batch.put_cf(cf(db, cf::ENTRIES), codec::entry_key(id, e.seq()), &value);
             }
             let feed =
                 StoredFeed { execution_id: *id.as_bytes(), first_seq: a.first_seq().get(), leaves: a.leaves.clone() };
