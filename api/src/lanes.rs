@@ -515,11 +515,12 @@ impl Lane {
                     }
                 }
             }
-            // Work on copies: a request that fails leaves nothing behind.
-            let (mut h, mut l, mut w) = (head, live.clone(), ws.clone());
+            // Work on copies and on a write set of its own: a request that fails leaves
+            // nothing behind.
+            let (mut h, mut l, mut w) = (head, live.clone(), WriteSet::new());
             let first_new = entries.len();
             let mut mine = Vec::new();
-            match self.apply(&events, &mut h, &mut l, &mut mine, &mut w, &mut ai_fresh).await {
+            match self.apply(events, &mut h, &mut l, &mut mine, &mut w, &mut ai_fresh).await {
                 Ok(results) => {
                     // `w` is this request's copy: an error drops it with the request.
                     let written = answer_body(batch, results, &h, &l).and_then(|body| {
@@ -541,7 +542,7 @@ impl Lane {
                     }
                     head = h;
                     live = l;
-                    ws = w;
+                    ws = ws.merge(w);
                     entries.extend(mine);
                     debug_assert!(entries.len() >= first_new);
                     staged.push(Staged { reply, answer: Ok(answer) });
@@ -622,7 +623,7 @@ impl Lane {
     /// sealing its entries onto `head` and adding its jobs to `ws`.
     async fn step_event(
         &self,
-        ev: &QueuedEvent,
+        ev: QueuedEvent,
         head: &mut ChainHead,
         live: &mut LiveState,
         ws: &mut WriteSet,
@@ -630,10 +631,10 @@ impl Lane {
     ) -> Result<apply::Stepped, ApiError> {
         let event = Event {
             event_seq: live.exec.event_count + 1,
-            r#type: ev.kind.clone(),
-            payload: ev.payload.clone(),
-            source: ev.source.clone(),
-            occurred_at: ev.occurred_at.clone(),
+            r#type: ev.kind,
+            payload: ev.payload,
+            source: ev.source,
+            occurred_at: ev.occurred_at,
             received_at: ev.received_at.to_string(),
         };
         let ai = self.ai_outputs(live, &event, ai_fresh, ws).await?;
@@ -651,7 +652,7 @@ impl Lane {
     /// queues them instead (`event.queued`).
     async fn apply(
         &self,
-        events: &[NewEvent],
+        events: Vec<NewEvent>,
         head: &mut ChainHead,
         live: &mut LiveState,
         out: &mut Vec<SealedEntry>,
@@ -664,15 +665,10 @@ impl Lane {
                 extra: Some(serde_json::Map::from_iter([("executionStatus".to_owned(), json!(live.status))])),
             });
         }
-        let mut results = Vec::with_capacity(events.len());
-        for ev in events {
-            let ev = QueuedEvent {
-                kind: ev.kind.clone(),
-                payload: ev.payload.clone(),
-                source: ev.source.clone(),
-                occurred_at: ev.occurred_at.clone(),
-                received_at: RecordedAt::now(),
-            };
+        let count = events.len();
+        let mut results = Vec::with_capacity(count);
+        for NewEvent { kind, payload, source, occurred_at } in events {
+            let ev = QueuedEvent { kind, payload, source, occurred_at, received_at: RecordedAt::now() };
             if live.status == Status::Paused {
                 let (entry, position) = apply::queue(live, head, &ev).map_err(step_error)?;
                 results.push(EventResult::Queued {
@@ -684,7 +680,7 @@ impl Lane {
                 out.push(entry);
                 continue;
             }
-            let stepped = self.step_event(&ev, head, live, ws, ai_fresh).await?;
+            let stepped = self.step_event(ev, head, live, ws, ai_fresh).await?;
             results.push(EventResult::Stepped {
                 entries: entry_refs(&stepped.entries),
                 event_seq: live.exec.event_count,
@@ -692,11 +688,11 @@ impl Lane {
                 transitions: stepped.transitions,
             });
             out.extend(stepped.entries);
-            if !live.status.accepts_events() && events.len() > results.len() {
+            if !live.status.accepts_events() && count > results.len() {
                 return Err(ApiError::conflict(format!(
                     "event {} of the batch completed the execution; the remaining {} cannot be applied",
                     results.len(),
-                    events.len() - results.len()
+                    count - results.len()
                 )));
             }
         }
@@ -748,7 +744,7 @@ impl Lane {
         let mut ai_fresh = HashMap::new();
         for (queued_seq, q) in queued {
             let q = QueuedEvent { received_at: at.clone(), ..q };
-            let s = self.step_event(&q, &mut head, &mut live, &mut ws, &mut ai_fresh).await?;
+            let s = self.step_event(q, &mut head, &mut live, &mut ws, &mut ai_fresh).await?;
             applied.push(json!({
                 "queuedSeq": queued_seq,
                 "eventSeq": live.exec.event_count,
@@ -808,14 +804,15 @@ impl Lane {
             && live.status.accepts_events()
         {
             // On copies: an event that cannot apply leaves the recording as it was.
-            let (mut h, mut l, mut w, mut out) = (head, live.clone(), ws.clone(), Vec::new());
-            match self.apply(std::slice::from_ref(&ev), &mut h, &mut l, &mut out, &mut w, &mut HashMap::new()).await {
+            let (mut h, mut l, mut w, mut out) = (head, live.clone(), WriteSet::new(), Vec::new());
+            let kind = ev.kind.clone();
+            match self.apply(vec![ev], &mut h, &mut l, &mut out, &mut w, &mut HashMap::new()).await {
                 Ok(_) => {
-                    (head, live, ws) = (h, l, w);
+                    (head, live, ws) = (h, l, ws.merge(w));
                     entries.extend(out);
                 }
                 Err(e) => {
-                    tracing::warn!(execution_id = %self.record.id, error = %e, kind = %ev.kind, "result event not applied")
+                    tracing::warn!(execution_id = %self.record.id, error = %e, %kind, "result event not applied")
                 }
             }
         }

@@ -131,6 +131,15 @@ impl WriteSet {
         self.put(Table::Snapshots, crate::codec::entry_key(execution, seq), snapshot)
     }
 
+    /// Adds everything `other` holds after what this set holds, as if it had been added
+    /// here in the same order.
+    pub fn merge(mut self, other: WriteSet) -> Self {
+        self.appends.extend(other.appends);
+        self.puts.extend(other.puts);
+        self.deletes.extend(other.deletes);
+        self
+    }
+
     /// How many entries the set appends.
     pub fn entry_count(&self) -> usize {
         self.appends.iter().map(|a| a.entries.len()).sum()
