@@ -51,15 +51,16 @@ impl Hub {
         map.entry(id).or_insert_with(|| broadcast::channel(STREAM_BUFFER).0).subscribe()
     }
 
-    /// Publishes to an execution's subscribers, if it has any.
-    pub fn publish(&self, id: ExecutionId, updates: impl IntoIterator<Item = Update>) {
+    /// Publishes to an execution's subscribers, if it has any (the updates are built only
+    /// then: most writes have nobody listening).
+    pub fn publish<U: IntoIterator<Item = Update>>(&self, id: ExecutionId, updates: impl FnOnce() -> U) {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         let Some(tx) = map.get(&id) else { return };
         if tx.receiver_count() == 0 {
             map.remove(&id);
             return;
         }
-        for u in updates {
+        for u in updates() {
             let _ = tx.send(u);
         }
     }

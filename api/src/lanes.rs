@@ -365,8 +365,10 @@ impl Lanes {
 
     /// Publishes a write's entries and the state after it.
     pub fn publish(&self, id: ExecutionId, entries: Vec<SealedEntry>, head: &ChainHead, live: &LiveState) {
-        let change = StateChange { head_seq: head.seq.get(), head_hash: head.hash.to_hex(), live: live.clone() };
-        self.hub.publish(id, [Update::Entries(Arc::new(entries)), Update::State(Arc::new(change))]);
+        self.hub.publish(id, || {
+            let change = StateChange { head_seq: head.seq.get(), head_hash: head.hash.to_hex(), live: live.clone() };
+            [Update::Entries(Arc::new(entries)), Update::State(Arc::new(change))]
+        });
     }
 }
 
