@@ -19,9 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 use pled_committer::{Committer, ProofAnswer};
-use pled_core::merkle::{MerkleTree, from_0x, leaf_hash, process_proof, to_0x};
+use pled_core::merkle::{MerkleTree, from_0x, hash_leaves, leaf_hash, process_proof, to_0x};
 use pled_core::proof::Scope;
-use pled_core::{ChainVerifier, ExecutionId, SealedEntry, Seq};
+use pled_core::{ChainVerifier, EntryHash, ExecutionId, SealedEntry, Seq};
 use pled_store::Store;
 use serde_json::{Value, json};
 
@@ -239,10 +239,9 @@ pub fn verify(text: &str) -> anyhow::Result<Summary> {
             start >= 1 && start <= end && end as usize <= entries.len(),
             "{at}: commitment range {start}..={end} is not within the bundle's entries"
         );
-        let leaves: Vec<_> = entries[start as usize - 1..end as usize]
-            .iter()
-            .map(|e| leaf_hash(&execution_id, e.seq(), &e.hash()))
-            .collect();
+        // The chain check above made entry i the one at seq i + 1.
+        let hashes: Vec<EntryHash> = entries[start as usize - 1..end as usize].iter().map(SealedEntry::hash).collect();
+        let leaves = hash_leaves(&[(execution_id, Seq::new(start), &hashes)]);
         let root = MerkleTree::from_leaves(&leaves).root().map(|r| to_0x(&r));
         ensure!(root.as_deref() == c["root"].as_str(), "{at}: commitment {} root does not match its entries", c["id"]);
     }

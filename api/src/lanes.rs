@@ -524,7 +524,7 @@ impl Lane {
             let mut mine = Vec::new();
             match self.apply(events, &mut h, &mut l, &mut mine, &mut w, &mut ai_fresh).await {
                 Ok(results) => {
-                    // `w` is this request's copy: an error drops it with the request.
+                    // `w` holds only this request's writes: an error drops them with it.
                     let written = answer_body(batch, results, &h, &l).and_then(|body| {
                         let answer = Answer { status: StatusCode::CREATED, body, replayed: false };
                         if let Some(i) = &idem {

@@ -105,13 +105,15 @@ async fn an_evidence_bundle_verifies_and_any_changed_byte_fails() {
     let eid = executed(&t).await;
     t.close_round().await.unwrap();
     t.post(&format!("/v1/executions/{eid}/commitments"), admin, json!({})).await;
+    // A range that starts past seq 1: its leaves are numbered from its own start.
+    t.post(&format!("/v1/executions/{eid}/commitments"), admin, json!({ "rangeStart": 2, "rangeEnd": 4 })).await;
     let r = t.call(Method::GET, &format!("/v1/executions/{eid}/evidence"), Some(admin), None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.headers["content-type"], "application/x-ndjson");
     let text = r.body.as_str().unwrap().to_owned();
     let summary = pled_api::evidence::verify(&text).unwrap();
     assert_eq!(summary.proven, summary.entries);
-    assert_eq!(summary.commitments, 1);
+    assert_eq!(summary.commitments, 2);
 
     let bytes = text.as_bytes();
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
