@@ -1,7 +1,7 @@
 //! Storage encoding: key layouts and bincode records. Internal, never hashed: the hashes are
 //! always re-computed from the decoded fields by the rules in `pled-core`.
 
-use bincode::{Decode, Encode};
+use bincode::{BorrowDecode, Decode, Encode};
 use pled_core::{Body, Entry, EntryHash, ExecutionId, Kind, RecordedAt, SealedEntry, Seq};
 
 use crate::StoreError;
@@ -23,64 +23,120 @@ pub(crate) fn split_entry_key(key: &[u8]) -> Option<(ExecutionId, Seq)> {
     (key.len() == 24).then(|| (ExecutionId::from_bytes(id), Seq::new(u64::from_be_bytes(seq))))
 }
 
-#[derive(Encode, Decode)]
-pub(crate) struct StoredEntry {
-    pub(crate) kind: String,
-    pub(crate) recorded_at: String,
-    pub(crate) body: String,
-    pub(crate) prev_hash: [u8; 32],
-    pub(crate) hash: [u8; 32],
-}
-
-/// A [`StoredEntry`] to write, borrowing the entry's text: bincode writes a `&str` exactly as
-/// it writes a `String`, and an array reference as the array.
-#[derive(Encode)]
-struct StoredEntryRef<'a> {
+/// One stored entry, as bincode writes it. Written from borrowed text and read back
+/// borrowing the record (bincode writes a `&str` as it writes a `String`, and a 32-byte array
+/// raw, without a length).
+#[derive(Encode, BorrowDecode)]
+struct StoredEntry<'a> {
     kind: &'a str,
     recorded_at: &'a str,
     body: &'a str,
-    prev_hash: &'a [u8; 32],
-    hash: &'a [u8; 32],
+    prev_hash: [u8; 32],
+    hash: [u8; 32],
 }
 
-/// Writes the stored form of `e` into `out` (cleared first): the writer reuses one buffer
-/// for every entry.
-pub(crate) fn encode_entry(e: &SealedEntry, out: &mut Vec<u8>) {
-    let inner = e.entry();
-    let hash = e.hash();
-    let stored = StoredEntryRef {
-        kind: inner.kind.as_str(),
-        recorded_at: inner.recorded_at.as_str(),
-        body: inner.body.as_str(),
-        prev_hash: inner.prev_hash.as_bytes(),
-        hash: hash.as_bytes(),
-    };
+/// Marks a record holding a group of entries. A record without it (written before groups)
+/// holds exactly one entry: it starts with its kind's length, which is never 0.
+const GROUP: u8 = 0;
+
+/// At most this many entries share one record, so reading one entry decodes at most this
+/// many (a long append is split into several groups).
+pub(crate) const GROUP_MAX: usize = 32;
+
+/// Writes the record of `entries` (consecutive entries of one execution, at most
+/// [`GROUP_MAX`]) into `out`, cleared first: the writer reuses one buffer. The record's key is
+/// the first entry's.
+pub(crate) fn encode_group(entries: &[SealedEntry], out: &mut Vec<u8>) {
     out.clear();
-    #[allow(clippy::unwrap_used)] // INVARIANT: encoding plain structs into a Vec cannot fail.
-    bincode::encode_into_std_write(&stored, out, CONFIG).unwrap();
+    out.push(GROUP);
+    for e in entries {
+        let inner = e.entry();
+        let stored = StoredEntry {
+            kind: inner.kind.as_str(),
+            recorded_at: inner.recorded_at.as_str(),
+            body: inner.body.as_str(),
+            prev_hash: *inner.prev_hash.as_bytes(),
+            hash: *e.hash().as_bytes(),
+        };
+        #[allow(clippy::unwrap_used)] // INVARIANT: encoding plain structs into a Vec cannot fail.
+        bincode::encode_into_std_write(&stored, out, CONFIG).unwrap();
+    }
 }
 
-/// Decodes a stored entry. The kind's alphabet is checked (the canonical bytes are assembled
-/// around it without escaping); nothing is trusted until the chain verifier re-hashes it.
-pub(crate) fn decode_entry(execution_id: ExecutionId, seq: Seq, bytes: &[u8]) -> Result<SealedEntry, String> {
-    let s: StoredEntry = decode_raw(bytes)?;
-    let entry = Entry {
-        execution_id,
-        seq,
-        kind: Kind::try_from(s.kind).map_err(|e| e.to_string())?,
-        recorded_at: RecordedAt::from_stored(s.recorded_at),
-        body: Body::from_stored(s.body),
-        prev_hash: EntryHash::from_bytes(s.prev_hash),
-    };
-    Ok(SealedEntry::from_stored(entry, EntryHash::from_bytes(s.hash)))
+/// The entries of one record, in seq order, the first at the record key's seq.
+pub(crate) struct Group<'a> {
+    rest: &'a [u8],
+    next: Seq,
 }
 
-/// The entry hash of a stored entry, read without decoding: `StoredEntry` ends with the two
-/// fixed 32-byte arrays `prev_hash` and `hash`, which bincode writes raw, so the hash is
-/// always the last 32 bytes (checked by a test).
-pub(crate) fn stored_hash(bytes: &[u8]) -> Option<EntryHash> {
-    let tail: [u8; 32] = bytes.get(bytes.len().checked_sub(32)?..)?.try_into().ok()?;
-    Some(EntryHash::from_bytes(tail))
+impl<'a> Group<'a> {
+    pub(crate) fn new(first: Seq, bytes: &'a [u8]) -> Self {
+        let rest = match bytes.split_first() {
+            Some((&GROUP, rest)) => rest,
+            _ => bytes,
+        };
+        Self { rest, next: first }
+    }
+
+    /// The next entry's seq and stored form, borrowing the record.
+    fn next_stored(&mut self) -> Option<Result<(Seq, StoredEntry<'a>), String>> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        Some(match bincode::borrow_decode_from_slice::<StoredEntry<'a>, _>(self.rest, CONFIG) {
+            Ok((stored, used)) => {
+                self.rest = &self.rest[used..];
+                let seq = self.next;
+                self.next = seq.next();
+                Ok((seq, stored))
+            }
+            Err(e) => {
+                self.rest = &[];
+                Err(e.to_string())
+            }
+        })
+    }
+
+    /// The next entry's seq and hash, without building the entry.
+    pub(crate) fn next_hash(&mut self) -> Option<Result<(Seq, EntryHash), String>> {
+        self.next_stored().map(|r| r.map(|(seq, s)| (seq, EntryHash::from_bytes(s.hash))))
+    }
+
+    /// Skips the entries before `seq`; the next one read is `seq` (if the group holds it).
+    pub(crate) fn skip_to(&mut self, seq: Seq) -> Result<(), String> {
+        while self.next < seq && !self.rest.is_empty() {
+            if let Some(Err(e)) = self.next_stored() {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// The next entry. The kind's alphabet is checked (the canonical bytes are assembled
+    /// around it without escaping); nothing is trusted until the chain verifier re-hashes it.
+    pub(crate) fn next_entry(&mut self, execution_id: ExecutionId) -> Option<Result<SealedEntry, (Seq, String)>> {
+        let seq = self.next;
+        let (seq, s) = match self.next_stored()? {
+            Ok(x) => x,
+            Err(e) => return Some(Err((seq, e))),
+        };
+        let kind = match Kind::try_from(s.kind.to_owned()) {
+            Ok(k) => k,
+            Err(e) => {
+                self.rest = &[];
+                return Some(Err((seq, e.to_string())));
+            }
+        };
+        let entry = Entry {
+            execution_id,
+            seq,
+            kind,
+            recorded_at: RecordedAt::from_stored(s.recorded_at.to_owned()),
+            body: Body::from_stored(s.body.to_owned()),
+            prev_hash: EntryHash::from_bytes(s.prev_hash),
+        };
+        Some(Ok(SealedEntry::from_stored(entry, EntryHash::from_bytes(s.hash))))
+    }
 }
 
 /// The recorded end of a chain and the execution's current state bytes.
@@ -132,16 +188,56 @@ mod tests {
 
     use super::*;
 
+    fn chain(n: usize) -> Vec<SealedEntry> {
+        let mut head = ChainHead::genesis(ExecutionId::from_u128(5));
+        (0..n)
+            .map(|i| {
+                let body = Body::from_json_str(&format!(r#"{{"i":{i}}}"#)).unwrap();
+                let e = head.next_entry(Kind::new("k").unwrap(), RecordedAt::now(), body);
+                head.advance(&e);
+                e
+            })
+            .collect()
+    }
+
+    fn read_all(first: Seq, bytes: &[u8]) -> Vec<SealedEntry> {
+        let mut g = Group::new(first, bytes);
+        std::iter::from_fn(|| g.next_entry(ExecutionId::from_u128(5))).map(|r| r.unwrap()).collect()
+    }
+
     #[test]
-    fn the_hash_is_the_last_32_bytes_of_a_stored_entry() {
-        let head = ChainHead::genesis(ExecutionId::from_u128(5));
-        let e =
-            head.next_entry(Kind::new("k").unwrap(), RecordedAt::now(), Body::from_json_str(r#"{"a":"b"}"#).unwrap());
+    fn a_group_reads_back_as_the_entries_written() {
+        let entries = chain(3);
         let mut bytes = vec![1, 2, 3];
-        encode_entry(&e, &mut bytes);
-        assert_eq!(stored_hash(&bytes), Some(e.hash()));
-        // Written from borrowed fields, read back as the owned record.
-        assert_eq!(decode_entry(e.entry().execution_id, e.seq(), &bytes), Ok(e));
+        encode_group(&entries, &mut bytes);
+        // Written from borrowed fields, read back as the owned entries.
+        assert_eq!(read_all(Seq::FIRST, &bytes), entries);
+        let mut g = Group::new(Seq::FIRST, &bytes);
+        g.skip_to(Seq::new(3)).unwrap();
+        assert_eq!(g.next_hash(), Some(Ok((Seq::new(3), entries[2].hash()))));
+        assert_eq!(g.next_hash(), None);
+    }
+
+    #[test]
+    fn a_record_from_before_groups_reads_as_a_group_of_one() {
+        let entries = chain(2);
+        let mut bytes = Vec::new();
+        encode_group(&entries[1..], &mut bytes);
+        // The old record was the one entry without the group marker.
+        assert_eq!(bytes[0], GROUP);
+        assert_eq!(read_all(Seq::new(2), &bytes[1..]), &entries[1..]);
+    }
+
+    #[test]
+    fn a_damaged_group_is_an_error_not_a_short_read() {
+        let entries = chain(2);
+        let mut bytes = Vec::new();
+        encode_group(&entries, &mut bytes);
+        bytes.truncate(bytes.len() - 1);
+        let mut g = Group::new(Seq::FIRST, &bytes);
+        assert!(g.next_entry(ExecutionId::from_u128(5)).unwrap().is_ok());
+        assert!(g.next_entry(ExecutionId::from_u128(5)).unwrap().is_err());
+        assert!(g.next_entry(ExecutionId::from_u128(5)).is_none());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! PLED's ledger store on RocksDB.
 //!
-//! - Column families: `entries` (key `execution id || seq BE`), `heads` (last seq, last hash,
+//! - Column families: `entries` (one record per append of up to 32 entries, keyed by its
+//!   first entry: `execution id || seq BE`), `heads` (last seq, last hash,
 //!   current state bytes per execution), `feed` (every append in durable order, with its
 //!   entries' Merkle leaves, for commit rounds), `snapshots`, `idempotency`, `meta` (service
 //!   records), `jobs` (work queues), `commitments` (Merkle rounds), `queue` (work ordered by due time: action attempts, armed
@@ -37,6 +38,7 @@ mod error;
 pub mod verify;
 mod writer;
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -282,8 +284,32 @@ impl Store {
 
     /// One entry.
     pub fn entry(&self, execution: ExecutionId, seq: Seq) -> Result<Option<SealedEntry>, StoreError> {
+        let raw = self.group_at(execution, seq);
+        let (Some(k), Some(v)) = (raw.key(), raw.value()) else {
+            return raw.status().map(|()| None).map_err(Into::into);
+        };
+        let mut group = codec::Group::new(group_seq(execution, k)?, v);
+        group.skip_to(seq).map_err(|detail| corrupt(execution, seq, detail))?;
+        match group.next_entry(execution) {
+            Some(Ok(e)) if e.seq() == seq => Ok(Some(e)),
+            Some(Err((at, detail))) => Err(corrupt(execution, at, detail)),
+            _ => Ok(None),
+        }
+    }
+
+    /// A raw iterator over one execution's records, at the record that holds `seq` (the last
+    /// one starting at or before it) or, if none does, at the execution's first record.
+    fn group_at(&self, execution: ExecutionId, seq: Seq) -> rocksdb::DBRawIteratorWithThreadMode<'_, DB> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(execution.as_bytes().to_vec());
+        ro.set_iterate_upper_bound(prefix_end(execution.as_bytes()));
+        let mut raw = self.db().raw_iterator_cf_opt(cf(self.db(), cf::ENTRIES), ro);
         let key = codec::entry_key(execution, seq);
-        self.db().get_pinned_cf(cf(self.db(), cf::ENTRIES), key)?.map(|b| decode_entry(execution, seq, &b)).transpose()
+        raw.seek_for_prev(key);
+        if !raw.valid() && raw.status().is_ok() {
+            raw.seek(key);
+        }
+        raw
     }
 
     /// Up to `limit` entries after `after` (exclusive), in seq order.
@@ -293,11 +319,14 @@ impl Store {
 
     /// Every entry of an execution from `from` (inclusive), in seq order.
     pub fn iter_entries(&self, execution: ExecutionId, from: Seq) -> Entries<'_> {
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(prefix_end(execution.as_bytes()));
-        let mut raw = self.db().raw_iterator_cf_opt(cf(self.db(), cf::ENTRIES), ro);
-        raw.seek(codec::entry_key(execution, from));
-        Entries { raw, execution, done: false }
+        Entries {
+            raw: self.group_at(execution, from),
+            execution,
+            from,
+            group: VecDeque::new(),
+            error: None,
+            done: false,
+        }
     }
 
     /// Up to `limit` executions after `after` (exclusive; `None` = from the start), in id
@@ -377,28 +406,26 @@ impl Store {
         self.inner.shared.durable_feed.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// The hashes of an execution's entries `from..=to`, in seq order, without decoding the
+    /// The hashes of an execution's entries `from..=to`, in seq order, without building the
     /// entries (the commit rounds' fast path). Missing entries end the list early.
     pub fn entry_hashes(&self, execution: ExecutionId, from: Seq, to: Seq) -> Result<Vec<EntryHash>, StoreError> {
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(codec::entry_key(execution, to.next()).to_vec());
-        let start = codec::entry_key(execution, from);
         let mut out = Vec::with_capacity((to.get().saturating_sub(from.get()) + 1) as usize);
         let mut expected = from;
-        for item in
-            self.db().iterator_cf_opt(cf(self.db(), cf::ENTRIES), ro, IteratorMode::From(&start, Direction::Forward))
-        {
-            let (k, v) = item?;
-            match codec::split_entry_key(&k) {
-                Some((id, seq)) if id == execution && seq == expected => {}
-                _ => break,
+        let mut raw = self.group_at(execution, from);
+        while let (Some(k), Some(v)) = (raw.key(), raw.value()) {
+            let mut group = codec::Group::new(group_seq(execution, k)?, v);
+            group.skip_to(from).map_err(|detail| corrupt(execution, expected, detail))?;
+            while let Some(item) = group.next_hash() {
+                let (seq, hash) = item.map_err(|detail| corrupt(execution, expected, detail))?;
+                if seq != expected || seq > to {
+                    return Ok(out);
+                }
+                out.push(hash);
+                expected = expected.next();
             }
-            out.push(codec::stored_hash(&v).ok_or_else(|| StoreError::Corrupt {
-                what: format!("entry {expected} of execution {execution}"),
-                detail: "shorter than a hash".into(),
-            })?);
-            expected = expected.next();
+            raw.next();
         }
+        raw.status()?;
         Ok(out)
     }
 
@@ -454,46 +481,80 @@ fn to_head(execution: ExecutionId, h: StoredHead) -> Head {
     }
 }
 
-/// The entries of one execution in seq order ([`Store::iter_entries`]). Decodes straight from
-/// RocksDB's pinned key and value, so reading an entry copies only what the entry owns. Ends
-/// after the last entry or after the first error.
+/// The entries of one execution in seq order ([`Store::iter_entries`]). Decodes each record
+/// (a group of entries) straight from RocksDB's pinned value, so reading an entry copies only
+/// what the entry owns. Ends after the last entry or after the first error.
 pub struct Entries<'a> {
     raw: rocksdb::DBRawIteratorWithThreadMode<'a, DB>,
     execution: ExecutionId,
+    /// Entries before this seq (in the first record) are skipped.
+    from: Seq,
+    /// The current record's entries not yet returned.
+    group: VecDeque<SealedEntry>,
+    /// Returned once `group` is empty: the first bad record ends the entries.
+    error: Option<StoreError>,
     done: bool,
+}
+
+impl Entries<'_> {
+    /// Decodes the record under the iterator into `group` and moves past it. At the end, or
+    /// at a bad record (after its good entries), sets `done` and returns the error if any.
+    fn load(&mut self) -> Option<StoreError> {
+        let (Some(k), Some(v)) = (self.raw.key(), self.raw.value()) else {
+            self.done = true;
+            return self.raw.status().err().map(Into::into);
+        };
+        let execution = self.execution;
+        let mut group = match group_seq(execution, k) {
+            Ok(first) => codec::Group::new(first, v),
+            Err(e) => {
+                self.done = true;
+                return Some(e);
+            }
+        };
+        let mut failed = group.skip_to(self.from).err().map(|detail| corrupt(execution, self.from, detail));
+        while failed.is_none() {
+            match group.next_entry(execution) {
+                Some(Ok(e)) => self.group.push_back(e),
+                Some(Err((seq, detail))) => failed = Some(corrupt(execution, seq, detail)),
+                None => break,
+            }
+        }
+        self.done = failed.is_some();
+        self.raw.next();
+        failed
+    }
 }
 
 impl Iterator for Entries<'_> {
     type Item = Result<SealedEntry, StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let item = match (self.raw.key(), self.raw.value()) {
-            (Some(k), Some(v)) => match codec::split_entry_key(k) {
-                Some((id, seq)) => decode_entry(id, seq, v),
-                None => Err(StoreError::Corrupt {
-                    what: format!("entry key of execution {}", self.execution),
-                    detail: format!("{} bytes", k.len()),
-                }),
-            },
-            _ => {
-                self.done = true;
-                return self.raw.status().err().map(|e| Err(e.into()));
+        loop {
+            if let Some(e) = self.group.pop_front() {
+                return Some(Ok(e));
             }
-        };
-        match item {
-            Ok(_) => self.raw.next(),
-            Err(_) => self.done = true,
+            if let Some(e) = self.error.take() {
+                return Some(Err(e));
+            }
+            if self.done {
+                return None;
+            }
+            self.error = self.load();
         }
-        Some(item)
     }
 }
 
-fn decode_entry(execution: ExecutionId, seq: Seq, bytes: &[u8]) -> Result<SealedEntry, StoreError> {
-    codec::decode_entry(execution, seq, bytes)
-        .map_err(|detail| StoreError::Corrupt { what: format!("entry {seq} of execution {execution}"), detail })
+/// The first seq of the record under `key` (one of `execution`'s).
+fn group_seq(execution: ExecutionId, key: &[u8]) -> Result<Seq, StoreError> {
+    codec::split_entry_key(key).map(|(_, seq)| seq).ok_or_else(|| StoreError::Corrupt {
+        what: format!("entry key of execution {execution}"),
+        detail: format!("{} bytes", key.len()),
+    })
+}
+
+fn corrupt(execution: ExecutionId, seq: Seq, detail: String) -> StoreError {
+    StoreError::Corrupt { what: format!("entry {seq} of execution {execution}"), detail }
 }
 
 /// The smallest key greater than every key starting with `prefix` (all-0xff prefixes do not
@@ -537,5 +598,59 @@ mod tests {
         let legacy = LegacyStoredFeed { execution_id: *id.as_bytes(), first_seq: 1, last_seq: 3 };
         store.db().put_cf(cf(store.db(), cf::FEED), 1u64.to_be_bytes(), codec::encode(&legacy)).unwrap();
         assert_eq!(store.feed(0, 10).unwrap(), current);
+    }
+
+    fn chain(head: &mut ChainHead, n: usize) -> Vec<SealedEntry> {
+        (0..n)
+            .map(|_| {
+                let e = head.next_entry(Kind::new("k").unwrap(), RecordedAt::now(), Body::empty());
+                head.advance(&e);
+                e
+            })
+            .collect()
+    }
+
+    #[test]
+    fn entries_read_the_same_from_records_of_one_and_of_many() {
+        #![allow(clippy::unwrap_used)]
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let id = ExecutionId::from_u128(7);
+        let mut head = ChainHead::genesis(id);
+        // Seq 1-2 as records of one entry without the group marker (as written before groups),
+        // then appends of 3 and of 70 entries (split into groups of GROUP_MAX).
+        let old = chain(&mut head, 2);
+        for e in &old {
+            let mut v = Vec::new();
+            codec::encode_group(std::slice::from_ref(e), &mut v);
+            store.db().put_cf(cf(store.db(), cf::ENTRIES), codec::entry_key(id, e.seq()), &v[1..]).unwrap();
+        }
+        let mut set = WriteSet::new();
+        let mut all = old;
+        for n in [3, 70] {
+            let run = chain(&mut head, n);
+            all.extend(run.clone());
+            set = set.append(Append::new(run).unwrap());
+        }
+        let old_head = codec::StoredHead { seq: 2, hash: *all[1].hash().as_bytes(), state: vec![] };
+        store.db().put_cf(cf(store.db(), cf::HEADS), id.as_bytes(), codec::encode(&old_head)).unwrap();
+        store.write_blocking(set).unwrap();
+        let records = store.db().iterator_cf(cf(store.db(), cf::ENTRIES), IteratorMode::Start).count();
+        assert_eq!(records, 2 + 1 + 70usize.div_ceil(codec::GROUP_MAX));
+
+        let n = all.len() as u64;
+        for seq in 0..=n + 1 {
+            let want = all.get((seq as usize).wrapping_sub(1)).cloned();
+            assert_eq!(store.entry(id, Seq::new(seq)).unwrap(), want, "entry {seq}");
+            let from: Vec<_> = store.iter_entries(id, Seq::new(seq)).map(Result::unwrap).collect();
+            assert_eq!(from, all[(seq.max(1) as usize - 1).min(all.len())..], "from {seq}");
+        }
+        let hashes = |a: u64, b: u64| store.entry_hashes(id, Seq::new(a), Seq::new(b)).unwrap();
+        assert_eq!(hashes(2, 40), all[1..40].iter().map(SealedEntry::hash).collect::<Vec<_>>());
+        assert_eq!(hashes(70, 100), all[69..].iter().map(SealedEntry::hash).collect::<Vec<_>>());
+        // Another execution's records are never read as this one's.
+        assert_eq!(store.entry(ExecutionId::from_u128(6), Seq::FIRST).unwrap(), None);
+        assert_eq!(store.iter_entries(ExecutionId::from_u128(8), Seq::FIRST).count(), 0);
+        assert_eq!(crate::verify::verify_execution(&store, id).unwrap().seq, Seq::new(n));
     }
 }

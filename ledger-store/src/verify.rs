@@ -113,33 +113,41 @@ fn verify_one(
     Ok(())
 }
 
-/// Entries are read in chunks of this many; each chunk is decoded and hashed in parallel.
+/// Entries are read in chunks of this many records; each chunk is decoded and hashed in parallel.
 const CHUNK: usize = 8192;
 
 type Decoded = Result<(SealedEntry, EntryHash), (Seq, String)>;
 
-/// A stored entry's key and value, as RocksDB returns them.
+/// A stored record's key and value, as RocksDB returns them (a group of entries).
 type RawEntry = (Box<[u8]>, Box<[u8]>);
 
-/// Decodes and hashes a chunk of raw entries on all cores (hashes are independent; links are
+/// Decodes and hashes a chunk of raw records on all cores (hashes are independent; links are
 /// checked afterwards, in order).
 fn decode_and_hash(id: ExecutionId, chunk: &[RawEntry]) -> Vec<Decoded> {
-    let one = |(k, bytes): &RawEntry| -> Decoded {
-        let Some((_, seq)) = codec::split_entry_key(k) else {
-            return Err((Seq::ZERO, format!("entry key of {} bytes", k.len())));
-        };
-        let e = codec::decode_entry(id, seq, bytes).map_err(|d| (seq, d))?;
-        let h = e.entry().compute_hash();
-        Ok((e, h))
+    let decode = |part: &[RawEntry]| -> Vec<Decoded> {
+        let mut out = Vec::with_capacity(part.len());
+        for (k, bytes) in part {
+            let Some((_, first)) = codec::split_entry_key(k) else {
+                out.push(Err((Seq::ZERO, format!("entry key of {} bytes", k.len()))));
+                continue;
+            };
+            let mut group = codec::Group::new(first, bytes);
+            while let Some(item) = group.next_entry(id) {
+                out.push(item.map(|e| {
+                    let h = e.entry().compute_hash();
+                    (e, h)
+                }));
+            }
+        }
+        out
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads == 1 || chunk.len() < 256 {
-        return chunk.iter().map(one).collect();
+        return decode(chunk);
     }
     let per = chunk.len().div_ceil(threads);
     std::thread::scope(|s| {
-        let parts: Vec<_> =
-            chunk.chunks(per).map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>())).collect();
+        let parts: Vec<_> = chunk.chunks(per).map(|part| s.spawn(move || decode(part))).collect();
         parts.into_iter().flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
     })
 }
