@@ -583,14 +583,7 @@ mod tests {
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
         let id = ExecutionId::from_u128(42);
         let mut head = ChainHead::genesis(id);
-        let run: Vec<_> = (0..3)
-            .map(|_| {
-                let e = head.next_entry(Kind::new("k").unwrap(), RecordedAt::now(), Body::empty());
-                head.advance(&e);
-                e
-            })
-            .collect();
-        let append = Append::new(run).unwrap();
+        let append = Append::new(chain(&mut head, 3)).unwrap();
         let leaves = append.leaves.clone();
         store.write_blocking(WriteSet::new().append(append)).unwrap();
         let current = store.feed(0, 10).unwrap();
