@@ -24,13 +24,14 @@ pub(crate) fn split_entry_key(key: &[u8]) -> Option<(ExecutionId, Seq)> {
 }
 
 /// One stored entry, as bincode writes it. Written from borrowed text and read back
-/// borrowing the record (bincode writes a `&str` as it writes a `String`, and a 32-byte array
-/// raw, without a length).
+/// borrowing the record (bincode writes text as its bytes with a length, exactly as a `&[u8]`,
+/// and a 32-byte array raw, without a length). Read as bytes: entries only skipped are not
+/// checked for UTF-8.
 #[derive(Encode, BorrowDecode)]
 struct StoredEntry<'a> {
-    kind: &'a str,
-    recorded_at: &'a str,
-    body: &'a str,
+    kind: &'a [u8],
+    recorded_at: &'a [u8],
+    body: &'a [u8],
     prev_hash: [u8; 32],
     hash: [u8; 32],
 }
@@ -52,9 +53,9 @@ pub(crate) fn encode_group(entries: &[SealedEntry], out: &mut Vec<u8>) {
     for e in entries {
         let inner = e.entry();
         let stored = StoredEntry {
-            kind: inner.kind.as_str(),
-            recorded_at: inner.recorded_at.as_str(),
-            body: inner.body.as_str(),
+            kind: inner.kind.as_str().as_bytes(),
+            recorded_at: inner.recorded_at.as_str().as_bytes(),
+            body: inner.body.as_str().as_bytes(),
             prev_hash: *inner.prev_hash.as_bytes(),
             hash: *e.hash().as_bytes(),
         };
@@ -102,6 +103,15 @@ impl<'a> Group<'a> {
         self.next_stored().map(|r| r.map(|(seq, s)| (seq, EntryHash::from_bytes(s.hash))))
     }
 
+    /// Whether the group holds `seq` (reads through the rest of it).
+    pub(crate) fn holds(mut self, seq: Seq) -> Result<bool, String> {
+        if seq < self.next {
+            return Ok(false);
+        }
+        self.skip_to(seq)?;
+        Ok(!self.rest.is_empty())
+    }
+
     /// Skips the entries before `seq`; the next one read is `seq` (if the group holds it).
     pub(crate) fn skip_to(&mut self, seq: Seq) -> Result<(), String> {
         while self.next < seq && !self.rest.is_empty() {
@@ -120,22 +130,25 @@ impl<'a> Group<'a> {
             Ok(x) => x,
             Err(e) => return Some(Err((seq, e))),
         };
-        let kind = match Kind::try_from(s.kind.to_owned()) {
-            Ok(k) => k,
+        let text = |b: &[u8]| std::str::from_utf8(b).map(str::to_owned).map_err(|e| e.to_string());
+        let built = (|| {
+            let kind = Kind::try_from(text(s.kind)?).map_err(|e| e.to_string())?;
+            Ok(Entry {
+                execution_id,
+                seq,
+                kind,
+                recorded_at: RecordedAt::from_stored(text(s.recorded_at)?),
+                body: Body::from_stored(text(s.body)?),
+                prev_hash: EntryHash::from_bytes(s.prev_hash),
+            })
+        })();
+        Some(match built {
+            Ok(entry) => Ok(SealedEntry::from_stored(entry, EntryHash::from_bytes(s.hash))),
             Err(e) => {
                 self.rest = &[];
-                return Some(Err((seq, e.to_string())));
+                Err((seq, e))
             }
-        };
-        let entry = Entry {
-            execution_id,
-            seq,
-            kind,
-            recorded_at: RecordedAt::from_stored(s.recorded_at.to_owned()),
-            body: Body::from_stored(s.body.to_owned()),
-            prev_hash: EntryHash::from_bytes(s.prev_hash),
-        };
-        Some(Ok(SealedEntry::from_stored(entry, EntryHash::from_bytes(s.hash))))
+        })
     }
 }
 
