@@ -103,11 +103,8 @@ impl<'a> Group<'a> {
         self.next_stored().map(|r| r.map(|(seq, s)| (seq, EntryHash::from_bytes(s.hash))))
     }
 
-    /// Whether the group holds `seq` (reads through the rest of it).
-    pub(crate) fn holds(mut self, seq: Seq) -> Result<bool, String> {
-        if seq < self.next {
-            return Ok(false);
-        }
+    /// Whether the group holds an entry at or after `seq`.
+    pub(crate) fn reaches(mut self, seq: Seq) -> Result<bool, String> {
         self.skip_to(seq)?;
         Ok(!self.rest.is_empty())
     }
@@ -130,25 +127,26 @@ impl<'a> Group<'a> {
             Ok(x) => x,
             Err(e) => return Some(Err((seq, e))),
         };
+        Some(s.into_entry(execution_id, seq).map_err(|e| {
+            self.rest = &[];
+            (seq, e)
+        }))
+    }
+}
+
+impl StoredEntry<'_> {
+    /// The entry, its text checked as UTF-8 and its kind's alphabet checked.
+    fn into_entry(self, execution_id: ExecutionId, seq: Seq) -> Result<SealedEntry, String> {
         let text = |b: &[u8]| std::str::from_utf8(b).map(str::to_owned).map_err(|e| e.to_string());
-        let built = (|| {
-            let kind = Kind::try_from(text(s.kind)?).map_err(|e| e.to_string())?;
-            Ok(Entry {
-                execution_id,
-                seq,
-                kind,
-                recorded_at: RecordedAt::from_stored(text(s.recorded_at)?),
-                body: Body::from_stored(text(s.body)?),
-                prev_hash: EntryHash::from_bytes(s.prev_hash),
-            })
-        })();
-        Some(match built {
-            Ok(entry) => Ok(SealedEntry::from_stored(entry, EntryHash::from_bytes(s.hash))),
-            Err(e) => {
-                self.rest = &[];
-                Err((seq, e))
-            }
-        })
+        let entry = Entry {
+            execution_id,
+            seq,
+            kind: Kind::try_from(text(self.kind)?).map_err(|e| e.to_string())?,
+            recorded_at: RecordedAt::from_stored(text(self.recorded_at)?),
+            body: Body::from_stored(text(self.body)?),
+            prev_hash: EntryHash::from_bytes(self.prev_hash),
+        };
+        Ok(SealedEntry::from_stored(entry, EntryHash::from_bytes(self.hash)))
     }
 }
 

@@ -311,7 +311,7 @@ impl Store {
         while let (Some(k), Some(v)) = (raw.key(), raw.value()) {
             // A bad key or record stops the walk here: the reader reports it.
             match codec::split_entry_key(k) {
-                Some((_, first)) if first < seq && codec::Group::new(first, v).holds(seq) == Ok(false) => raw.next(),
+                Some((_, first)) if codec::Group::new(first, v).reaches(seq) == Ok(false) => raw.next(),
                 _ => break,
             }
         }
@@ -418,9 +418,10 @@ impl Store {
         let mut out = Vec::with_capacity((to.get().saturating_sub(from.get()) + 1) as usize);
         let mut expected = from;
         let mut raw = self.group_at(execution, from);
-        while let (Some(k), Some(v)) = (raw.key(), raw.value()) {
+        while expected <= to {
+            let (Some(k), Some(v)) = (raw.key(), raw.value()) else { break };
             let mut group = codec::Group::new(group_seq(execution, k)?, v);
-            group.skip_to(from).map_err(|detail| corrupt(execution, expected, detail))?;
+            group.skip_to(expected).map_err(|detail| corrupt(execution, expected, detail))?;
             while let Some(item) = group.next_hash() {
                 let (seq, hash) = item.map_err(|detail| corrupt(execution, expected, detail))?;
                 if seq != expected || seq > to {
@@ -582,13 +583,17 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn a_feed_record_from_before_leaves_reads_with_the_leaves_of_its_entries() {
-        #![allow(clippy::unwrap_used)]
+    /// A new store, an execution id and its empty chain.
+    fn setup(id: u128) -> (tempfile::TempDir, Store, ExecutionId, ChainHead) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        let id = ExecutionId::from_u128(42);
-        let mut head = ChainHead::genesis(id);
+        let id = ExecutionId::from_u128(id);
+        (dir, store, id, ChainHead::genesis(id))
+    }
+
+    #[test]
+    fn a_feed_record_from_before_leaves_reads_with_the_leaves_of_its_entries() {
+        let (_dir, store, id, mut head) = setup(42);
         let append = Append::new(chain(&mut head, 3)).unwrap();
         let leaves = append.leaves.clone();
         store.write_blocking(WriteSet::new().append(append)).unwrap();
@@ -611,11 +616,7 @@ mod tests {
 
     #[test]
     fn entries_read_the_same_from_records_of_one_and_of_many() {
-        #![allow(clippy::unwrap_used)]
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        let id = ExecutionId::from_u128(7);
-        let mut head = ChainHead::genesis(id);
+        let (_dir, store, id, mut head) = setup(7);
         // Seq 1-2 as records of one entry without the group marker (as written before groups),
         // then appends of 3 and of 70 entries (split into groups of GROUP_MAX).
         let old = chain(&mut head, 2);
