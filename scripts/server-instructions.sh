@@ -10,6 +10,9 @@
 # is switched on for SECONDS (default 30), dumped, and divided by the growth of
 # pled_events_ingested_total over the same window. Needs valgrind (callgrind_control) and a
 # release build of pled and loadgen. The profile stays in $OUT (default /tmp/pled-server-cg).
+# The load is a closed loop of 16 connections (the server saturated, large write groups);
+# RATE=N offers N events/s instead (open loop; under callgrind the server serves a few hundred
+# per second, so RATE=150 is a light load: small write groups, more wake-ups per event).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 T="${CARGO_TARGET_DIR:-$ROOT/target}/release"
@@ -29,7 +32,7 @@ exec "$PLED" "\$@"
 EOF
 chmod +x "$OUT/pled"
 
-"$T/loadgen" --pled "$OUT/pled" --mode events --connections 16 --seconds 100000 \
+"$T/loadgen" --pled "$OUT/pled" --mode events --connections 16 --seconds 100000 ${RATE:+--rate "$RATE"} \
   --serve-arg=--chain --serve-arg=off --server-log warn,pled_api::server=info >"$OUT/loadgen.log" 2>&1 &
 LOADGEN=$!
 trap 'kill $LOADGEN 2>/dev/null || true; pkill -f "callgrind-out-file=$OUT/" || true' EXIT
