@@ -1,4 +1,5 @@
-//! Template compile and rule evaluation, and one full engine step, on the approval example.
+//! Template compile and rule evaluation, and one full engine step, on the approval example;
+//! and the canonical body writing every step does (an `event.received` body).
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -7,6 +8,7 @@ use std::collections::BTreeMap;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 // Links the benches' shared global allocator (mimalloc, as `pled` uses).
 use pled_benches as _;
+use pled_core::{Body, Member};
 use pled_engine::{AiOutputs, Event, Template, compile};
 
 fn example() -> (Template, Vec<serde_json::Value>) {
@@ -47,6 +49,23 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("approval/first_event", |b| {
         b.iter(|| machine.process_event(&start, &first, &AiOutputs::new()).unwrap())
+    });
+    g.finish();
+
+    // The members of the first event's `event.received` body, as the step writes them.
+    let mut g = c.benchmark_group("engine/body");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("event.received", |b| {
+        b.iter(|| {
+            Body::from_members(&mut [
+                ("eventSeq", Member::UInt(first.event_seq)),
+                ("payload", Member::Json(&first.payload)),
+                ("receivedAt", Member::Str(&first.received_at)),
+                ("source", Member::Str(&first.source)),
+                ("type", Member::Str(&first.r#type)),
+            ])
+            .unwrap()
+        })
     });
     g.finish();
 }
