@@ -258,7 +258,7 @@ fn eval<'a>(code: &'a Op, ctx: &Json<'a>) -> Option<V<'a>> {
         Op::Root(Root::State) => V::Str(Cow::Borrowed(ctx.state)),
         Op::Root(Root::Event) => ctx.event.map_or(V::Null, V::Record),
         Op::Root(Root::Msg) => ctx.msg.map_or(V::Null, V::Record),
-        Op::Field(operand, field) => lookup(eval(operand, ctx)?, field)?,
+        Op::Field(operand, field) => field_chain(operand, field, ctx)?,
         Op::Has(operand, field) => V::Bool(match eval(operand, ctx)? {
             V::Json(Value::Object(m)) => m.contains_key(field),
             V::Object(m) => m.contains_key(field),
@@ -354,6 +354,60 @@ fn lookup<'a>(map: V<'a>, key: &str) -> Option<V<'a>> {
         V::Record(r) => r.iter().find(|(k, _)| *k == key).map(|(_, m)| of_member(m)),
         V::Map(entries) => entries.into_iter().find(|(k, _)| *k == key).map(|(_, v)| v),
         _ => None,
+    }
+}
+
+/// `operand.field`. A chain of fields over `vars`, `event` or `msg` (`msg.data.amount`) is
+/// walked over references, building one value at its end: the same value as looking the
+/// fields up one after another through `eval` and `lookup`, whose results go through
+/// memory and were read back at once, stalling on the stores that wrote them. Anything else
+/// (another base, a chain deeper than eight) takes that general way.
+fn field_chain<'a>(operand: &'a Op, field: &'a str, ctx: &Json<'a>) -> Option<V<'a>> {
+    /// Where a walk is: an object or array of the context, `vars` or an object member, or a
+    /// record.
+    enum At<'a> {
+        Json(&'a Value),
+        Object(&'a BTreeMap<String, Value>),
+        Record(Record<'a>),
+    }
+    let general = || lookup(eval(operand, ctx)?, field);
+    // The chain's fields, outermost first.
+    let mut fields = [field; 8];
+    let mut n = 1;
+    let mut base = operand;
+    while let Op::Field(inner, f) = base {
+        if n == fields.len() {
+            return general();
+        }
+        fields[n] = f;
+        n += 1;
+        base = inner;
+    }
+    let mut at = match base {
+        Op::Root(Root::Vars) => At::Object(ctx.vars),
+        // A missing record is `null`, which has no fields.
+        Op::Root(Root::Event) => At::Record(ctx.event?),
+        Op::Root(Root::Msg) => At::Record(ctx.msg?),
+        _ => return general(),
+    };
+    let (last, path) = fields[..n].split_first()?;
+    for f in path.iter().rev() {
+        at = match at {
+            At::Json(Value::Object(m)) => At::Json(m.get(*f)?),
+            At::Object(m) => At::Json(m.get(*f)?),
+            At::Record(r) => match r.iter().find(|(k, _)| k == f)?.1 {
+                Member::Json(v) => At::Json(v),
+                Member::Object(m) => At::Object(m),
+                _ => return None,
+            },
+            At::Json(_) => return None,
+        };
+    }
+    match at {
+        At::Json(Value::Object(m)) => m.get(*last).map(of_json),
+        At::Object(m) => m.get(*last).map(of_json),
+        At::Record(r) => r.iter().find(|(k, _)| k == last).map(|(_, m)| of_member(m)),
+        At::Json(_) => None,
     }
 }
 
@@ -681,6 +735,62 @@ mod tests {
             }
             Ok(())
         })
+    }
+
+    /// A field chain walked over references answers exactly as looking its fields up one
+    /// by one does: the same value where that finds one, nothing where it does not.
+    #[test]
+    fn field_chains_answer_as_lookups_do() {
+        let ctx = Ctx {
+            payload: json!({"k": 3, "o": {"p": {"q": "deep"}}, "a": [1], "s": "x"}),
+            data: Some(json!({"amount": 12, "n": null})),
+            ..sample()
+        };
+        let chains = [
+            "vars.i",
+            "vars.m.k",
+            "vars.m.s",
+            "vars.m.z",
+            "vars.l.k",
+            "vars.i.k",
+            "vars.zz.k",
+            "event.payload.k",
+            "event.payload.o.p.q",
+            "event.payload.o.p",
+            "event.payload.a.k",
+            "event.payload.s.k",
+            "event.type",
+            "event.type.k",
+            "event.eventSeq",
+            "event.occurredAt",
+            "event.nope",
+            "msg.data.amount",
+            "msg.data.n",
+            "msg.data.n.k",
+            "msg.type",
+            "({'k': 1}).k",
+            "state.k",
+        ];
+        ctx.with(|json| {
+            for src in chains {
+                let e = Expr::parse(src).unwrap();
+                let Some(Code(Op::Field(operand, field))) = e.compiled.as_ref() else { panic!("{src} is not a field") };
+                let walked = field_chain(operand, field, &json);
+                let looked_up = eval(operand, &json).and_then(|v| lookup(v, field));
+                assert_eq!(format!("{walked:?}"), format!("{looked_up:?}"), "{src}");
+            }
+        });
+        // A chain deeper than the walk's eight fields goes the general way, with the same result.
+        let deep = Ctx { payload: json!({"a": {"a": {"a": {"a": {"a": {"a": {"a": {"a": {"a": 1}}}}}}}}}), ..sample() };
+        deep.with(|json| {
+            let e = Expr::parse("event.payload.a.a.a.a.a.a.a.a.a").unwrap();
+            assert_eq!(e.compiled.as_ref().and_then(|c| eval_json(c, &json)), Some(json!(1)));
+        });
+        // Without a message, `msg` is null: no fields.
+        Ctx { data: None, ..sample() }.with(|json| {
+            let e = Expr::parse("msg.data.amount").unwrap();
+            assert_eq!(e.compiled.as_ref().and_then(|c| eval_json(c, &json)), None);
+        });
     }
 
     proptest! {
