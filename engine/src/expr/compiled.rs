@@ -92,6 +92,8 @@ enum Op {
     Double(f64),
     Str(String),
     Root(Root),
+    /// Fields of a root (`msg.data.amount`), outermost last.
+    Path(Root, Box<[String]>),
     Field(Box<Op>, String),
     Has(Box<Op>, String),
     Index(Box<Op>, Box<Op>),
@@ -134,7 +136,11 @@ fn op(e: &IdedExpr) -> Option<Op> {
             _ => return None,
         }),
         Node::Select(s) if s.test => Op::Has(b(&s.operand)?, s.field.clone()),
-        Node::Select(s) => Op::Field(b(&s.operand)?, s.field.clone()),
+        Node::Select(s) => match op(&s.operand)? {
+            Op::Root(root) => Op::Path(root, Box::new([s.field.clone()])),
+            Op::Path(root, fields) => Op::Path(root, fields.iter().cloned().chain([s.field.clone()]).collect()),
+            operand => Op::Field(Box::new(operand), s.field.clone()),
+        },
         Node::List(l) if l.optional_indices.is_empty() => Op::List(l.elements.iter().map(op).collect::<Option<_>>()?),
         Node::Map(m) => {
             let mut entries: Vec<(String, Op)> = Vec::with_capacity(m.entries.len());
@@ -258,7 +264,8 @@ fn eval<'a>(code: &'a Op, ctx: &Json<'a>) -> Option<V<'a>> {
         Op::Root(Root::State) => V::Str(Cow::Borrowed(ctx.state)),
         Op::Root(Root::Event) => ctx.event.map_or(V::Null, V::Record),
         Op::Root(Root::Msg) => ctx.msg.map_or(V::Null, V::Record),
-        Op::Field(operand, field) => field_chain(operand, field, ctx)?,
+        Op::Path(root, fields) => path(*root, fields, ctx)?,
+        Op::Field(operand, field) => lookup(eval(operand, ctx)?, field)?,
         Op::Has(operand, field) => V::Bool(match eval(operand, ctx)? {
             V::Json(Value::Object(m)) => m.contains_key(field),
             V::Object(m) => m.contains_key(field),
@@ -357,44 +364,31 @@ fn lookup<'a>(map: V<'a>, key: &str) -> Option<V<'a>> {
     }
 }
 
-/// `operand.field`. A chain of fields over `vars`, `event` or `msg` (`msg.data.amount`) is
-/// walked over references, building one value at its end: the same value as looking the
-/// fields up one after another through `eval` and `lookup`, whose results go through
-/// memory and were read back at once, stalling on the stores that wrote them. Anything else
-/// (another base, a chain deeper than eight) takes that general way.
-fn field_chain<'a>(operand: &'a Op, field: &'a str, ctx: &Json<'a>) -> Option<V<'a>> {
-    /// Where a walk is: an object or array of the context, `vars` or an object member, or a
+/// The value at `fields` of a root: the same as looking the fields up one
+/// after another, but walked over references, building one value at the end (each value
+/// returned through `eval` or `lookup` goes through memory, and reading it back at once
+/// stalls on the stores that wrote it).
+fn path<'a>(root: Root, fields: &'a [String], ctx: &Json<'a>) -> Option<V<'a>> {
+    /// Where the walk is: an object or array of the context, `vars` or an object member, or a
     /// record.
     enum At<'a> {
         Json(&'a Value),
         Object(&'a BTreeMap<String, Value>),
         Record(Record<'a>),
     }
-    let general = || lookup(eval(operand, ctx)?, field);
-    // The chain's fields, outermost first.
-    let mut fields = [field; 8];
-    let mut n = 1;
-    let mut base = operand;
-    while let Op::Field(inner, f) = base {
-        if n == fields.len() {
-            return general();
-        }
-        fields[n] = f;
-        n += 1;
-        base = inner;
-    }
-    let mut at = match base {
-        Op::Root(Root::Vars) => At::Object(ctx.vars),
+    let (last, walk) = fields.split_last()?;
+    let mut at = match root {
+        Root::Vars => At::Object(ctx.vars),
         // A missing record is `null`, which has no fields.
-        Op::Root(Root::Event) => At::Record(ctx.event?),
-        Op::Root(Root::Msg) => At::Record(ctx.msg?),
-        _ => return general(),
+        Root::Event => At::Record(ctx.event?),
+        Root::Msg => At::Record(ctx.msg?),
+        // A string has no fields.
+        Root::State => return None,
     };
-    let (last, path) = fields[..n].split_first()?;
-    for f in path.iter().rev() {
+    for f in walk {
         at = match at {
-            At::Json(Value::Object(m)) => At::Json(m.get(*f)?),
-            At::Object(m) => At::Json(m.get(*f)?),
+            At::Json(Value::Object(m)) => At::Json(m.get(f)?),
+            At::Object(m) => At::Json(m.get(f)?),
             At::Record(r) => match r.iter().find(|(k, _)| k == f)?.1 {
                 Member::Json(v) => At::Json(v),
                 Member::Object(m) => At::Object(m),
@@ -404,8 +398,8 @@ fn field_chain<'a>(operand: &'a Op, field: &'a str, ctx: &Json<'a>) -> Option<V<
         };
     }
     match at {
-        At::Json(Value::Object(m)) => m.get(*last).map(of_json),
-        At::Object(m) => m.get(*last).map(of_json),
+        At::Json(Value::Object(m)) => m.get(last).map(of_json),
+        At::Object(m) => m.get(last).map(of_json),
         At::Record(r) => r.iter().find(|(k, _)| k == last).map(|(_, m)| of_member(m)),
         At::Json(_) => None,
     }
@@ -737,10 +731,10 @@ mod tests {
         })
     }
 
-    /// A field chain walked over references answers exactly as looking its fields up one
-    /// by one does: the same value where that finds one, nothing where it does not.
+    /// A path walked over references answers exactly as looking its fields up one by one
+    /// does: the same value where that finds one, nothing where it does not.
     #[test]
-    fn field_chains_answer_as_lookups_do() {
+    fn paths_answer_as_lookups_do() {
         let ctx = Ctx {
             payload: json!({"k": 3, "o": {"p": {"q": "deep"}}, "a": [1], "s": "x"}),
             data: Some(json!({"amount": 12, "n": null})),
@@ -771,9 +765,18 @@ mod tests {
             "({'k': 1}).k",
             "state.k",
         ];
-        // The fields looked up one by one, as `eval` did before the walk.
+        // The fields looked up one by one, as `eval` did before paths.
         fn one_by_one<'a>(code: &'a Op, ctx: &Json<'a>) -> Option<V<'a>> {
             match code {
+                Op::Path(root, fields) => {
+                    let start = match root {
+                        Root::Vars => V::Object(ctx.vars),
+                        Root::State => V::Str(Cow::Borrowed(ctx.state)),
+                        Root::Event => ctx.event.map_or(V::Null, V::Record),
+                        Root::Msg => ctx.msg.map_or(V::Null, V::Record),
+                    };
+                    fields.iter().try_fold(start, |v, f| lookup(v, f))
+                }
                 Op::Field(operand, field) => lookup(one_by_one(operand, ctx)?, field),
                 _ => eval(code, ctx),
             }
@@ -781,14 +784,10 @@ mod tests {
         ctx.with(|json| {
             for src in chains {
                 let e = Expr::parse(src).unwrap();
-                let Some(Code(code @ Op::Field(operand, field))) = e.compiled.as_ref() else {
-                    panic!("{src} is not a field")
-                };
-                let walked = field_chain(operand, field, &json);
-                assert_eq!(format!("{walked:?}"), format!("{:?}", one_by_one(code, &json)), "{src}");
+                let Some(Code(code)) = e.compiled.as_ref() else { panic!("{src} is not compiled") };
+                assert_eq!(format!("{:?}", eval(code, &json)), format!("{:?}", one_by_one(code, &json)), "{src}");
             }
         });
-        // A chain deeper than the walk's eight fields goes the general way, with the same result.
         let deep = Ctx { payload: json!({"a": {"a": {"a": {"a": {"a": {"a": {"a": {"a": {"a": 1}}}}}}}}}), ..sample() };
         deep.with(|json| {
             let e = Expr::parse("event.payload.a.a.a.a.a.a.a.a.a").unwrap();
