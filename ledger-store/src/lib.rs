@@ -285,11 +285,7 @@ impl Store {
     /// One entry.
     pub fn entry(&self, execution: ExecutionId, seq: Seq) -> Result<Option<SealedEntry>, StoreError> {
         let raw = self.group_at(execution, seq);
-        let (Some(k), Some(v)) = (raw.key(), raw.value()) else {
-            return raw.status().map(|()| None).map_err(Into::into);
-        };
-        let mut group = codec::Group::new(group_seq(execution, k)?, v);
-        group.skip_to(seq).map_err(|detail| corrupt(execution, seq, detail))?;
+        let Some(mut group) = record_at(execution, &raw, seq)? else { return Ok(None) };
         match group.next_entry(execution) {
             Some(Ok(e)) if e.seq() == seq => Ok(Some(e)),
             Some(Err((at, detail))) => Err(corrupt(execution, at, detail)),
@@ -419,9 +415,7 @@ impl Store {
         let mut expected = from;
         let mut raw = self.group_at(execution, from);
         while expected <= to {
-            let (Some(k), Some(v)) = (raw.key(), raw.value()) else { break };
-            let mut group = codec::Group::new(group_seq(execution, k)?, v);
-            group.skip_to(expected).map_err(|detail| corrupt(execution, expected, detail))?;
+            let Some(mut group) = record_at(execution, &raw, expected)? else { break };
             while let Some(item) = group.next_hash() {
                 let (seq, hash) = item.map_err(|detail| corrupt(execution, expected, detail))?;
                 if seq != expected || seq > to {
@@ -432,7 +426,6 @@ impl Store {
             }
             raw.next();
         }
-        raw.status()?;
         Ok(out)
     }
 
@@ -507,19 +500,19 @@ impl Entries<'_> {
     /// Decodes the record under the iterator into `group` and moves past it. At the end, or
     /// at a bad record (after its good entries), sets `done` and returns the error if any.
     fn load(&mut self) -> Option<StoreError> {
-        let (Some(k), Some(v)) = (self.raw.key(), self.raw.value()) else {
-            self.done = true;
-            return self.raw.status().err().map(Into::into);
-        };
         let execution = self.execution;
-        let mut group = match group_seq(execution, k) {
-            Ok(first) => codec::Group::new(first, v),
+        let mut group = match record_at(execution, &self.raw, self.from) {
+            Ok(Some(group)) => group,
+            Ok(None) => {
+                self.done = true;
+                return None;
+            }
             Err(e) => {
                 self.done = true;
                 return Some(e);
             }
         };
-        let mut failed = group.skip_to(self.from).err().map(|detail| corrupt(execution, self.from, detail));
+        let mut failed = None;
         while failed.is_none() {
             match group.next_entry(execution) {
                 Some(Ok(e)) => self.group.push_back(e),
@@ -552,12 +545,23 @@ impl Iterator for Entries<'_> {
     }
 }
 
-/// The first seq of the record under `key` (one of `execution`'s).
-fn group_seq(execution: ExecutionId, key: &[u8]) -> Result<Seq, StoreError> {
-    codec::split_entry_key(key).map(|(_, seq)| seq).ok_or_else(|| StoreError::Corrupt {
+/// The entries of the record under `raw` (one of `execution`'s), from `seq` on (those before
+/// it skipped); `None` after the execution's last record.
+fn record_at<'r>(
+    execution: ExecutionId,
+    raw: &'r rocksdb::DBRawIteratorWithThreadMode<'_, DB>,
+    seq: Seq,
+) -> Result<Option<codec::Group<'r>>, StoreError> {
+    let (Some(key), Some(value)) = (raw.key(), raw.value()) else {
+        return raw.status().map(|()| None).map_err(Into::into);
+    };
+    let (_, first) = codec::split_entry_key(key).ok_or_else(|| StoreError::Corrupt {
         what: format!("entry key of execution {execution}"),
         detail: format!("{} bytes", key.len()),
-    })
+    })?;
+    let mut group = codec::Group::new(first, value);
+    group.skip_to(seq).map_err(|detail| corrupt(execution, seq, detail))?;
+    Ok(Some(group))
 }
 
 fn corrupt(execution: ExecutionId, seq: Seq, detail: String) -> StoreError {
