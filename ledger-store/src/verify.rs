@@ -127,10 +127,10 @@ impl<P: FnMut(Progress)> Walk<'_, P> {
     /// entries), and opens `id`'s chain.
     fn start(&mut self, id: ExecutionId) -> Result<(), VerifyError> {
         self.close()?;
-        while let Some(before) = peek_id(&mut self.heads, 16)?.filter(|h| *h < id) {
+        while let Some(before) = peek_head(&mut self.heads)?.filter(|h| *h < id) {
             self.close_head_only(before)?;
         }
-        let recorded = match peek_id(&mut self.heads, 16)? {
+        let recorded = match peek_head(&mut self.heads)? {
             Some(h) if h == id => Some(take_head(&mut self.heads, id)?),
             _ => None,
         };
@@ -157,7 +157,7 @@ impl<P: FnMut(Progress)> Walk<'_, P> {
     /// After the last entry: closes the open chain and checks the remaining heads.
     fn end(mut self) -> Result<Progress, VerifyError> {
         self.close()?;
-        while let Some(id) = peek_id(&mut self.heads, 16)? {
+        while let Some(id) = peek_head(&mut self.heads)? {
             self.close_head_only(id)?;
         }
         (self.progress)(self.done);
@@ -255,9 +255,8 @@ const READAHEAD: usize = 2 << 20;
 fn decode_and_hash(batch: &Batch, parts: &mut [Vec<(ExecutionId, Decoded)>]) -> Result<(), StoreError> {
     let decode = |range: std::ops::Range<usize>, out: &mut Vec<(ExecutionId, Decoded)>| -> Result<(), StoreError> {
         for (k, bytes) in batch.records(range) {
-            let id = key_id(k, 24)?;
-            let Some((_, first)) = codec::split_entry_key(k) else {
-                out.push((id, Err((Seq::ZERO, format!("entry key of {} bytes", k.len())))));
+            let Some((id, first)) = codec::split_entry_key(k) else {
+                out.push((key_id(k, 24)?, Err((Seq::ZERO, format!("entry key of {} bytes", k.len())))));
                 continue;
             };
             let mut group = codec::Group::new(first, bytes);
@@ -294,13 +293,13 @@ fn decode_and_hash(batch: &Batch, parts: &mut [Vec<(ExecutionId, Decoded)>]) -> 
     })
 }
 
-/// The execution id of the next key, or `None` at the end. Keys shorter than an id are
+/// The execution of the next head, or `None` at the end. A key shorter than an id is
 /// reported as corruption.
-fn peek_id(it: &mut Iter<'_>, key_len: usize) -> Result<Option<ExecutionId>, StoreError> {
+fn peek_head(it: &mut Iter<'_>) -> Result<Option<ExecutionId>, StoreError> {
     match it.peek() {
         None => Ok(None),
         Some(Err(e)) => Err(StoreError::Rocks(e.clone().into_string())),
-        Some(Ok((k, _))) => key_id(k, key_len).map(Some),
+        Some(Ok((k, _))) => key_id(k, 16).map(Some),
     }
 }
 
