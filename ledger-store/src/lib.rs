@@ -608,7 +608,8 @@ mod tests {
         assert_eq!(store.feed(0, 10).unwrap(), current);
     }
 
-    fn chain(head: &mut ChainHead, n: usize) -> Vec<SealedEntry> {
+    /// `n` entries of kind `k` with empty bodies, sealed onto `head`.
+    pub(crate) fn chain(head: &mut ChainHead, n: usize) -> Vec<SealedEntry> {
         (0..n)
             .map(|_| {
                 let e = head.next_entry(Kind::new("k").unwrap(), RecordedAt::now(), Body::empty());

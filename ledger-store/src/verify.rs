@@ -332,8 +332,6 @@ fn take_head(heads: &mut Iter<'_>, id: ExecutionId) -> Result<(Seq, EntryHash), 
 
 #[cfg(test)]
 mod tests {
-    use pled_core::{Body, Kind, RecordedAt};
-
     use super::*;
     use crate::{Append, StoreOptions, WriteSet};
 
@@ -346,20 +344,13 @@ mod tests {
     fn three_executions() -> (tempfile::TempDir, Store, Vec<(ExecutionId, Vec<u64>)>) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), StoreOptions { sync: false, ..Default::default() }).unwrap();
-        let at = RecordedAt::now();
         let mut appends = Vec::new();
         for id in (1..=3).map(ExecutionId::from_u128) {
             let mut head = ChainHead::genesis(id);
             let mut firsts = Vec::new();
             for i in 0..100 {
                 firsts.push(head.seq.get() + 1);
-                let run: Vec<SealedEntry> = (0..1 + i % 3)
-                    .map(|_| {
-                        let e = head.next_entry(Kind::new("k").unwrap(), at.clone(), Body::empty());
-                        head.advance(&e);
-                        e
-                    })
-                    .collect();
+                let run = crate::tests::chain(&mut head, 1 + i % 3);
                 store.write_blocking(WriteSet::new().append(Append::new(run).unwrap())).unwrap();
             }
             appends.push((id, firsts));
