@@ -30,7 +30,7 @@ use utoipa::ToSchema;
 use crate::apply::{self, AdminAction, Chain, Drafting, QueuedEvent, StepError, Stepped, Unsealed, kinds};
 use crate::error::ApiError;
 use crate::repo::executions::LiveState;
-use crate::repo::snapshots::{self, SnapshotRecord};
+use crate::repo::snapshots;
 
 /// Where to start and stop.
 #[derive(Debug, Clone, Default)]
@@ -568,9 +568,7 @@ pub fn replay(
         }
     };
     let mut fold = Fold::new(machine, start.seq, live);
-    let checks: Vec<SnapshotRecord> =
-        snapshots::list(store, execution)?.into_iter().filter(|s| s.seq > from_seq && s.seq <= up_to).collect();
-    let mut checks = checks.into_iter().peekable();
+    let mut checks = snapshots::between(store, execution, from_seq, up_to, usize::MAX)?.into_iter().peekable();
     let mut progress = Progress { seq: from_seq, target_seq: up_to, ..Progress::default() };
     let mut entries = 0u64;
     let mut stored_hash_at_head = start.hash;
@@ -915,6 +913,7 @@ mod tests {
 
     use super::*;
     use crate::repo::executions::Status;
+    use crate::repo::snapshots::SnapshotRecord;
 
     fn machine() -> Machine {
         let t = pled_engine::Template::from_value(json!({
@@ -1074,6 +1073,12 @@ mod tests {
         assert!(!r.identical, "a snapshot that does not match makes the replay not identical");
         let from_good = ReplayOptions { from_snapshot: Some(good), ..ReplayOptions::default() };
         let r = replay(&store, &m, id, &from_good, Stop::default(), &mut |_| {}).unwrap();
-        assert_eq!((r.head_hash, r.events), (head.hash.to_hex(), 700));
+        assert_eq!((r.head_hash.clone(), r.events), (head.hash.to_hex(), 700));
+        let checked = |r: &ReplayReport| r.snapshots.iter().map(|c| (c.id, c.matches)).collect::<Vec<_>>();
+        assert_eq!(checked(&r), [(bad, false)], "only snapshots after the start are checked");
+        let before_bad = ReplayOptions { up_to: Some(bad - 1), ..ReplayOptions::default() };
+        let r = replay(&store, &m, id, &before_bad, Stop::default(), &mut |_| {}).unwrap();
+        assert_eq!(checked(&r), [(good, true)], "and none after upToSeq");
+        assert!(r.identical);
     }
 }

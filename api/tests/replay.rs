@@ -148,6 +148,17 @@ proptest! {
             let ids: Vec<u64> = snaps["items"].as_array().unwrap().iter().map(|s| s["id"].as_u64().unwrap()).collect();
             let checked: Vec<u64> = full["snapshots"].as_array().unwrap().iter().map(|c| c["id"].as_u64().unwrap()).collect();
             prop_assert_eq!(&checked, &ids, "every snapshot is checked on the way");
+            let (mut paged, mut after) = (Vec::new(), 0);
+            loop {
+                let path = format!("/v1/executions/{eid}/snapshots?afterSeq={after}&limit=2");
+                let page = t.get(&path, t.admin("acme")).await.body;
+                paged.extend(page["items"].as_array().unwrap().iter().map(|s| s["id"].as_u64().unwrap()));
+                match page["nextAfterSeq"].as_u64() {
+                    Some(next) => after = next,
+                    None => break,
+                }
+            }
+            prop_assert_eq!(&paged, &ids, "pages of two list the same snapshots");
             let head = state["headSeq"].as_u64().unwrap();
             prop_assert!(
                 every > head || ids.iter().any(|&s| s >= every),
@@ -159,6 +170,10 @@ proptest! {
                 prop_assert_eq!(&from["headHash"], &full["headHash"]);
                 prop_assert_eq!(&from["state"], &full["state"]);
                 prop_assert_eq!(from["fromSeq"].as_u64(), Some(id));
+                let later: Vec<u64> = checked.iter().copied().filter(|&s| s > id).collect();
+                let from_checked: Vec<u64> =
+                    from["snapshots"].as_array().unwrap().iter().map(|c| c["id"].as_u64().unwrap()).collect();
+                prop_assert_eq!(from_checked, later, "from {}: the snapshots after it are checked", id);
             }
             Ok(())
         })?;

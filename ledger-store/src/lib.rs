@@ -362,18 +362,34 @@ impl Store {
         }
     }
 
-    /// Every snapshot seq of an execution, oldest first.
-    pub fn snapshot_seqs(&self, execution: ExecutionId) -> Result<Vec<Seq>, StoreError> {
-        let prefix = execution.as_bytes();
+    /// Up to `limit` snapshots of an execution with `after < seq <= up_to`, oldest first: a
+    /// bounded range scan, so reading the few snapshots a replay passes costs the same however
+    /// many the execution has.
+    pub fn snapshots(
+        &self,
+        execution: ExecutionId,
+        after: Seq,
+        up_to: Seq,
+        limit: usize,
+    ) -> Result<Vec<(Seq, Vec<u8>)>, StoreError> {
+        let Some(first) = after.get().checked_add(1).filter(|&f| f <= up_to.get()) else {
+            return Ok(Vec::new());
+        };
         let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(prefix_end(prefix));
-        let mode = IteratorMode::From(prefix, Direction::Forward);
+        ro.set_iterate_upper_bound(match up_to.get().checked_add(1) {
+            Some(end) => codec::entry_key(execution, Seq::new(end)).to_vec(),
+            None => prefix_end(execution.as_bytes()),
+        });
+        let start = codec::entry_key(execution, Seq::new(first));
+        let mode = IteratorMode::From(&start, Direction::Forward);
         let mut out = Vec::new();
-        for item in self.db().iterator_cf_opt(cf(self.db(), cf::SNAPSHOTS), ro, mode) {
-            let (k, _) = item?;
-            if let Some((_, seq)) = codec::split_entry_key(&k) {
-                out.push(seq);
-            }
+        for item in self.db().iterator_cf_opt(cf(self.db(), cf::SNAPSHOTS), ro, mode).take(limit) {
+            let (k, v) = item?;
+            let (_, seq) = codec::split_entry_key(&k).ok_or_else(|| StoreError::Corrupt {
+                what: format!("snapshot key of execution {execution}"),
+                detail: format!("{} bytes, expected 24", k.len()),
+            })?;
+            out.push((seq, v.into_vec()));
         }
         Ok(out)
     }

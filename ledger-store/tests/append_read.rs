@@ -138,7 +138,22 @@ async fn snapshots_idempotency_and_scans() {
     assert_eq!(store.latest_snapshot(id, Seq::new(10)).unwrap(), Some((Seq::new(10), b"at10".to_vec())));
     assert_eq!(store.latest_snapshot(id, Seq::new(19)).unwrap(), Some((Seq::new(10), b"at10".to_vec())));
     assert_eq!(store.latest_snapshot(id, Seq::new(1000)).unwrap(), Some((Seq::new(20), b"at20".to_vec())));
-    assert_eq!(store.snapshot_seqs(id).unwrap(), [Seq::new(10), Seq::new(20)]);
+    let seqs = |after: u64, up_to: u64, limit: usize| {
+        let found = store.snapshots(id, Seq::new(after), Seq::new(up_to), limit).unwrap();
+        found.into_iter().map(|(seq, _)| seq.get()).collect::<Vec<_>>()
+    };
+    assert_eq!(store.snapshots(id, Seq::new(0), Seq::new(u64::MAX), 10).unwrap()[1], (Seq::new(20), b"at20".to_vec()));
+    assert_eq!(seqs(0, u64::MAX, usize::MAX), [10, 20]);
+    assert_eq!(seqs(0, u64::MAX, 1), [10]);
+    assert_eq!(seqs(10, u64::MAX, 10), [20], "after is exclusive");
+    assert_eq!(seqs(9, 10, 10), [10], "up_to is inclusive");
+    assert_eq!(seqs(10, 19, 10), Vec::<u64>::new());
+    assert_eq!(seqs(20, 10, 10), Vec::<u64>::new(), "an empty range");
+    assert_eq!(seqs(u64::MAX, u64::MAX, 10), Vec::<u64>::new());
+    assert_eq!(
+        store.snapshots(other, Seq::new(0), Seq::new(u64::MAX), 10).unwrap(),
+        [(Seq::new(5), b"other".to_vec())]
+    );
     assert_eq!(store.get(Table::Idempotency, b"org/key-1").unwrap(), Some(b"answer".to_vec()));
 
     let keys = |rows: Vec<(Vec<u8>, Vec<u8>)>| {

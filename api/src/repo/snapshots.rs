@@ -4,7 +4,7 @@
 //! execution and seq ([`pled_store::WriteSet::put_snapshot`]); a snapshot's id is its seq.
 
 use pled_core::{ChainHead, ExecutionId, RecordedAt, Seq};
-use pled_store::{Store, Table, WriteSet};
+use pled_store::{Store, WriteSet};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -95,14 +95,14 @@ pub fn latest(store: &Store, execution: ExecutionId, seq: u64) -> Result<Option<
     store.latest_snapshot(execution, Seq::new(seq))?.map(|(at, bytes)| decode(execution, at, &bytes)).transpose()
 }
 
-/// Every snapshot of an execution, oldest first.
-pub fn list(store: &Store, execution: ExecutionId) -> Result<Vec<SnapshotRecord>, ApiError> {
-    let mut out = Vec::new();
-    for seq in store.snapshot_seqs(execution)? {
-        let key = [execution.as_bytes().as_slice(), &seq.get().to_be_bytes()].concat();
-        if let Some(bytes) = store.get(Table::Snapshots, &key)? {
-            out.push(decode(execution, seq, &bytes)?);
-        }
-    }
-    Ok(out)
+/// Up to `limit` snapshots of an execution with `after < seq <= up_to`, oldest first.
+pub fn between(
+    store: &Store,
+    execution: ExecutionId,
+    after: u64,
+    up_to: u64,
+    limit: usize,
+) -> Result<Vec<SnapshotRecord>, ApiError> {
+    let found = store.snapshots(execution, Seq::new(after), Seq::new(up_to), limit)?;
+    found.into_iter().map(|(seq, bytes)| decode(execution, seq, &bytes)).collect()
 }

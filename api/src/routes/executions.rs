@@ -395,10 +395,20 @@ pub(crate) async fn post_events_batch(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct SeqQuery {
-    /// Return entries after this seq (default 0: from the start).
+    /// Return items after this seq (default 0: from the start).
     after_seq: Option<u64>,
     /// At most this many (1-1000, default 100).
     limit: Option<usize>,
+}
+
+impl SeqQuery {
+    pub(crate) fn after(&self) -> u64 {
+        self.after_seq.unwrap_or(0)
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.limit.unwrap_or(100).clamp(1, 1000)
+    }
 }
 
 /// A page of ledger entries in export form (docs/ledger-format.md).
@@ -424,8 +434,8 @@ pub(crate) async fn get_ledger(
 ) -> ApiResult<axum::Json<LedgerPage>> {
     who.require(Permission::Read)?;
     let rec = load(&s, &who, &id)?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let entries = s.store.entries(rec.id, Seq::new(q.after_seq.unwrap_or(0)), limit)?;
+    let limit = q.limit();
+    let entries = s.store.entries(rec.id, Seq::new(q.after()), limit)?;
     let next_after_seq = (entries.len() == limit).then(|| entries.last().map(|e| e.seq().get())).flatten();
     Ok(axum::Json(LedgerPage { entries, next_after_seq }))
 }
@@ -446,9 +456,9 @@ pub(crate) struct KindPage {
 /// number of entries per request (the cursor then points past what was scanned).
 fn by_kind(s: &AppState, id: ExecutionId, kinds: &[&str], q: &SeqQuery) -> ApiResult<KindPage> {
     const SCAN: usize = 5_000;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = q.limit();
     let mut items = Vec::new();
-    let mut last = q.after_seq.unwrap_or(0);
+    let mut last = q.after();
     let mut scanned = 0;
     for e in s.store.iter_entries(id, Seq::new(last + 1)) {
         let e = e?;

@@ -20,10 +20,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::executions::load;
+use super::executions::{SeqQuery, load};
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath, parse_json};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, parse_json};
 use crate::idempotency::{self, Created, Idempotency};
 use crate::replay::{CompareReport, ReplayOptions, ReplayReport, Stop};
 use crate::repo::audit;
@@ -151,25 +151,34 @@ pub(crate) async fn take_snapshot(
     .await
 }
 
-/// The snapshots of an execution.
+/// A page of an execution's snapshots.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct SnapshotList {
     /// Oldest first.
     items: Vec<SnapshotSummary>,
+    /// Pass as `afterSeq` for the next page; absent after the last snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_after_seq: Option<u64>,
 }
 
-/// An execution's snapshots (periodic and on demand), oldest first; `id` is the seq.
-#[utoipa::path(get, path = "/v1/executions/{id}/snapshots", tag = "executions", params(("id" = String, Path)),
+/// An execution's snapshots (periodic and on demand), oldest first, a page at a time; `id`
+/// is the seq.
+#[utoipa::path(get, path = "/v1/executions/{id}/snapshots", tag = "executions", params(("id" = String, Path), SeqQuery),
     responses((status = 200, body = SnapshotList), (status = 404, body = crate::error::Problem)))]
 pub(crate) async fn list_snapshots(
     State(s): State<AppState>,
     who: Principal,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<SeqQuery>,
 ) -> ApiResult<axum::Json<SnapshotList>> {
     who.require(Permission::Read)?;
     let rec = load(&s, &who, &id)?;
-    Ok(axum::Json(SnapshotList { items: snapshots::list(&s.store, rec.id)?.into_iter().map(summary).collect() }))
+    let limit = q.limit();
+    let items: Vec<SnapshotSummary> =
+        snapshots::between(&s.store, rec.id, q.after(), u64::MAX, limit)?.into_iter().map(summary).collect();
+    let next_after_seq = (items.len() == limit).then(|| items.last().map(|i| i.seq)).flatten();
+    Ok(axum::Json(SnapshotList { items, next_after_seq }))
 }
 
 /// One snapshot, with its full state.
