@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use pled_api::apply;
+use pled_api::config::ServeConfig;
 use pled_api::replay::{ReplayOptions, Stop, replay};
 use pled_api::repo::executions::LiveState;
 use pled_api::repo::snapshots::{self, SnapshotRecord, Trigger};
@@ -57,8 +58,9 @@ fn at(i: u64) -> RecordedAt {
 }
 
 /// Builds the ledger: `execution.created`, then `EVENTS` events, written in runs of 10,000
-/// events, with a snapshot `SNAPSHOT_BEFORE_HEAD` events before the head. Returns the
-/// snapshot's id.
+/// events, with the periodic snapshots the lane takes (every `snapshot_every` entries, ~30
+/// here) and an on-demand snapshot `SNAPSHOT_BEFORE_HEAD` events before the head. Returns
+/// the on-demand snapshot's id.
 fn build(store: &Store, m: &Machine) -> u64 {
     let id = execution(1);
     let mut head = ChainHead::genesis(id);
@@ -67,7 +69,8 @@ fn build(store: &Store, m: &Machine) -> u64 {
     let start = m.initial_state(Some(&json!({})), at(0).as_str()).unwrap();
     entries.extend(apply::seal(&mut head, start.drafts, &at(0)));
     let mut live = LiveState::started(start.state);
-    let mut snapshot = 0;
+    let every = ServeConfig::default().snapshot_every;
+    let (mut snapshot, mut ws) = (0, WriteSet::new());
     for i in 1..=EVENTS {
         let e = Event {
             event_seq: i,
@@ -77,16 +80,19 @@ fn build(store: &Store, m: &Machine) -> u64 {
             occurred_at: None,
             received_at: at(i).to_string(),
         };
+        let before = head.seq.get();
         entries.extend(apply::event(m, &mut live, &mut head, &e, &AiOutputs::new()).unwrap().entries);
-        let mut ws = WriteSet::new();
+        if before / every != head.seq.get() / every {
+            ws = snapshots::put(ws, id, &SnapshotRecord::new(&head, &live, Trigger::Periodic)).unwrap();
+        }
         if i == EVENTS - SNAPSHOT_BEFORE_HEAD {
             snapshot = head.seq.get();
             ws = snapshots::put(ws, id, &SnapshotRecord::new(&head, &live, Trigger::OnDemand)).unwrap();
         }
         if i % 10_000 == 0 || i == EVENTS - SNAPSHOT_BEFORE_HEAD {
             let run = std::mem::take(&mut entries);
-            let ws = ws.append(Append::new(run).unwrap().with_state(live.to_bytes()));
-            store.write_blocking(ws).unwrap();
+            let full = std::mem::take(&mut ws).append(Append::new(run).unwrap().with_state(live.to_bytes()));
+            store.write_blocking(full).unwrap();
         }
     }
     snapshot
@@ -107,8 +113,11 @@ fn benches(c: &mut Criterion) {
     };
     let full = run(&ReplayOptions::default());
     eprintln!(
-        "replay bench: {} events, {} entries, snapshot at seq {snapshot} of {}",
-        full.events, full.entries, head.seq
+        "replay bench: {} events, {} entries, {} snapshots checked, replays from the one at seq {snapshot} of {}",
+        full.events,
+        full.entries,
+        full.snapshots.len(),
+        head.seq
     );
 
     let mut g = c.benchmark_group("replay");
