@@ -30,7 +30,7 @@ use utoipa::ToSchema;
 use crate::apply::{self, AdminAction, Chain, Drafting, QueuedEvent, StepError, Stepped, Unsealed, kinds};
 use crate::error::ApiError;
 use crate::repo::executions::LiveState;
-use crate::repo::snapshots;
+use crate::repo::snapshots::{self, SnapshotRecord};
 
 /// Where to start and stop.
 #[derive(Debug, Clone, Default)]
@@ -455,6 +455,40 @@ fn compare_entries(input_seq: u64, stored: &[SealedEntry], replayed: &[SealedEnt
     None
 }
 
+/// The stored snapshots in (after, up_to], read a page at a time as the fold reaches them:
+/// a long replay holds at most a page of full states, however many snapshots it passes.
+struct Checks<'a> {
+    store: &'a Store,
+    execution: ExecutionId,
+    /// Pages start after this seq; `up_to` once the last page is read.
+    after: u64,
+    up_to: u64,
+    page_size: usize,
+    page: std::collections::VecDeque<SnapshotRecord>,
+}
+
+impl<'a> Checks<'a> {
+    fn new(store: &'a Store, execution: ExecutionId, after: u64, up_to: u64, page_size: usize) -> Self {
+        Self { store, execution, after, up_to, page_size, page: Default::default() }
+    }
+
+    /// The next snapshot at or before `seq`, if any.
+    fn next_at_or_before(&mut self, seq: u64) -> Result<Option<SnapshotRecord>, ApiError> {
+        if self.page.is_empty() && self.after < self.up_to {
+            let page = snapshots::between(self.store, self.execution, self.after, self.up_to, self.page_size)?;
+            self.after = match page.last() {
+                Some(last) if page.len() == self.page_size => last.seq,
+                _ => self.up_to,
+            };
+            self.page = page.into();
+        }
+        Ok(if self.page.front().is_some_and(|s| s.seq <= seq) { self.page.pop_front() } else { None })
+    }
+}
+
+/// Snapshots read per page by [`Checks`].
+const SNAPSHOT_PAGE: usize = 16;
+
 fn thread_error(e: std::io::Error) -> ReplayError {
     ReplayError::Api(ApiError::Internal(format!("cannot start a replay thread: {e}")))
 }
@@ -568,7 +602,7 @@ pub fn replay(
         }
     };
     let mut fold = Fold::new(machine, start.seq, live);
-    let mut checks = snapshots::between(store, execution, from_seq, up_to, usize::MAX)?.into_iter().peekable();
+    let mut checks = Checks::new(store, execution, from_seq, up_to, SNAPSHOT_PAGE);
     let mut progress = Progress { seq: from_seq, target_seq: up_to, ..Progress::default() };
     let mut entries = 0u64;
     let mut stored_hash_at_head = start.hash;
@@ -629,7 +663,7 @@ pub fn replay(
                 }
                 let mut at_snapshots = Vec::new();
                 let seq = fold.head.seq().get();
-                while let Some(s) = checks.next_if(|s| s.seq <= seq) {
+                while let Some(s) = checks.next_at_or_before(seq)? {
                     let state_matches = s.seq == seq && fold.live.as_ref() == Some(&s.state);
                     at_snapshots.push((s.seq, state_matches, s.head_hash));
                 }
@@ -913,7 +947,6 @@ mod tests {
 
     use super::*;
     use crate::repo::executions::Status;
-    use crate::repo::snapshots::SnapshotRecord;
 
     fn machine() -> Machine {
         let t = pled_engine::Template::from_value(json!({
@@ -1033,6 +1066,25 @@ mod tests {
         assert_eq!((d.seq, d.field.as_str()), (seq, "refused"), "{d:?}");
         assert_eq!(r.head_seq, seq - 1, "the replay stops before the refused input");
         assert!(!r.identical);
+    }
+
+    #[test]
+    fn snapshots_are_read_a_page_at_a_time_as_the_fold_reaches_them() {
+        let (m, id) = (machine(), ExecutionId::new_v7());
+        let (entries, _, live) = ledger(&m, id);
+        let (_dir, store) = store_with(entries, &live);
+        let mut ws = WriteSet::new();
+        for seq in [10, 20, 30, 40, 50] {
+            let head = ChainHead { seq: Seq::new(seq), ..ChainHead::genesis(id) };
+            ws = snapshots::put(ws, id, &SnapshotRecord::new(&head, &live, snapshots::Trigger::Periodic)).unwrap();
+        }
+        store.write_blocking(ws).unwrap();
+        for page_size in [1, 2, 3, 16] {
+            let mut checks = Checks::new(&store, id, 10, 45, page_size);
+            let mut next = |seq| checks.next_at_or_before(seq).unwrap().map(|s| s.seq);
+            let seen = [next(19), next(20), next(20), next(100), next(100), next(100), next(100)];
+            assert_eq!(seen, [None, Some(20), None, Some(30), Some(40), None, None], "pages of {page_size}");
+        }
     }
 
     /// Hundreds of inputs cross the batches replay's threads pass along; a snapshot whose
