@@ -575,8 +575,7 @@ impl Lane {
         if !entries.is_empty() {
             let append = Append::new(entries.clone()).map_err(|e| ApiError::Internal(e.to_string()))?;
             ws = ws.append(append.with_state(live.to_bytes()));
-            let every = self.lanes.snapshot_every();
-            if every > 0 && self.head.seq.get() / every != head.seq.get() / every {
+            if snapshots::periodic_due(self.lanes.snapshot_every(), self.head.seq, head.seq) {
                 ws = snapshots::put(ws, self.record.id, &SnapshotRecord::new(&head, &live, Trigger::Periodic))?;
             }
         }

@@ -80,9 +80,9 @@ fn build(store: &Store, m: &Machine) -> u64 {
             occurred_at: None,
             received_at: at(i).to_string(),
         };
-        let before = head.seq.get();
+        let before = head.seq;
         entries.extend(apply::event(m, &mut live, &mut head, &e, &AiOutputs::new()).unwrap().entries);
-        if before / every != head.seq.get() / every {
+        if snapshots::periodic_due(every, before, head.seq) {
             ws = snapshots::put(ws, id, &SnapshotRecord::new(&head, &live, Trigger::Periodic)).unwrap();
         }
         if i == EVENTS - SNAPSHOT_BEFORE_HEAD {

@@ -72,6 +72,12 @@ impl SnapshotRecord {
     }
 }
 
+/// Whether a write moving the head from `before` to `after` takes a periodic snapshot: it
+/// crosses a multiple of `every` entries (0: never).
+pub fn periodic_due(every: u64, before: Seq, after: Seq) -> bool {
+    every > 0 && before.get() / every != after.get() / every
+}
+
 /// Adds a snapshot to a write set.
 pub fn put(ws: WriteSet, execution: ExecutionId, snap: &SnapshotRecord) -> Result<WriteSet, ApiError> {
     let bytes = serde_json::to_vec(snap).map_err(|e| ApiError::Internal(e.to_string()))?;

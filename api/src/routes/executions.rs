@@ -409,6 +409,11 @@ impl SeqQuery {
     pub(crate) fn limit(&self) -> usize {
         self.limit.unwrap_or(100).clamp(1, 1000)
     }
+
+    /// A page's `nextAfterSeq`: its last seq when it is full (more may follow).
+    pub(crate) fn next_after(&self, len: usize, last: Option<u64>) -> Option<u64> {
+        (len == self.limit()).then_some(last).flatten()
+    }
 }
 
 /// A page of ledger entries in export form (docs/ledger-format.md).
@@ -434,9 +439,8 @@ pub(crate) async fn get_ledger(
 ) -> ApiResult<axum::Json<LedgerPage>> {
     who.require(Permission::Read)?;
     let rec = load(&s, &who, &id)?;
-    let limit = q.limit();
-    let entries = s.store.entries(rec.id, Seq::new(q.after()), limit)?;
-    let next_after_seq = (entries.len() == limit).then(|| entries.last().map(|e| e.seq().get())).flatten();
+    let entries = s.store.entries(rec.id, Seq::new(q.after()), q.limit())?;
+    let next_after_seq = q.next_after(entries.len(), entries.last().map(|e| e.seq().get()));
     Ok(axum::Json(LedgerPage { entries, next_after_seq }))
 }
 

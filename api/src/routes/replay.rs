@@ -174,10 +174,9 @@ pub(crate) async fn list_snapshots(
 ) -> ApiResult<axum::Json<SnapshotList>> {
     who.require(Permission::Read)?;
     let rec = load(&s, &who, &id)?;
-    let limit = q.limit();
     let items: Vec<SnapshotSummary> =
-        snapshots::between(&s.store, rec.id, q.after(), u64::MAX, limit)?.into_iter().map(summary).collect();
-    let next_after_seq = (items.len() == limit).then(|| items.last().map(|i| i.seq)).flatten();
+        snapshots::between(&s.store, rec.id, q.after(), u64::MAX, q.limit())?.into_iter().map(summary).collect();
+    let next_after_seq = q.next_after(items.len(), items.last().map(|i| i.seq));
     Ok(axum::Json(SnapshotList { items, next_after_seq }))
 }
 
