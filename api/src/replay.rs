@@ -20,9 +20,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use pled_core::{ChainHead, ExecutionId, OrgId, SealedEntry, Seq};
+use pled_core::{ChainHead, EntryHash, ExecutionId, OrgId, SealedEntry, Seq};
 use pled_engine::{AiOutputs, Event, Machine, TransitionRecord};
-use pled_store::{Store, StoreError};
+use pled_store::{Cursor, Store, StoreError, StoredRef};
 use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -229,57 +229,94 @@ pub struct ReplayReport {
     pub elapsed_ms: f64,
 }
 
-/// One stored input: its entries (the input entry and its effects) and, for an event, the
-/// event read back from its `event.received` body. Its `eventSeq` is set by the fold that
+/// One stored input as replay reads it: the input entry, built, and its effects by seq and
+/// hash only (the comparison needs no more; where a hash differs, that entry is read again).
+/// For an event also the event read back from its `event.received` body and the AI outputs
+/// its `message.derived` entries recorded; the event's `eventSeq` is set by the fold that
 /// applies it (the lane numbers events itself).
 struct Input {
-    group: Vec<SealedEntry>,
+    stored: StoredInput,
     event: Option<Result<Event, String>>,
+    /// By input hash; an error names the entry that does not read.
+    ai: Result<AiOutputs, String>,
 }
 
-impl Input {
-    fn read(group: Vec<SealedEntry>) -> Self {
-        let first = &group[0];
-        let event = (first.entry().kind.as_str() == pled_engine::kinds::EVENT_RECEIVED)
-            .then(|| stored_event(first).map_err(|e| e.to_string()));
-        Self { group, event }
+/// An input's stored entries: the input entry and its effects' seqs and stored hashes.
+struct StoredInput {
+    first: SealedEntry,
+    effects: Vec<(Seq, EntryHash)>,
+}
+
+impl StoredInput {
+    /// Every entry's seq and stored hash, the input entry's first.
+    fn hashes(&self) -> impl Iterator<Item = (Seq, EntryHash)> + '_ {
+        std::iter::once((self.first.seq(), self.first.hash())).chain(self.effects.iter().copied())
+    }
+
+    /// The last entry's seq and stored hash.
+    fn last(&self) -> (Seq, EntryHash) {
+        self.effects.last().copied().unwrap_or((self.first.seq(), self.first.hash()))
     }
 }
 
-/// Groups stored entries into inputs (an input entry and its effects), up to `up_to`.
-struct Inputs<I: Iterator<Item = Result<SealedEntry, StoreError>>> {
-    it: std::iter::Peekable<I>,
+/// Groups stored entries into inputs (an input entry and its effects), up to `up_to`,
+/// building only the input entries (and the messages that recorded AI outputs).
+struct Inputs<'s> {
+    cursor: Cursor<'s>,
     up_to: u64,
+    /// The entry that ended the previous input (the next input's), or the error there.
+    next: Option<Result<SealedEntry, StoreError>>,
 }
 
-impl<I: Iterator<Item = Result<SealedEntry, StoreError>>> Iterator for Inputs<I> {
+impl<'s> Inputs<'s> {
+    fn new(store: &'s Store, execution: ExecutionId, from: Seq, up_to: u64) -> Self {
+        Self { cursor: store.cursor(execution, from), up_to, next: None }
+    }
+}
+
+impl Iterator for Inputs<'_> {
     type Item = Result<Input, StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let first = match self.it.next()? {
+        let first = match self.next.take() {
+            Some(read) => read,
+            None => self.cursor.next()?.and_then(StoredRef::to_sealed),
+        };
+        let first = match first {
             Ok(e) => e,
             Err(e) => return Some(Err(e)),
         };
         if first.seq().get() > self.up_to {
             return None;
         }
-        let mut group = vec![first];
-        while let Some(Ok(e)) = self.it.peek() {
-            if !apply::is_effect(e.entry().kind.as_str()) {
-                break;
-            }
-            match self.it.next() {
-                Some(Ok(e)) => group.push(e),
-                Some(Err(e)) => return Some(Err(e)),
-                None => break,
+        let is_event = first.entry().kind.as_str() == pled_engine::kinds::EVENT_RECEIVED;
+        let (mut effects, mut ai) = (Vec::new(), Ok(AiOutputs::new()));
+        while let Some(read) = self.cursor.next() {
+            let e = match read {
+                Ok(e) if apply::is_effect(e.kind()) => e,
+                other => {
+                    self.next = Some(other.and_then(StoredRef::to_sealed));
+                    break;
+                }
+            };
+            effects.push((e.seq(), e.hash()));
+            if is_event
+                && e.kind() == pled_engine::kinds::MESSAGE_DERIVED
+                && memchr::memmem::find(e.body_bytes(), br#""deterministic":false"#).is_some()
+                && let Ok(outputs) = &mut ai
+                && let Err(err) = record_ai(outputs, e)
+            {
+                ai = Err(err);
             }
         }
+        let stored = StoredInput { first, effects };
         // An input whose effects run past `up_to` is not replayed: states exist only
         // between inputs.
-        if group.last().is_some_and(|e| e.seq().get() > self.up_to) {
+        if stored.last().0.get() > self.up_to {
             return None;
         }
-        Some(Ok(Input::read(group)))
+        let event = is_event.then(|| stored_event(&stored.first).map_err(|e| e.to_string()));
+        Some(Ok(Input { stored, event, ai }))
     }
 }
 
@@ -287,22 +324,15 @@ fn body_value(e: &SealedEntry) -> Result<Value, StepError> {
     e.entry().body.to_value().map_err(|err| StepError::Corrupt(format!("entry {}: {err}", e.seq())))
 }
 
-/// The AI outputs an event's stored `message.derived` entries carry, by input hash.
-fn recorded_ai(group: &[SealedEntry]) -> Result<AiOutputs, StepError> {
-    let mut out = AiOutputs::new();
-    for e in &group[1..] {
-        let x = e.entry();
-        if x.kind.as_str() != pled_engine::kinds::MESSAGE_DERIVED
-            || !x.body.as_str().contains("\"deterministic\":false")
-        {
-            continue;
-        }
-        let b = body_value(e)?;
-        if let (Some(hash), Some(data)) = (b["ai"]["inputHash"].as_str(), b.get("data")) {
-            out.insert(hash.to_owned(), data.clone());
-        }
+/// Adds the AI output a stored `message.derived` entry recorded to `outputs`, by its input
+/// hash.
+fn record_ai(outputs: &mut AiOutputs, message: StoredRef<'_>) -> Result<(), String> {
+    let e = message.to_sealed().map_err(|e| e.to_string())?;
+    let b = body_value(&e).map_err(|e| e.to_string())?;
+    if let (Some(hash), Some(data)) = (b["ai"]["inputHash"].as_str(), b.get("data")) {
+        outputs.insert(hash.to_owned(), data.clone());
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Rebuilds an event from its `event.received` entry, whose body has exactly an [`Event`]'s
@@ -333,8 +363,7 @@ impl<'a> Fold<'a> {
 
     /// Applies one stored input; returns what it produced.
     fn step(&mut self, input: &mut Input) -> Result<Stepped<Unsealed>, StepError> {
-        let group = &input.group;
-        let first = &group[0];
+        let first = &input.stored.first;
         let x = first.entry();
         let kind = x.kind.as_str();
         if kind == kinds::EXECUTION_CREATED {
@@ -354,7 +383,7 @@ impl<'a> Fold<'a> {
                 };
                 event.event_seq = live.exec.event_count + 1;
                 let event = &*event;
-                let mut ai = recorded_ai(group)?;
+                let mut ai = input.ai.clone().map_err(StepError::Corrupt)?;
                 if let Some((store, org)) = self.ai_cache {
                     for r in self.machine.ai_requests(&live.exec, event)? {
                         if ai.contains_key(&r.input_hash) {
@@ -416,43 +445,65 @@ impl<'a> Fold<'a> {
     }
 }
 
-/// Compares replayed entries with the stored ones of the same input; `None` if identical.
-fn compare_entries(input_seq: u64, stored: &[SealedEntry], replayed: &[SealedEntry]) -> Option<Divergence> {
-    for i in 0..stored.len().max(replayed.len()) {
-        let (s, r) = (stored.get(i), replayed.get(i));
-        let (field, detail) = match (s, r) {
-            (Some(s), Some(r)) if s.hash() == r.hash() => continue,
-            (Some(s), Some(r)) => {
-                let (a, b) = (s.entry(), r.entry());
-                if a.seq != b.seq {
-                    ("seq", format!("stored seq {}, replayed seq {}", a.seq, b.seq))
-                } else if a.kind != b.kind {
-                    ("kind", format!("stored {}, replayed {}", a.kind, b.kind))
-                } else if a.body != b.body {
-                    ("body", format!("the {} bodies differ", a.kind))
-                } else if a.recorded_at != b.recorded_at {
-                    ("recordedAt", format!("stored {}, replayed {}", a.recorded_at, b.recorded_at))
-                } else if a.prev_hash != b.prev_hash {
-                    ("prevHash", "the previous entries' hashes differ".to_owned())
-                } else {
-                    ("hash", "same content, but the stored hash is not the hash of the stored entry".to_owned())
-                }
+/// Compares replayed entries with the stored ones of the same input by hash; `None` if
+/// identical. Where they first differ the stored entry is read again (an input carries only
+/// its effects' hashes) to say how.
+fn compare_entries(
+    store: &Store,
+    stored: &StoredInput,
+    replayed: &[SealedEntry],
+) -> Result<Option<Divergence>, StoreError> {
+    let mut hashes = stored.hashes();
+    let mut i = 0;
+    let differs = loop {
+        match (hashes.next(), replayed.get(i)) {
+            (None, None) => return Ok(None),
+            (Some((_, h)), Some(r)) if h == r.hash() => i += 1,
+            (s, _) => break s.map(|(seq, _)| seq),
+        }
+    };
+    let s = match differs {
+        Some(_) if i == 0 => Some(stored.first.clone()),
+        Some(seq) => {
+            let execution = stored.first.entry().execution_id;
+            let read = store.entry(execution, seq)?;
+            Some(read.ok_or_else(|| StoreError::Corrupt {
+                what: format!("entry {seq} of execution {execution}"),
+                detail: "read once by the replay, then not found".into(),
+            })?)
+        }
+        None => None,
+    };
+    let r = replayed.get(i);
+    let (field, detail) = match (&s, r) {
+        (Some(s), Some(r)) => {
+            let (a, b) = (s.entry(), r.entry());
+            if a.seq != b.seq {
+                ("seq", format!("stored seq {}, replayed seq {}", a.seq, b.seq))
+            } else if a.kind != b.kind {
+                ("kind", format!("stored {}, replayed {}", a.kind, b.kind))
+            } else if a.body != b.body {
+                ("body", format!("the {} bodies differ", a.kind))
+            } else if a.recorded_at != b.recorded_at {
+                ("recordedAt", format!("stored {}, replayed {}", a.recorded_at, b.recorded_at))
+            } else if a.prev_hash != b.prev_hash {
+                ("prevHash", "the previous entries' hashes differ".to_owned())
+            } else {
+                ("hash", "same content, but the stored hash is not the hash of the stored entry".to_owned())
             }
-            (Some(s), None) => ("missing", format!("the stored {} has no counterpart in the replay", s.entry().kind)),
-            (None, Some(r)) => ("extra", format!("the replay produces a {} the stored chain lacks", r.entry().kind)),
-            (None, None) => continue,
-        };
-        let seq = s.or(r).map_or(0, |e| e.seq().get());
-        return Some(Divergence {
-            seq,
-            input_seq,
-            field: field.to_owned(),
-            detail,
-            stored: s.map(EntryView::of),
-            replayed: r.map(EntryView::of),
-        });
-    }
-    None
+        }
+        (Some(s), None) => ("missing", format!("the stored {} has no counterpart in the replay", s.entry().kind)),
+        (None, Some(r)) => ("extra", format!("the replay produces a {} the stored chain lacks", r.entry().kind)),
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(Divergence {
+        seq: s.as_ref().or(r).map_or(0, |e| e.seq().get()),
+        input_seq: stored.first.seq().get(),
+        field: field.to_owned(),
+        detail,
+        stored: s.as_ref().map(EntryView::of),
+        replayed: r.map(EntryView::of),
+    }))
 }
 
 /// The stored snapshots in (after, up_to], read a page at a time as the fold reaches them:
@@ -503,9 +554,8 @@ const SEAL_BATCH: usize = 32;
 
 /// One input as the fold replayed it, on its way to the sealing thread.
 struct Replayed {
-    input_seq: u64,
     /// The stored entries.
-    group: Vec<SealedEntry>,
+    stored: StoredInput,
     /// The drafted entries, or why the input could not apply.
     entries: Result<Vec<Unsealed>, String>,
     /// Snapshots passed after this input: (id, whether the replayed state and seq are the
@@ -515,13 +565,16 @@ struct Replayed {
 
 /// Links and hashes replayed entries exactly as the lane does ([`Chain::push`] onto a
 /// [`ChainHead`]) and compares them with the stored ones.
-struct Sealer {
+struct Sealer<'a> {
+    store: &'a Store,
     head: ChainHead,
     divergence: Option<Divergence>,
+    /// A stored entry that could not be read again to explain a difference.
+    failed: Option<StoreError>,
     snapshots: Vec<SnapshotCheck>,
 }
 
-impl Sealer {
+impl Sealer<'_> {
     fn take(&mut self, r: Replayed) {
         match r.entries {
             Ok(drafted) => {
@@ -532,18 +585,22 @@ impl Sealer {
                         self.head.push(u.kind, u.recorded_at, u.body)
                     })
                     .collect();
-                if self.divergence.is_none() {
-                    self.divergence = compare_entries(r.input_seq, &r.group, &sealed);
+                if self.divergence.is_none() && self.failed.is_none() {
+                    match compare_entries(self.store, &r.stored, &sealed) {
+                        Ok(d) => self.divergence = d,
+                        Err(e) => self.failed = Some(e),
+                    }
                 }
             }
             Err(detail) => {
                 if self.divergence.is_none() {
+                    let seq = r.stored.first.seq().get();
                     self.divergence = Some(Divergence {
-                        seq: r.input_seq,
-                        input_seq: r.input_seq,
+                        seq,
+                        input_seq: seq,
                         field: "refused".into(),
                         detail,
-                        stored: Some(EntryView::of(&r.group[0])),
+                        stored: Some(EntryView::of(&r.stored.first)),
                         replayed: None,
                     });
                 }
@@ -608,14 +665,14 @@ pub fn replay(
     let mut stored_hash_at_head = start.hash;
     // Three threads: one reads and groups the stored entries, this one folds them through
     // the machine, and a third links, hashes and compares what the fold drafts.
-    let sealed = std::thread::scope(|scope| -> Result<Sealer, ReplayError> {
+    let sealed = std::thread::scope(|scope| -> Result<Sealer<'_>, ReplayError> {
         let (groups_tx, groups_rx) = std::sync::mpsc::sync_channel::<Vec<Result<Input, StoreError>>>(4);
         let reader = std::thread::Builder::new().name("pled-replay-read".into());
         reader
             .spawn_scoped(scope, move || {
                 let mut size = FIRST_BATCH;
                 let mut batch = Vec::with_capacity(size);
-                let inputs = Inputs { it: store.iter_entries(execution, Seq::new(from_seq + 1)).peekable(), up_to };
+                let inputs = Inputs::new(store, execution, Seq::new(from_seq + 1), up_to);
                 for group in inputs {
                     let failed = group.is_err();
                     batch.push(group);
@@ -634,7 +691,7 @@ pub fn replay(
         let sealer = std::thread::Builder::new()
             .name("pled-replay-seal".into())
             .spawn_scoped(scope, move || {
-                let mut sealer = Sealer { head: start, divergence, snapshots: Vec::new() };
+                let mut sealer = Sealer { store, head: start, divergence, failed: None, snapshots: Vec::new() };
                 for batch in work_rx {
                     batch.into_iter().for_each(|r| sealer.take(r));
                 }
@@ -645,29 +702,27 @@ pub fn replay(
         'read: for batch in groups_rx {
             for input in batch {
                 let mut input = input?;
-                let input_seq = input.group[0].seq().get();
                 let (entries_of, refused) = match fold.step(&mut input) {
                     Ok(stepped) => (Ok(stepped.entries), false),
                     Err(e) => {
-                        let detail = format!("replay cannot apply the stored {}: {e}", input.group[0].entry().kind);
-                        (Err(detail), true)
+                        let kind = &input.stored.first.entry().kind;
+                        (Err(format!("replay cannot apply the stored {kind}: {e}")), true)
                     }
                 };
                 entries += entries_of.as_ref().map_or(0, |e| e.len() as u64);
                 progress.inputs += 1;
-                let group = input.group;
-                progress.seq = group.last().map_or(progress.seq, |e| e.seq().get());
+                let stored = input.stored;
+                let last;
+                (last, stored_hash_at_head) = stored.last();
+                progress.seq = last.get();
                 progress.events = fold.events;
-                if let Some(last) = group.last() {
-                    stored_hash_at_head = last.hash();
-                }
                 let mut at_snapshots = Vec::new();
                 let seq = fold.head.seq().get();
                 while let Some(s) = checks.next_at_or_before(seq)? {
                     let state_matches = s.seq == seq && fold.live.as_ref() == Some(&s.state);
                     at_snapshots.push((s.seq, state_matches, s.head_hash));
                 }
-                out.push(Replayed { input_seq, group, entries: entries_of, at_snapshots });
+                out.push(Replayed { stored, entries: entries_of, at_snapshots });
                 if refused {
                     break 'read;
                 }
@@ -689,8 +744,10 @@ pub fn replay(
         drop(work_tx);
         Ok(sealer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
     })?;
-    let Sealer { head: sealed_head, divergence: sealed_divergence, snapshots: snapshot_checks } = sealed;
-    let mut divergence = sealed_divergence;
+    let Sealer { head: sealed_head, mut divergence, failed, snapshots: snapshot_checks, .. } = sealed;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
     let live = fold.live.ok_or_else(|| ReplayError::Invalid("nothing to replay: no execution.created".into()))?;
     let reached = fold.head.seq().get();
     let state_matches_head = if reached == head_seq && divergence.is_none() {
@@ -878,12 +935,12 @@ pub fn compare(
     let mut differences = Vec::new();
     let (mut total, mut first_divergence) = (0u64, None);
     let mut progress = Progress { target_seq: up_to, ..Progress::default() };
-    let inputs = Inputs { it: store.iter_entries(execution, Seq::FIRST).peekable(), up_to };
+    let inputs = Inputs::new(store, execution, Seq::FIRST, up_to);
     for input in inputs {
         let mut input = input?;
         let ra = a.step(&mut input);
         let rb = b.step(&mut input);
-        let first = &input.group[0];
+        let first = &input.stored.first;
         if ra.is_err() && a.live.is_none() {
             return Err(ReplayError::Invalid(format!("the pinned version cannot start the execution: {:?}", ra.err())));
         }
@@ -949,7 +1006,12 @@ mod tests {
     use crate::repo::executions::Status;
 
     fn machine() -> Machine {
-        let t = pled_engine::Template::from_value(json!({
+        machine_with(|_| {})
+    }
+
+    /// [`machine`]'s template changed by `change` first.
+    fn machine_with(change: impl FnOnce(&mut Value)) -> Machine {
+        let mut t = json!({
             "name": "timers",
             "variables": [{"name": "n", "type": "int", "default": 0}],
             "states": [{"id": "wait", "initial": true}, {"id": "late", "onEnter": ["ping"]}, {"id": "done", "final": true}],
@@ -959,9 +1021,9 @@ mod tests {
                 {"id": "close", "from": "late", "to": "done", "on": "close"}
             ],
             "actions": [{"id": "ping", "type": "webhook", "input": {"n": "=vars.n"}}]
-        }))
-        .unwrap();
-        pled_engine::compile(&t).machine.unwrap()
+        });
+        change(&mut t);
+        pled_engine::compile(&pled_engine::Template::from_value(t).unwrap()).machine.unwrap()
     }
 
     fn at(secs: i64) -> RecordedAt {
@@ -1046,6 +1108,31 @@ mod tests {
         // Replay applies the stored (changed) input: its own entry is sealed from the changed
         // body, so the first difference is that input's hash against the claimed one.
         assert_eq!((d.seq, d.field.as_str()), (seq, "hash"), "{d:?}");
+    }
+
+    #[test]
+    fn a_difference_in_an_effect_is_shown_with_the_stored_entry_read_again() {
+        let (m, id) = (machine(), ExecutionId::new_v7());
+        let (entries, _, live) = ledger(&m, id);
+        let (_dir, store) = store_with(entries.clone(), &live);
+        let view = |seq: u64| serde_json::to_value(EntryView::of(&entries[seq as usize - 1])).unwrap();
+        let kind_at = |seq: u64| entries[seq as usize - 1].entry().kind.as_str().to_owned();
+
+        // `bump` adds twice as much: its event entry is the same, an effect of it is not.
+        let doubled = machine_with(|t| t["transitions"][1]["assign"]["n"] = json!("vars.n + 2 * msg.data.by"));
+        let d = run(&store, &doubled, id).divergence.unwrap();
+        assert_eq!(kind_at(d.input_seq), "event.received", "{d:?}");
+        assert!(d.seq > d.input_seq, "{d:?}");
+        assert_eq!(d.field, "body", "{d:?}");
+        assert_eq!(serde_json::to_value(d.stored.unwrap()).unwrap(), view(d.seq));
+
+        // The late state enters without its action: the timer's input ends early.
+        let quiet = machine_with(|t| t["states"][1].as_object_mut().unwrap().retain(|k, _| k != "onEnter"));
+        let d = run(&store, &quiet, id).divergence.unwrap();
+        assert_eq!(kind_at(d.input_seq), "timer.fired", "{d:?}");
+        assert_eq!(d.field, "missing", "{d:?}");
+        assert!(d.replayed.is_none());
+        assert_eq!(serde_json::to_value(d.stored.unwrap()).unwrap(), view(d.seq));
     }
 
     #[test]

@@ -73,6 +73,14 @@ async fn the_model_is_asked_once_and_the_cache_answers_after() {
     assert_eq!(r.body["messages"][0]["ai"]["inputHash"], msg["ai"]["inputHash"]);
     assert_eq!(r.body["state"]["state"], "invoices");
     assert_eq!(calls.load(Ordering::SeqCst), 1, "cached outputs are not asked for again");
+
+    // Replay takes the output from the recorded message (without it the rule would fail and
+    // the chains differ) and never asks the model.
+    let replayed = t.post(&format!("/v1/executions/{a}/replay"), admin, json!({})).await;
+    assert_eq!(replayed.status, StatusCode::OK, "{:?}", replayed.body);
+    assert_eq!(replayed.body["identical"], true, "{:?}", replayed.body["divergence"]);
+    assert_eq!(replayed.body["state"]["exec"]["state"], "invoices", "{:?}", replayed.body["state"]);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]

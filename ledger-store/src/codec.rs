@@ -28,12 +28,12 @@ pub(crate) fn split_entry_key(key: &[u8]) -> Option<(ExecutionId, Seq)> {
 /// and a 32-byte array raw, without a length). Read as bytes: entries only skipped are not
 /// checked for UTF-8.
 #[derive(Encode, BorrowDecode)]
-struct StoredEntry<'a> {
-    kind: &'a [u8],
+pub(crate) struct StoredEntry<'a> {
+    pub(crate) kind: &'a [u8],
     recorded_at: &'a [u8],
-    body: &'a [u8],
+    pub(crate) body: &'a [u8],
     prev_hash: [u8; 32],
-    hash: [u8; 32],
+    pub(crate) hash: [u8; 32],
 }
 
 /// Marks a record holding a group of entries. A record without it (written before groups)
@@ -79,8 +79,20 @@ impl<'a> Group<'a> {
         Self { rest, next: first }
     }
 
+    /// The group of the record `bytes` whose first `at` bytes are read, the next entry
+    /// being `next`: resumes a walk left at [`Group::at`] (a cursor keeps positions, not
+    /// borrows, between entries).
+    pub(crate) fn resume(bytes: &'a [u8], at: usize, next: Seq) -> Self {
+        Self { rest: bytes.get(at..).unwrap_or_default(), next }
+    }
+
+    /// Where the walk is in the record `bytes` it reads: the bytes read, and the next seq.
+    pub(crate) fn at(&self, bytes: &[u8]) -> (usize, Seq) {
+        (bytes.len() - self.rest.len(), self.next)
+    }
+
     /// The next entry's seq and stored form, borrowing the record.
-    fn next_stored(&mut self) -> Option<Result<(Seq, StoredEntry<'a>), String>> {
+    pub(crate) fn next_stored(&mut self) -> Option<Result<(Seq, StoredEntry<'a>), String>> {
         if self.rest.is_empty() {
             return None;
         }
@@ -136,7 +148,7 @@ impl<'a> Group<'a> {
 
 impl StoredEntry<'_> {
     /// The entry, its text checked as UTF-8 and its kind's alphabet checked.
-    fn into_entry(self, execution_id: ExecutionId, seq: Seq) -> Result<SealedEntry, String> {
+    pub(crate) fn into_entry(self, execution_id: ExecutionId, seq: Seq) -> Result<SealedEntry, String> {
         let text = |b: &[u8]| std::str::from_utf8(b).map(str::to_owned).map_err(|e| e.to_string());
         let entry = Entry {
             execution_id,
@@ -227,6 +239,22 @@ mod tests {
         g.skip_to(Seq::new(3)).unwrap();
         assert_eq!(g.next_hash(), Some(Ok((Seq::new(3), entries[2].hash()))));
         assert_eq!(g.next_hash(), None);
+    }
+
+    #[test]
+    fn a_walk_resumed_where_it_was_left_reads_on_from_there() {
+        let entries = chain(3);
+        let mut bytes = Vec::new();
+        encode_group(&entries, &mut bytes);
+        let mut g = Group::new(Seq::FIRST, &bytes);
+        g.skip_to(Seq::new(2)).unwrap();
+        let (at, next) = g.at(&bytes);
+        assert_eq!(next, Seq::new(2));
+        let mut resumed = Group::resume(&bytes, at, next);
+        assert_eq!(resumed.next_hash(), Some(Ok((Seq::new(2), entries[1].hash()))));
+        let (at, next) = resumed.at(&bytes);
+        assert_eq!(Group::resume(&bytes, at, next).next_hash(), Some(Ok((Seq::new(3), entries[2].hash()))));
+        assert_eq!(Group::resume(&bytes, bytes.len(), Seq::new(4)).next_hash(), None);
     }
 
     #[test]

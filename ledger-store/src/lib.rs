@@ -38,7 +38,6 @@ mod error;
 pub mod verify;
 mod writer;
 
-use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -321,14 +320,13 @@ impl Store {
 
     /// Every entry of an execution from `from` (inclusive), in seq order.
     pub fn iter_entries(&self, execution: ExecutionId, from: Seq) -> Entries<'_> {
-        Entries {
-            raw: self.group_at(execution, from),
-            execution,
-            from,
-            group: VecDeque::new(),
-            error: None,
-            done: false,
-        }
+        Entries { cursor: self.cursor(execution, from), done: false }
+    }
+
+    /// A walk over an execution's stored entries from `from` (inclusive) that builds none
+    /// of them unless asked ([`Cursor`]).
+    pub fn cursor(&self, execution: ExecutionId, from: Seq) -> Cursor<'_> {
+        Cursor { raw: self.group_at(execution, from), execution, from, at: None, done: false }
     }
 
     /// Up to `limit` executions after `after` (exclusive; `None` = from the start), in id
@@ -497,72 +495,130 @@ fn to_head(execution: ExecutionId, h: StoredHead) -> Head {
     }
 }
 
-/// The entries of one execution in seq order ([`Store::iter_entries`]). Decodes each record
-/// (a group of entries) straight from RocksDB's pinned value, so reading an entry copies only
-/// what the entry owns. Ends after the last entry or after the first error.
+/// The entries of one execution in seq order ([`Store::iter_entries`]), each built from where
+/// it lies in its record ([`Cursor`]). Ends after the last entry or after the first error.
 pub struct Entries<'a> {
-    raw: rocksdb::DBRawIteratorWithThreadMode<'a, DB>,
-    execution: ExecutionId,
-    /// Entries before this seq (in the first record) are skipped.
-    from: Seq,
-    /// The current record's entries not yet returned.
-    group: VecDeque<SealedEntry>,
-    /// Returned once `group` is empty: the first bad record ends the entries.
-    error: Option<StoreError>,
+    cursor: Cursor<'a>,
     done: bool,
-}
-
-impl Entries<'_> {
-    /// Decodes the record under the iterator into `group` and moves past it. At the end, or
-    /// at a bad record (after its good entries), sets `done` and returns the error if any.
-    fn load(&mut self) -> Option<StoreError> {
-        let execution = self.execution;
-        let mut group = match record_at(execution, &self.raw, self.from) {
-            Ok(Some(group)) => group,
-            Ok(None) => {
-                self.done = true;
-                return None;
-            }
-            Err(e) => {
-                self.done = true;
-                return Some(e);
-            }
-        };
-        let mut failed = None;
-        while failed.is_none() {
-            match group.next_entry(execution) {
-                Some(Ok(e)) => self.group.push_back(e),
-                Some(Err((seq, detail))) => failed = Some(corrupt(execution, seq, detail)),
-                None => break,
-            }
-        }
-        self.done = failed.is_some();
-        self.raw.next();
-        failed
-    }
 }
 
 impl Iterator for Entries<'_> {
     type Item = Result<SealedEntry, StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(e) = self.group.pop_front() {
-                return Some(Ok(e));
-            }
-            if let Some(e) = self.error.take() {
-                return Some(Err(e));
-            }
+        if self.done {
+            return None;
+        }
+        let item = self.cursor.next()?.and_then(StoredRef::to_sealed);
+        self.done = item.is_err();
+        Some(item)
+    }
+}
+
+/// A walk over one execution's stored entries in seq order that lends each entry where it
+/// lies in its RocksDB record ([`Store::cursor`]): its seq, kind and hash cost no copy, and
+/// the entry itself is built only when asked ([`StoredRef::to_sealed`]). A reader that needs
+/// most entries only by their hash (replay compares them) builds none of those. Not an
+/// `Iterator`: an entry borrows the cursor until the next one is read. Ends after the last
+/// entry or after the first error.
+pub struct Cursor<'a> {
+    raw: rocksdb::DBRawIteratorWithThreadMode<'a, DB>,
+    execution: ExecutionId,
+    /// Entries before this seq (in the first record) are skipped.
+    from: Seq,
+    /// In the record under `raw`: the bytes read and the next entry's seq (`None`: the
+    /// record is not opened yet).
+    at: Option<(usize, Seq)>,
+    done: bool,
+}
+
+impl Cursor<'_> {
+    /// The next entry, or the error that ends the walk.
+    #[allow(clippy::should_implement_trait)] // INVARIANT: a lending walk cannot be an `Iterator`.
+    pub fn next(&mut self) -> Option<Result<StoredRef<'_>, StoreError>> {
+        let execution = self.execution;
+        // Find a record with an entry left, opening records as the walk reaches them.
+        let (at, next) = loop {
             if self.done {
                 return None;
             }
-            self.error = self.load();
+            let Some(value) = self.raw.value() else {
+                self.done = true;
+                return self.raw.status().err().map(|e| Err(e.into()));
+            };
+            let (at, next) = match self.at {
+                Some(pos) => pos,
+                None => match record_at(execution, &self.raw, self.from) {
+                    Ok(Some(group)) => group.at(value),
+                    Ok(None) => (value.len(), self.from),
+                    Err(e) => {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
+                },
+            };
+            if at < value.len() {
+                break (at, next);
+            }
+            self.raw.next();
+            self.at = None;
+        };
+        let value = self.raw.value().unwrap_or_default();
+        let mut group = codec::Group::resume(value, at, next);
+        let read = group.next_stored().map(|r| {
+            r.and_then(|(seq, stored)| {
+                let kind = std::str::from_utf8(stored.kind).map_err(|e| format!("kind: {e}"))?;
+                Ok(StoredRef { execution, seq, kind, stored })
+            })
+        });
+        self.at = Some(group.at(value));
+        match read {
+            Some(Ok(e)) => Some(Ok(e)),
+            Some(Err(detail)) => {
+                self.done = true;
+                Some(Err(corrupt(execution, next, detail)))
+            }
+            None => None,
         }
     }
 }
 
-/// The entries of the record under `raw` (one of `execution`'s), from `seq` on (those before
-/// it skipped); `None` after the execution's last record.
+/// One stored entry where it lies in its record ([`Cursor::next`]).
+pub struct StoredRef<'a> {
+    execution: ExecutionId,
+    seq: Seq,
+    kind: &'a str,
+    stored: codec::StoredEntry<'a>,
+}
+
+impl<'a> StoredRef<'a> {
+    /// Its seq.
+    pub fn seq(&self) -> Seq {
+        self.seq
+    }
+
+    /// Its kind as stored (UTF-8; the kind's alphabet is checked by [`StoredRef::to_sealed`]).
+    pub fn kind(&self) -> &'a str {
+        self.kind
+    }
+
+    /// Its body's stored bytes, unchecked (canonical JSON if the entry re-hashes).
+    pub fn body_bytes(&self) -> &'a [u8] {
+        self.stored.body
+    }
+
+    /// The hash stored with it (as claimed: re-hash the built entry to check it).
+    pub fn hash(&self) -> EntryHash {
+        EntryHash::from_bytes(self.stored.hash)
+    }
+
+    /// The entry, built: its text checked as UTF-8 and its kind's alphabet checked.
+    pub fn to_sealed(self) -> Result<SealedEntry, StoreError> {
+        let (execution, seq) = (self.execution, self.seq);
+        self.stored.into_entry(execution, seq).map_err(|detail| corrupt(execution, seq, detail))
+    }
+}
+
 fn record_at<'r>(
     execution: ExecutionId,
     raw: &'r rocksdb::DBRawIteratorWithThreadMode<'_, DB>,
@@ -665,6 +721,17 @@ mod tests {
             assert_eq!(store.entry(id, Seq::new(seq)).unwrap(), want, "entry {seq}");
             let from: Vec<_> = store.iter_entries(id, Seq::new(seq)).map(Result::unwrap).collect();
             assert_eq!(from, all[(seq.max(1) as usize - 1).min(all.len())..], "from {seq}");
+            let mut cursor = store.cursor(id, Seq::new(seq));
+            let mut lent = Vec::new();
+            while let Some(e) = cursor.next() {
+                let e = e.unwrap();
+                lent.push((e.seq(), e.kind().to_owned(), e.hash(), e.body_bytes().to_vec()));
+            }
+            let want: Vec<_> = from
+                .iter()
+                .map(|e| (e.seq(), e.entry().kind.to_string(), e.hash(), e.entry().body.as_str().as_bytes().to_vec()))
+                .collect();
+            assert_eq!(lent, want, "cursor from {seq}");
         }
         let hashes = |a: u64, b: u64| store.entry_hashes(id, Seq::new(a), Seq::new(b)).unwrap();
         assert_eq!(hashes(2, 40), all[1..40].iter().map(SealedEntry::hash).collect::<Vec<_>>());
@@ -673,5 +740,36 @@ mod tests {
         assert_eq!(store.entry(ExecutionId::from_u128(6), Seq::FIRST).unwrap(), None);
         assert_eq!(store.iter_entries(ExecutionId::from_u128(8), Seq::FIRST).count(), 0);
         assert_eq!(crate::verify::verify_execution(&store, id).unwrap().seq, Seq::new(n));
+    }
+
+    #[test]
+    fn a_cursor_lends_an_entry_that_does_not_build_and_entries_end_at_it() {
+        let (_dir, store, id, mut head) = setup(9);
+        let all = chain(&mut head, 3);
+        let mut record = Vec::new();
+        codec::encode_group(&all, &mut record);
+        // Entry 2's body `{}` becomes `{` and a byte that is not UTF-8 (same length). Each
+        // entry is 97 bytes: kind `k`, 27 bytes of time and the body, each after its length,
+        // then two hashes; the record starts with the group marker.
+        let at = 1 + 97 + (1 + 1) + (1 + 27) + 1;
+        assert_eq!(&record[at..at + 2], b"{}");
+        record[at + 1] = 0xff;
+        store.db().put_cf(cf(store.db(), cf::ENTRIES), codec::entry_key(id, Seq::FIRST), &record).unwrap();
+
+        // The cursor reads every seq and hash; only building entry 2 fails.
+        let mut cursor = store.cursor(id, Seq::FIRST);
+        let mut built = Vec::new();
+        while let Some(e) = cursor.next() {
+            let e = e.unwrap();
+            assert_eq!(e.hash(), all[e.seq().get() as usize - 1].hash());
+            built.push(e.to_sealed().map_err(|e| e.to_string()));
+        }
+        assert_eq!(built.len(), 3);
+        assert!(built[1].as_ref().is_err_and(|e| e.contains("entry 2")), "{built:?}");
+        assert_eq!((built[0].as_ref().ok(), built[2].as_ref().ok()), (Some(&all[0]), Some(&all[2])));
+        // The iterator of built entries ends at the first that does not build.
+        let read: Vec<_> = store.iter_entries(id, Seq::FIRST).collect();
+        assert_eq!(read.len(), 2);
+        assert!(read[0].is_ok() && read[1].is_err());
     }
 }
