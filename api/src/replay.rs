@@ -229,11 +229,11 @@ pub struct ReplayReport {
     pub elapsed_ms: f64,
 }
 
-/// One stored input as replay reads it: the input entry, built, and its effects by seq and
-/// hash only (the comparison needs no more; where a hash differs, that entry is read again).
-/// For an event also the event read back from its `event.received` body and the AI outputs
-/// its `message.derived` entries recorded; the event's `eventSeq` is set by the fold that
-/// applies it (the lane numbers events itself).
+/// One stored input as replay reads it. An event is read straight from its `event.received`
+/// body into an [`Event`], with the AI outputs its `message.derived` entries recorded; any
+/// other input entry is built. Its effects are kept by seq and hash only: the comparison
+/// needs no more, and where a hash differs that entry is read again. The event's `eventSeq`
+/// is set by the fold that applies it (the lane numbers events itself).
 struct Input {
     stored: StoredInput,
     event: Option<Result<Event, String>>,
@@ -241,31 +241,64 @@ struct Input {
     ai: Result<AiOutputs, String>,
 }
 
-/// An input's stored entries: the input entry and its effects' seqs and stored hashes.
+impl Input {
+    /// An input starting at `e`, its effects still to come.
+    fn start(e: StoredRef<'_>) -> Result<Self, StoreError> {
+        let (seq, hash) = (e.seq(), e.hash());
+        let (entry, event) = if e.kind() == pled_engine::kinds::EVENT_RECEIVED {
+            (None, Some(stored_event(seq, e.body_bytes())))
+        } else {
+            (Some(e.to_sealed()?), None)
+        };
+        let stored = StoredInput { seq, hash, entry, effects: Vec::new() };
+        Ok(Self { stored, event, ai: Ok(AiOutputs::new()) })
+    }
+}
+
+/// An input's stored entries: the input entry (built unless it is an event) and its
+/// effects' seqs and stored hashes.
 struct StoredInput {
-    first: SealedEntry,
+    seq: Seq,
+    hash: EntryHash,
+    /// `None` for an event (read into [`Input::event`]).
+    entry: Option<SealedEntry>,
     effects: Vec<(Seq, EntryHash)>,
 }
 
 impl StoredInput {
+    /// The input entry's kind.
+    fn kind(&self) -> &str {
+        self.entry.as_ref().map_or(pled_engine::kinds::EVENT_RECEIVED, |e| e.entry().kind.as_str())
+    }
+
     /// Every entry's seq and stored hash, the input entry's first.
     fn hashes(&self) -> impl Iterator<Item = (Seq, EntryHash)> + '_ {
-        std::iter::once((self.first.seq(), self.first.hash())).chain(self.effects.iter().copied())
+        std::iter::once((self.seq, self.hash)).chain(self.effects.iter().copied())
     }
 
     /// The last entry's seq and stored hash.
     fn last(&self) -> (Seq, EntryHash) {
-        self.effects.last().copied().unwrap_or((self.first.seq(), self.first.hash()))
+        self.effects.last().copied().unwrap_or((self.seq, self.hash))
+    }
+
+    /// Its entry at `seq`, built: the input entry if it was, else read again.
+    fn read(&self, store: &Store, execution: ExecutionId, seq: Seq) -> Result<SealedEntry, StoreError> {
+        if let Some(e) = self.entry.as_ref().filter(|e| e.seq() == seq) {
+            return Ok(e.clone());
+        }
+        store.entry(execution, seq)?.ok_or_else(|| StoreError::Corrupt {
+            what: format!("entry {seq} of execution {execution}"),
+            detail: "read once by the replay, then not found".into(),
+        })
     }
 }
 
-/// Groups stored entries into inputs (an input entry and its effects), up to `up_to`,
-/// building only the input entries (and the messages that recorded AI outputs).
+/// Groups stored entries into inputs (an input entry and its effects), up to `up_to`.
 struct Inputs<'s> {
     cursor: Cursor<'s>,
     up_to: u64,
-    /// The entry that ended the previous input (the next input's), or the error there.
-    next: Option<Result<SealedEntry, StoreError>>,
+    /// The input whose entry ended the previous one, or the error there.
+    next: Option<Result<Input, StoreError>>,
 }
 
 impl<'s> Inputs<'s> {
@@ -278,45 +311,41 @@ impl Iterator for Inputs<'_> {
     type Item = Result<Input, StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let first = match self.next.take() {
+        let input = match self.next.take() {
             Some(read) => read,
-            None => self.cursor.next()?.and_then(StoredRef::to_sealed),
+            None => self.cursor.next()?.and_then(Input::start),
         };
-        let first = match first {
-            Ok(e) => e,
+        let mut input = match input {
+            Ok(input) => input,
             Err(e) => return Some(Err(e)),
         };
-        if first.seq().get() > self.up_to {
+        if input.stored.seq.get() > self.up_to {
             return None;
         }
-        let is_event = first.entry().kind.as_str() == pled_engine::kinds::EVENT_RECEIVED;
-        let (mut effects, mut ai) = (Vec::new(), Ok(AiOutputs::new()));
         while let Some(read) = self.cursor.next() {
             let e = match read {
                 Ok(e) if apply::is_effect(e.kind()) => e,
                 other => {
-                    self.next = Some(other.and_then(StoredRef::to_sealed));
+                    self.next = Some(other.and_then(Input::start));
                     break;
                 }
             };
-            effects.push((e.seq(), e.hash()));
-            if is_event
+            input.stored.effects.push((e.seq(), e.hash()));
+            if input.event.is_some()
                 && e.kind() == pled_engine::kinds::MESSAGE_DERIVED
                 && memchr::memmem::find(e.body_bytes(), br#""deterministic":false"#).is_some()
-                && let Ok(outputs) = &mut ai
+                && let Ok(outputs) = &mut input.ai
                 && let Err(err) = record_ai(outputs, e)
             {
-                ai = Err(err);
+                input.ai = Err(err);
             }
         }
-        let stored = StoredInput { first, effects };
         // An input whose effects run past `up_to` is not replayed: states exist only
         // between inputs.
-        if stored.last().0.get() > self.up_to {
+        if input.stored.last().0.get() > self.up_to {
             return None;
         }
-        let event = is_event.then(|| stored_event(&stored.first).map_err(|e| e.to_string()));
-        Some(Ok(Input { stored, event, ai }))
+        Some(Ok(input))
     }
 }
 
@@ -335,11 +364,14 @@ fn record_ai(outputs: &mut AiOutputs, message: StoredRef<'_>) -> Result<(), Stri
     Ok(())
 }
 
-/// Rebuilds an event from its `event.received` entry, whose body has exactly an [`Event`]'s
-/// members (`event_seq` 0: the fold numbers it).
-fn stored_event(e: &SealedEntry) -> Result<Event, StepError> {
-    let mut event: Event = serde_json::from_str(e.entry().body.as_str())
-        .map_err(|err| StepError::Corrupt(format!("event.received at seq {}: {err}", e.seq())))?;
+/// Rebuilds an event from the stored body of its `event.received` entry at `seq`, which has
+/// exactly an [`Event`]'s members (`event_seq` 0: the fold numbers it).
+fn stored_event(seq: Seq, body: &[u8]) -> Result<Event, String> {
+    let unreadable = |err: &dyn std::fmt::Display| format!("event.received at seq {seq}: {err}");
+    // The whole body checked as text, then parsed as text: serde_json's byte reader checks
+    // each string's UTF-8 as it goes, which costs more.
+    let text = std::str::from_utf8(body).map_err(|e| unreadable(&e))?;
+    let mut event: Event = serde_json::from_str(text).map_err(|e| unreadable(&e))?;
     event.event_seq = 0;
     Ok(event)
 }
@@ -363,41 +395,42 @@ impl<'a> Fold<'a> {
 
     /// Applies one stored input; returns what it produced.
     fn step(&mut self, input: &mut Input) -> Result<Stepped<Unsealed>, StepError> {
-        let first = &input.stored.first;
-        let x = first.entry();
-        let kind = x.kind.as_str();
-        if kind == kinds::EXECUTION_CREATED {
-            return self.start(first);
+        let (seq, kind) = (input.stored.seq, input.stored.kind());
+        if kind == kinds::EXECUTION_CREATED
+            && let Some(created) = &input.stored.entry
+        {
+            return self.start(created);
         }
         let live = self
             .live
             .as_mut()
-            .ok_or_else(|| StepError::Corrupt(format!("seq {}: {kind} before execution.created", x.seq)))?;
+            .ok_or_else(|| StepError::Corrupt(format!("seq {seq}: {kind} before execution.created")))?;
         let head = &mut self.head;
-        match kind {
-            pled_engine::kinds::EVENT_RECEIVED => {
-                let event = match &mut input.event {
-                    Some(Ok(event)) => event,
-                    Some(Err(e)) => return Err(StepError::Corrupt(e.clone())),
-                    None => return Err(StepError::Corrupt(format!("seq {}: no event read", x.seq))),
-                };
-                event.event_seq = live.exec.event_count + 1;
-                let event = &*event;
-                let mut ai = input.ai.clone().map_err(StepError::Corrupt)?;
-                if let Some((store, org)) = self.ai_cache {
-                    for r in self.machine.ai_requests(&live.exec, event)? {
-                        if ai.contains_key(&r.input_hash) {
-                            continue;
-                        }
-                        let key = format!("ai/{org}/{}", r.input_hash);
-                        if let Ok(Some(c)) = crate::repo::get_json::<crate::ai::CachedOutput>(store, &key) {
-                            ai.insert(r.input_hash, c.output);
-                        }
+        let Some(first) = &input.stored.entry else {
+            let event = match &mut input.event {
+                Some(Ok(event)) => event,
+                Some(Err(e)) => return Err(StepError::Corrupt(e.clone())),
+                None => return Err(StepError::Corrupt(format!("seq {seq}: no event read"))),
+            };
+            event.event_seq = live.exec.event_count + 1;
+            let event = &*event;
+            let mut ai = input.ai.clone().map_err(StepError::Corrupt)?;
+            if let Some((store, org)) = self.ai_cache {
+                for r in self.machine.ai_requests(&live.exec, event)? {
+                    if ai.contains_key(&r.input_hash) {
+                        continue;
+                    }
+                    let key = format!("ai/{org}/{}", r.input_hash);
+                    if let Ok(Some(c)) = crate::repo::get_json::<crate::ai::CachedOutput>(store, &key) {
+                        ai.insert(r.input_hash, c.output);
                     }
                 }
-                self.events += 1;
-                apply::event(self.machine, live, head, event, &ai)
             }
+            self.events += 1;
+            return apply::event(self.machine, live, head, event, &ai);
+        };
+        let x = first.entry();
+        match kind {
             pled_engine::kinds::TIMER_FIRED | pled_engine::kinds::TIMER_IGNORED => {
                 let b = body_value(first)?;
                 let field = |n: &str| {
@@ -450,6 +483,7 @@ impl<'a> Fold<'a> {
 /// its effects' hashes) to say how.
 fn compare_entries(
     store: &Store,
+    execution: ExecutionId,
     stored: &StoredInput,
     replayed: &[SealedEntry],
 ) -> Result<Option<Divergence>, StoreError> {
@@ -462,18 +496,7 @@ fn compare_entries(
             (s, _) => break s.map(|(seq, _)| seq),
         }
     };
-    let s = match differs {
-        Some(_) if i == 0 => Some(stored.first.clone()),
-        Some(seq) => {
-            let execution = stored.first.entry().execution_id;
-            let read = store.entry(execution, seq)?;
-            Some(read.ok_or_else(|| StoreError::Corrupt {
-                what: format!("entry {seq} of execution {execution}"),
-                detail: "read once by the replay, then not found".into(),
-            })?)
-        }
-        None => None,
-    };
+    let s = differs.map(|seq| stored.read(store, execution, seq)).transpose()?;
     let r = replayed.get(i);
     let (field, detail) = match (&s, r) {
         (Some(s), Some(r)) => {
@@ -498,7 +521,7 @@ fn compare_entries(
     };
     Ok(Some(Divergence {
         seq: s.as_ref().or(r).map_or(0, |e| e.seq().get()),
-        input_seq: stored.first.seq().get(),
+        input_seq: stored.seq.get(),
         field: field.to_owned(),
         detail,
         stored: s.as_ref().map(EntryView::of),
@@ -567,6 +590,7 @@ struct Replayed {
 /// [`ChainHead`]) and compares them with the stored ones.
 struct Sealer<'a> {
     store: &'a Store,
+    execution: ExecutionId,
     head: ChainHead,
     divergence: Option<Divergence>,
     /// A stored entry that could not be read again to explain a difference.
@@ -586,23 +610,28 @@ impl Sealer<'_> {
                     })
                     .collect();
                 if self.divergence.is_none() && self.failed.is_none() {
-                    match compare_entries(self.store, &r.stored, &sealed) {
+                    match compare_entries(self.store, self.execution, &r.stored, &sealed) {
                         Ok(d) => self.divergence = d,
                         Err(e) => self.failed = Some(e),
                     }
                 }
             }
             Err(detail) => {
-                if self.divergence.is_none() {
-                    let seq = r.stored.first.seq().get();
-                    self.divergence = Some(Divergence {
-                        seq,
-                        input_seq: seq,
-                        field: "refused".into(),
-                        detail,
-                        stored: Some(EntryView::of(&r.stored.first)),
-                        replayed: None,
-                    });
+                if self.divergence.is_none() && self.failed.is_none() {
+                    let seq = r.stored.seq;
+                    match r.stored.read(self.store, self.execution, seq) {
+                        Ok(stored) => {
+                            self.divergence = Some(Divergence {
+                                seq: seq.get(),
+                                input_seq: seq.get(),
+                                field: "refused".into(),
+                                detail,
+                                stored: Some(EntryView::of(&stored)),
+                                replayed: None,
+                            });
+                        }
+                        Err(e) => self.failed = Some(e),
+                    }
                 }
             }
         }
@@ -691,7 +720,8 @@ pub fn replay(
         let sealer = std::thread::Builder::new()
             .name("pled-replay-seal".into())
             .spawn_scoped(scope, move || {
-                let mut sealer = Sealer { store, head: start, divergence, failed: None, snapshots: Vec::new() };
+                let mut sealer =
+                    Sealer { store, execution, head: start, divergence, failed: None, snapshots: Vec::new() };
                 for batch in work_rx {
                     batch.into_iter().for_each(|r| sealer.take(r));
                 }
@@ -705,7 +735,7 @@ pub fn replay(
                 let (entries_of, refused) = match fold.step(&mut input) {
                     Ok(stepped) => (Ok(stepped.entries), false),
                     Err(e) => {
-                        let kind = &input.stored.first.entry().kind;
+                        let kind = input.stored.kind();
                         (Err(format!("replay cannot apply the stored {kind}: {e}")), true)
                     }
                 };
@@ -940,13 +970,13 @@ pub fn compare(
         let mut input = input?;
         let ra = a.step(&mut input);
         let rb = b.step(&mut input);
-        let first = &input.stored.first;
+        let stored = &input.stored;
         if ra.is_err() && a.live.is_none() {
             return Err(ReplayError::Invalid(format!("the pinned version cannot start the execution: {:?}", ra.err())));
         }
         let (sa, sb) = (side(&a, ra), side(&b, rb));
         progress.inputs += 1;
-        progress.seq = first.seq().get();
+        progress.seq = stored.seq.get();
         progress.events = a.events;
         let messages_differ = sa.messages != sb.messages;
         let transitions_differ = sa.transitions != sb.transitions;
@@ -955,11 +985,13 @@ pub fn compare(
             || sb.error.is_some();
         if messages_differ || transitions_differ || state_differs {
             total += 1;
-            let is_event = first.entry().kind.as_str() == pled_engine::kinds::EVENT_RECEIVED;
-            let body = if is_event { first.entry().body.to_value().ok() } else { None };
+            let body = match &stored.entry {
+                None => stored.read(store, execution, stored.seq)?.entry().body.to_value().ok(),
+                Some(_) => None,
+            };
             let diff = InputDiff {
-                input_seq: first.seq().get(),
-                kind: first.entry().kind.as_str().to_owned(),
+                input_seq: stored.seq.get(),
+                kind: stored.kind().to_owned(),
                 event_seq: body.as_ref().and_then(|b| b["eventSeq"].as_u64()),
                 event_type: body.as_ref().and_then(|b| b["type"].as_str().map(str::to_owned)),
                 messages_differ,
@@ -1153,6 +1185,26 @@ mod tests {
         assert_eq!((d.seq, d.field.as_str()), (seq, "refused"), "{d:?}");
         assert_eq!(r.head_seq, seq - 1, "the replay stops before the refused input");
         assert!(!r.identical);
+    }
+
+    #[test]
+    fn a_stored_event_that_does_not_read_is_refused_and_shown_as_stored() {
+        let (m, id) = (machine(), ExecutionId::new_v7());
+        let (mut entries, _, live) = ledger(&m, id);
+        let i = entries.iter().position(|e| e.entry().kind.as_str() == "event.received").unwrap();
+        let original = entries[i].clone();
+        let mut changed: Entry = original.entry().clone();
+        changed.body = Body::from_value(&json!({"type": "bump", "payload": {"by": 3}})).unwrap();
+        entries[i] = SealedEntry::from_stored(changed, original.hash());
+        let seq = entries[i].seq().get();
+        let view = serde_json::to_value(EntryView::of(&entries[i])).unwrap();
+        let (_dir, store) = store_with(entries, &live);
+        let r = run(&store, &m, id);
+        let d = r.divergence.unwrap();
+        assert_eq!((d.seq, d.field.as_str()), (seq, "refused"), "{d:?}");
+        assert!(d.detail.contains(&format!("event.received at seq {seq}")), "{d:?}");
+        assert_eq!(serde_json::to_value(d.stored.unwrap()).unwrap(), view);
+        assert_eq!(r.head_seq, seq - 1);
     }
 
     #[test]
