@@ -1100,6 +1100,18 @@ mod tests {
         (dir, store)
     }
 
+    /// Changes the body of the first stored `kind` entry but keeps its claimed hash (and so
+    /// the link); returns its seq.
+    fn change_body(entries: &mut [SealedEntry], kind: &str, change: impl FnOnce(&mut Value)) -> u64 {
+        let i = entries.iter().position(|e| e.entry().kind.as_str() == kind).unwrap();
+        let mut changed: Entry = entries[i].entry().clone();
+        let mut body = changed.body.to_value().unwrap();
+        change(&mut body);
+        changed.body = Body::from_value(&body).unwrap();
+        entries[i] = SealedEntry::from_stored(changed, entries[i].hash());
+        entries[i].seq().get()
+    }
+
     fn run(store: &Store, m: &Machine, id: ExecutionId) -> ReplayReport {
         replay(store, m, id, &ReplayOptions::default(), Stop::default(), &mut |_| {}).unwrap()
     }
@@ -1123,16 +1135,8 @@ mod tests {
     fn a_changed_byte_in_a_stored_entry_is_named() {
         let (m, id) = (machine(), ExecutionId::new_v7());
         let (mut entries, _, live) = ledger(&m, id);
-        // Change the payload of the `bump` event but keep its claimed hash (and so the link).
-        let i = entries.iter().position(|e| e.entry().kind.as_str() == "event.received").unwrap();
-        let original = entries[i].clone();
-        let mut changed: Entry = original.entry().clone();
-        changed.body = Body::from_value(&json!({
-            "eventSeq": 1, "type": "bump", "payload": {"by": 4}, "source": "test", "receivedAt": at(10).as_str()
-        }))
-        .unwrap();
-        entries[i] = SealedEntry::from_stored(changed, original.hash());
-        let seq = entries[i].seq().get();
+        // Change the payload of the `bump` event.
+        let seq = change_body(&mut entries, "event.received", |b| b["payload"]["by"] = json!(4));
         let (_dir, store) = store_with(entries, &live);
         let r = run(&store, &m, id);
         assert!(!r.identical);
@@ -1171,14 +1175,7 @@ mod tests {
     fn a_stored_input_the_machine_refuses_is_named_and_ends_the_replay() {
         let (m, id) = (machine(), ExecutionId::new_v7());
         let (mut entries, _, live) = ledger(&m, id);
-        let i = entries.iter().position(|e| e.entry().kind.as_str() == "timer.fired").unwrap();
-        let original = entries[i].clone();
-        let mut changed: Entry = original.entry().clone();
-        let mut body = changed.body.to_value().unwrap();
-        body["transitionId"] = json!("nope");
-        changed.body = Body::from_value(&body).unwrap();
-        entries[i] = SealedEntry::from_stored(changed, original.hash());
-        let seq = entries[i].seq().get();
+        let seq = change_body(&mut entries, "timer.fired", |b| b["transitionId"] = json!("nope"));
         let (_dir, store) = store_with(entries, &live);
         let r = run(&store, &m, id);
         let d = r.divergence.unwrap();
@@ -1191,13 +1188,8 @@ mod tests {
     fn a_stored_event_that_does_not_read_is_refused_and_shown_as_stored() {
         let (m, id) = (machine(), ExecutionId::new_v7());
         let (mut entries, _, live) = ledger(&m, id);
-        let i = entries.iter().position(|e| e.entry().kind.as_str() == "event.received").unwrap();
-        let original = entries[i].clone();
-        let mut changed: Entry = original.entry().clone();
-        changed.body = Body::from_value(&json!({"type": "bump", "payload": {"by": 3}})).unwrap();
-        entries[i] = SealedEntry::from_stored(changed, original.hash());
-        let seq = entries[i].seq().get();
-        let view = serde_json::to_value(EntryView::of(&entries[i])).unwrap();
+        let seq = change_body(&mut entries, "event.received", |b| *b = json!({"type": "bump", "payload": {"by": 3}}));
+        let view = serde_json::to_value(EntryView::of(&entries[seq as usize - 1])).unwrap();
         let (_dir, store) = store_with(entries, &live);
         let r = run(&store, &m, id);
         let d = r.divergence.unwrap();
