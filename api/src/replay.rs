@@ -983,8 +983,12 @@ pub fn compare(
         let state_differs = (&sa.state, &sa.vars, &sa.balances, &sa.status)
             != (&sb.state, &sb.vars, &sb.balances, &sb.status)
             || sb.error.is_some();
-        if messages_differ || transitions_differ || state_differs {
-            total += 1;
+        let differs = messages_differ || transitions_differ || state_differs;
+        total += u64::from(differs);
+        // Only a difference the report shows is written out (an event's entry read again).
+        let first = state_differs && first_divergence.is_none();
+        let listed = differs && differences.len() < MAX_DIFFERENCES;
+        if first || listed {
             let body = match &stored.entry {
                 None => stored.read(store, execution, stored.seq)?.entry().body.to_value().ok(),
                 Some(_) => None,
@@ -1000,10 +1004,10 @@ pub fn compare(
                 base: sa,
                 candidate: sb,
             };
-            if state_differs && first_divergence.is_none() {
+            if first {
                 first_divergence = Some(diff.clone());
             }
-            if differences.len() < MAX_DIFFERENCES {
+            if listed {
                 differences.push(diff);
             }
         }
