@@ -2,13 +2,17 @@
 //! broadcast channel per watched execution. Lanes publish after the durable write; a
 //! subscriber that falls behind the channel's capacity is told it lagged (see
 //! `routes::streams`) instead of slowing ingest or growing memory.
+//!
+//! The hub also carries the server's shutdown to everyone who waits on it: when it closes,
+//! streams end with `closing`, long-polls answer, and replays stop, so that a graceful
+//! shutdown does not wait for clients that would otherwise hold their requests open.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use pled_core::{ExecutionId, SealedEntry};
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::repo::executions::LiveState;
 
@@ -38,12 +42,32 @@ pub struct StateChange {
 }
 
 /// Broadcast channels by execution.
-#[derive(Default)]
 pub struct Hub {
     channels: Mutex<HashMap<ExecutionId, broadcast::Sender<Update>>>,
+    /// `true` once the server shuts down.
+    closing: watch::Sender<bool>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self { channels: Mutex::default(), closing: watch::Sender::new(false) }
+    }
 }
 
 impl Hub {
+    /// Marks the server as shutting down: [`Hub::closed`] resolves for everyone, now and
+    /// later.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once the server shuts down.
+    pub async fn closed(&self) {
+        let mut rx = self.closing.subscribe();
+        // The sender lives as long as the hub, so the wait ends only when it closes.
+        let _ = rx.wait_for(|closing| *closing).await;
+    }
+
     /// Subscribes to an execution's updates (before reading its snapshot, so nothing written
     /// afterwards is missed).
     pub fn subscribe(&self, id: ExecutionId) -> broadcast::Receiver<Update> {

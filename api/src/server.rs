@@ -1,5 +1,6 @@
 //! `pled serve`: open the store, build the app, listen, and shut down gracefully (stop
-//! accepting, finish in-flight requests, let the writer commit everything submitted).
+//! accepting, end streams and long-polls, finish in-flight requests, let the writer commit
+//! everything submitted).
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -192,6 +193,13 @@ pub async fn run(mut config: ServeConfig, shutdown: impl Future<Output = ()> + S
             Some(tokio::spawn(Publisher::new(app_state.committer.clone(), cfg)?.run(stopped)))
         }
         None => None,
+    };
+    // Streams, long-polls and replays hold their requests open: once the signal comes they
+    // end (the hub closes), so the graceful shutdown does not wait on their clients.
+    let hub = app_state.hub.clone();
+    let shutdown = async move {
+        shutdown.await;
+        hub.close();
     };
     let app = crate::app(app_state);
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening on http://{addr}");

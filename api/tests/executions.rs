@@ -270,3 +270,25 @@ async fn lists_filter_by_template_and_status_and_wait_returns_when_reached() {
     assert_eq!(r.body["reached"], false);
     assert_problem(&t.get(&format!("/v1/executions/{open}/wait"), admin).await, StatusCode::BAD_REQUEST, "bad_request");
 }
+
+/// A long-poll asked to wait longer than the request time-out still answers itself
+/// (`reached: false`, just inside the time-out), never the time-out layer's 503: with the
+/// defaults (30 s both) every wait that timed out used to be a 503.
+#[tokio::test]
+async fn a_wait_longer_than_the_request_timeout_answers_not_reached_in_time() {
+    let t = TestApp::with_config(|c| c.request_timeout = std::time::Duration::from_millis(1500));
+    let admin = t.admin("acme");
+    let (template, _) = example("approval");
+    let tid = t.published_template("acme", &template).await;
+    let open = t.execution("acme", &tid).await;
+    let started = std::time::Instant::now();
+    let r = t.get(&format!("/v1/executions/{open}/wait?status=completed&timeoutMs=120000"), admin).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["reached"], false);
+    assert_eq!(r.body["state"]["executionId"], open.as_str());
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(900) && waited < std::time::Duration::from_millis(1500),
+        "{waited:?}"
+    );
+}

@@ -316,3 +316,34 @@ async fn on_demand_snapshots_are_listed_and_readable() {
     let bare = t.call(axum::http::Method::POST, &path, Some(op), None).await;
     assert_eq!(bare.status, StatusCode::CREATED, "{:?}", bare.body);
 }
+
+/// A replay or a comparison running when the server shuts down stops at its next check and
+/// answers 503 with its progress, instead of holding the shutdown up to the request time-out.
+#[tokio::test]
+async fn replay_and_comparison_stop_when_the_server_shuts_down() {
+    let t = TestApp::new();
+    let admin = t.admin("acme");
+    let pings = json!({
+        "name": "pings",
+        "states": [{"id": "open", "initial": true}],
+        "transitions": [{"id": "count", "from": "open", "to": "open", "on": "ping"}]
+    });
+    let tid = t.published_template("acme", &pings).await;
+    t.post(&format!("/v1/templates/{tid}/versions"), admin, json!({})).await;
+    let eid = t.execution("acme", &tid).await;
+    // More inputs than one check interval (256), so the replay looks at its flag.
+    for b in 0..3 {
+        let events: Vec<Value> =
+            (0..100).map(|i| json!({"type": "ping", "payload": {"b": b, "i": i}, "source": "t"})).collect();
+        let r = t.post(&format!("/v1/executions/{eid}/events/batch"), admin, json!({"events": events})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    assert_eq!(replay(&t, &eid, json!({})).await["identical"], true);
+
+    t.state.hub.close();
+    let r = t.post(&format!("/v1/executions/{eid}/replay"), admin, json!({})).await;
+    assert_problem(&r, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert!(r.body["detail"].as_str().unwrap().contains("replay cancelled after 256 inputs"), "{}", r.body);
+    let r = t.post(&format!("/v1/executions/{eid}/compare"), admin, json!({"version": 2})).await;
+    assert_problem(&r, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+}

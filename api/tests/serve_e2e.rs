@@ -253,3 +253,84 @@ async fn a_slow_websocket_client_is_told_it_lagged_while_ingest_goes_on() {
     }
     assert_eq!(next, Some(resume + 1));
 }
+
+/// A graceful shutdown does not wait for the clients that hold requests open: an SSE stream
+/// and a WebSocket get `closing` with the seq to resume after and end (the socket with 1001,
+/// going away), a long-poll answers 503, and the process exits 0 at once, leaving a store that
+/// `pled verify` accepts. Before, one open stream kept the server running until its client
+/// went away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_streams_and_long_polls_instead_of_waiting_for_their_clients() {
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let mut server = Server::start(&["--chain", "off"]);
+    let template = json!({
+        "name": "pings",
+        "states": [{ "id": "open", "initial": true }, { "id": "done", "final": true }],
+        "transitions": [
+            { "id": "count", "from": "open", "to": "open", "on": "ping" },
+            { "id": "finish", "from": "open", "to": "done", "on": "finish" }
+        ]
+    });
+    let tid = server.post("/v1/templates", template).await["id"].as_str().unwrap().to_owned();
+    server.post(&format!("/v1/templates/{tid}/versions"), json!({})).await;
+    let eid = server.post("/v1/executions", json!({ "templateId": tid, "name": "stop" })).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in 0..3 {
+        server
+            .post(
+                &format!("/v1/executions/{eid}/events"),
+                json!({ "type": "ping", "payload": { "i": i }, "source": "t" }),
+            )
+            .await;
+    }
+    let head = server.get(&format!("/v1/executions/{eid}/state")).await["headSeq"].as_u64().unwrap();
+
+    let sse = server.client().get(format!("{}/v1/executions/{eid}/stream", server.base)).send().await.unwrap();
+    let mut req =
+        format!("{}/v1/executions/{eid}/ws", server.base.replace("http", "ws")).into_client_request().unwrap();
+    req.headers_mut().insert("authorization", format!("Bearer {}", server.token).parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let poll = tokio::spawn(
+        server.client().get(format!("{}/v1/executions/{eid}/wait?state=done&timeoutMs=25000", server.base)).send(),
+    );
+    // The snapshot on the socket says the stream is live; give the long-poll a moment to start.
+    let first = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
+    assert!(first.to_text().unwrap().contains(r#""type":"snapshot""#), "{first:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    server.terminate();
+    // The SSE body ends (read_sse returns at its end; keep-alives would hold it open).
+    let events = tokio::time::timeout(Duration::from_secs(10), read_sse(sse, |_, _, _| false))
+        .await
+        .expect("the SSE stream did not end when the server shut down");
+    let names: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(names, ["snapshot", "closing"]);
+    assert_eq!(events[1].2, json!({ "resumeAfterSeq": head }));
+    // The socket: `closing`, then a close frame "going away".
+    let mut texts = Vec::new();
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("socket stalled") {
+            Some(Ok(Message::Text(t))) => texts.push(serde_json::from_str::<Value>(&t).unwrap()),
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("socket ended without a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(texts, [json!({ "type": "closing", "resumeAfterSeq": head })]);
+    assert_eq!(close.map(|f| f.code), Some(CloseCode::Away));
+    let answer = poll.await.unwrap().unwrap();
+    assert_eq!(answer.status(), 503);
+    let problem: Value = answer.json().await.unwrap();
+    assert!(problem["detail"].as_str().unwrap().contains("shutting down"), "{problem}");
+
+    let status = server.exited_within(Duration::from_secs(10)).expect("the server did not exit");
+    assert!(status.success(), "{status}");
+    let out =
+        Command::new(PLED).arg("verify").arg("--data-dir").arg(server.dir.as_ref().unwrap().path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

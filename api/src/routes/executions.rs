@@ -560,7 +560,8 @@ pub(crate) struct WaitQuery {
     status: Option<Status>,
     /// Until the ledger head reaches this seq.
     seq: Option<u64>,
-    /// Give up after this many milliseconds (default 30,000, at most 120,000).
+    /// Give up after this many milliseconds: default 30,000, at most 120,000, and at most
+    /// the server's request time-out less 0.5 s (so 29,500 with the default time-out).
     timeout_ms: Option<u64>,
 }
 
@@ -575,9 +576,11 @@ pub(crate) struct WaitResult {
 }
 
 /// Long-poll until the execution reaches a state, a status or a ledger seq (all given
-/// conditions must hold), or the time-out passes. Answers at once when it already holds.
+/// conditions must hold), or the time-out passes (`reached: false`; call again). Answers at
+/// once when it already holds, and 503 when the server shuts down meanwhile.
 #[utoipa::path(get, path = "/v1/executions/{id}/wait", tag = "executions", params(("id" = String, Path), WaitQuery),
-    responses((status = 200, body = WaitResult), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = WaitResult), (status = 404, body = crate::error::Problem),
+        (status = 503, body = crate::error::Problem)))]
 pub(crate) async fn wait(
     State(s): State<AppState>,
     who: Principal,
@@ -594,7 +597,8 @@ pub(crate) async fn wait(
             && q.status.is_none_or(|st| live.status == st)
             && q.seq.is_none_or(|n| head.seq.get() >= n)
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(q.timeout_ms.unwrap_or(30_000).min(120_000));
+    let wait = Duration::from_millis(q.timeout_ms.unwrap_or(30_000).min(120_000)).min(super::answer_within(&s.config));
+    let deadline = tokio::time::Instant::now() + wait;
     // Subscribe before reading, so a change between the read and the wait is not missed.
     let mut rx = s.hub.subscribe(rec.id);
     let view = |head: pled_core::ChainHead, live: LiveState| StateView {
@@ -609,7 +613,13 @@ pub(crate) async fn wait(
         if holds(&head, &current) {
             return Ok(axum::Json(WaitResult { reached: true, state: view(head, current) }));
         }
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
+        let update = tokio::select! {
+            u = tokio::time::timeout_at(deadline, rx.recv()) => u,
+            () = s.hub.closed() => {
+                return Err(ApiError::Unavailable("the server is shutting down; wait again once it is back".into()));
+            }
+        };
+        match update {
             Err(_) => {
                 return Ok(axum::Json(WaitResult { reached: false, state: view(head, current) }));
             }

@@ -40,6 +40,13 @@ pub(crate) struct PageQuery {
     pub(crate) cursor: Option<String>,
 }
 
+/// How long a handler that holds its request open (a long-poll, a replay) may take: just
+/// inside the request time-out, so that it answers itself before the time-out layer would
+/// answer 503 for it.
+pub(crate) fn answer_within(config: &crate::config::ServeConfig) -> Duration {
+    config.request_timeout.saturating_sub(Duration::from_millis(500)).max(Duration::from_millis(100))
+}
+
 /// All `/v1` routes and their OpenAPI description.
 pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())

@@ -4,11 +4,12 @@
 //!
 //! A replay runs on a blocking thread with a deadline just inside the request time-out and a
 //! cancellation flag that is raised when the request goes away (the client disconnects or the
-//! time-out layer drops it): the fold checks both every 256 inputs and stops.
+//! time-out layer drops it) or the server shuts down: the fold checks both every 256 inputs
+//! and stops.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -16,6 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio::task::{JoinError, JoinHandle};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -48,11 +50,23 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// How long a replay may run: just inside the request time-out, so that it answers (503
-/// with its progress) before the time-out layer drops the request.
+/// Waits for a replay's (or comparison's) task. If the server shuts down meanwhile, raises
+/// its cancellation flag: it stops at its next check and answers 503 with its progress.
+async fn until_done<T>(s: &AppState, cancel: &AtomicBool, task: JoinHandle<T>) -> Result<T, JoinError> {
+    tokio::pin!(task);
+    tokio::select! {
+        done = &mut task => done,
+        () = s.hub.closed() => {
+            cancel.store(true, Ordering::Relaxed);
+            task.await
+        }
+    }
+}
+
+/// How long a replay may run: it answers (503 with its progress) before the time-out layer
+/// drops the request.
 fn deadline(s: &AppState) -> Instant {
-    let t = s.config.request_timeout;
-    Instant::now() + t.saturating_sub(Duration::from_millis(500)).max(Duration::from_millis(100))
+    Instant::now() + super::answer_within(&s.config)
 }
 
 /// Take a snapshot.
@@ -243,12 +257,12 @@ pub(crate) async fn replay(
     let _guard = CancelOnDrop(cancel.clone());
     let (store, deadline) = (s.store.clone(), deadline(&s));
     let flag = cancel.clone();
-    let report = tokio::task::spawn_blocking(move || {
+    let task = tokio::task::spawn_blocking(move || {
         let stop = Stop { cancel: Some(&flag), deadline: Some(deadline) };
         crate::replay::replay(&store, &machine, rec.id, &opts, stop, &mut |_| {})
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("replay task failed: {e}")))??;
+    });
+    let report =
+        until_done(&s, &cancel, task).await.map_err(|e| ApiError::Internal(format!("replay task failed: {e}")))??;
     let details = json!({
         "fromSnapshotId": report.from_snapshot_id,
         "upToSeq": report.up_to_seq,
@@ -291,11 +305,12 @@ pub(crate) async fn compare(
     let _guard = CancelOnDrop(cancel.clone());
     let (store, deadline, flag) = (s.store.clone(), deadline(&s), cancel.clone());
     let (org, version) = (rec.org.clone(), rec.version);
-    let report = tokio::task::spawn_blocking(move || {
+    let task = tokio::task::spawn_blocking(move || {
         let stop = Stop { cancel: Some(&flag), deadline: Some(deadline) };
         crate::replay::compare(&store, &org, rec.id, (&base, version), (&candidate, req.version), req.up_to_seq, stop)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("comparison task failed: {e}")))??;
+    });
+    let report = until_done(&s, &cancel, task)
+        .await
+        .map_err(|e| ApiError::Internal(format!("comparison task failed: {e}")))??;
     Ok(axum::Json(report))
 }

@@ -5,14 +5,17 @@
 //! every later `entry` and `state` change in seq order: none missed, none twice, even when
 //! entries are appended while it connects. A subscriber that falls more than
 //! [`STREAM_BUFFER`](crate::hub::STREAM_BUFFER) items behind gets `lagged` with the seq to
-//! resume after, and the stream ends: slow consumers never slow ingest or grow memory.
+//! resume after, and the stream ends: slow consumers never slow ingest or grow memory. When
+//! the server shuts down, every stream gets `closing` with the seq to resume after and ends
+//! (a WebSocket then closes with 1001, going away), so that clients reconnect elsewhere or
+//! after the restart instead of holding the shutdown up.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -52,6 +55,7 @@ pub(crate) enum StreamMsg {
     Entry(SealedEntry),
     State(Value),
     Lagged { resume_after_seq: u64 },
+    Closing { resume_after_seq: u64 },
 }
 
 impl StreamMsg {
@@ -61,6 +65,7 @@ impl StreamMsg {
             Self::Entry(_) => "entry",
             Self::State(_) => "state",
             Self::Lagged { .. } => "lagged",
+            Self::Closing { .. } => "closing",
         }
     }
 
@@ -69,7 +74,7 @@ impl StreamMsg {
         match self {
             Self::Snapshot(v) | Self::State(v) => v["headSeq"].as_u64(),
             Self::Entry(e) => Some(e.seq().get()),
-            Self::Lagged { .. } => None,
+            Self::Lagged { .. } | Self::Closing { .. } => None,
         }
     }
 
@@ -77,7 +82,9 @@ impl StreamMsg {
         match self {
             Self::Snapshot(v) | Self::State(v) => v.clone(),
             Self::Entry(e) => serde_json::to_value(e).unwrap_or(Value::Null),
-            Self::Lagged { resume_after_seq } => json!({ "resumeAfterSeq": resume_after_seq }),
+            Self::Lagged { resume_after_seq } | Self::Closing { resume_after_seq } => {
+                json!({ "resumeAfterSeq": resume_after_seq })
+            }
         }
     }
 }
@@ -88,12 +95,12 @@ fn state_value(change: &StateChange) -> Value {
 
 /// Starts the forwarder of one subscriber: it subscribes, reads the snapshot, catches up from
 /// the store, then relays live updates into a bounded outbox. The outbox's receiver is the
-/// stream. Capacity is kept for the final `lagged` message.
+/// stream. Capacity is kept for the final `lagged` or `closing` message.
 fn subscribe(s: &AppState, id: ExecutionId, after: Option<u64>) -> ApiResult<mpsc::Receiver<StreamMsg>> {
     let mut rx = s.hub.subscribe(id);
     let (head, live) = repo::live(&s.store, id)?.ok_or_else(|| ApiError::not_found("execution", id))?;
     let (tx, out) = mpsc::channel(STREAM_BUFFER + 1);
-    let store = s.store.clone();
+    let (store, hub) = (s.store.clone(), s.hub.clone());
     tokio::spawn(async move {
         let snapshot = StateChange { head_seq: head.seq.get(), head_hash: head.hash.to_hex(), live };
         let mut last = after.unwrap_or(head.seq.get()).min(head.seq.get());
@@ -120,10 +127,16 @@ fn subscribe(s: &AppState, id: ExecutionId, after: Option<u64>) -> ApiResult<mps
                 Err(_) => return,
             }
         }
+        let shutdown = hub.closed();
+        tokio::pin!(shutdown);
         while lagged_at.is_none() {
             let update = tokio::select! {
                 u = rx.recv() => u,
                 () = tx.closed() => return,
+                () = &mut shutdown => {
+                    let _ = tx.try_send(StreamMsg::Closing { resume_after_seq: last });
+                    return;
+                }
             };
             match update {
                 Ok(Update::Entries(entries)) => {
@@ -188,7 +201,8 @@ fn resume_point(headers: &HeaderMap, q: &StreamQuery) -> ApiResult<Option<u64>> 
 
 /// Server-Sent Events: `snapshot`, then `entry` (id = seq; data = the entry in export form)
 /// and `state` (id = head seq) events; `lagged` (data `{"resumeAfterSeq": N}`) ends a stream
-/// that fell behind. Reconnect with `Last-Event-ID` to resume. Keep-alive comments every 15 s.
+/// that fell behind, `closing` (the same data) one whose server shuts down. Reconnect with
+/// `Last-Event-ID` to resume. Keep-alive comments every 15 s.
 #[utoipa::path(get, path = "/v1/executions/{id}/stream", tag = "streams", params(("id" = String, Path), StreamQuery,
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this seq")),
     responses((status = 200, content_type = "text/event-stream", body = String), (status = 404, body = crate::error::Problem)))]
@@ -213,7 +227,8 @@ pub(crate) async fn sse(
 }
 
 /// WebSocket: the same protocol as JSON text messages `{"type": "snapshot"|"entry"|"state"|
-/// "lagged", …}` (entries under `entry`); pings every 15 s.
+/// "lagged"|"closing", …}` (entries under `entry`); pings every 15 s. After `closing` the
+/// server closes the socket with 1001 (going away).
 #[utoipa::path(get, path = "/v1/executions/{id}/ws", tag = "streams", params(("id" = String, Path), StreamQuery),
     responses((status = 101, description = "Switching protocols"), (status = 404, body = crate::error::Problem)))]
 pub(crate) async fn websocket(
@@ -237,11 +252,15 @@ async fn serve_socket(socket: WebSocket, mut out: mpsc::Receiver<StreamMsg>) {
     let (mut sink, mut incoming) = socket.split();
     let mut ping = tokio::time::interval(Duration::from_secs(15));
     ping.tick().await;
+    let mut close = None;
     loop {
         tokio::select! {
             m = out.recv() => {
                 let Some(m) = m else { break };
-                let end = matches!(m, StreamMsg::Lagged { .. });
+                let end = matches!(m, StreamMsg::Lagged { .. } | StreamMsg::Closing { .. });
+                if let StreamMsg::Closing { .. } = m {
+                    close = Some(CloseFrame { code: close_code::AWAY, reason: "server shutting down".into() });
+                }
                 let body = match &m {
                     StreamMsg::Entry(e) => json!({ "type": "entry", "entry": e }),
                     other => {
@@ -267,5 +286,5 @@ async fn serve_socket(socket: WebSocket, mut out: mpsc::Receiver<StreamMsg>) {
             },
         }
     }
-    let _ = sink.send(Message::Close(None)).await;
+    let _ = sink.send(Message::Close(close)).await;
 }

@@ -87,9 +87,28 @@ impl Server {
         self.client().get(format!("{}{path}", self.base)).send().await.unwrap().json().await.unwrap()
     }
 
+    /// Sends SIGTERM (a graceful shutdown), without waiting.
+    pub fn terminate(&self) {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+    }
+
+    /// The exit status, if the process exits within `limit`.
+    pub fn exited_within(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let until = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// SIGTERM, then wait: a graceful shutdown exits 0.
     pub fn stop(mut self) -> tempfile::TempDir {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        self.terminate();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "pled serve exited with {status}");
         self.dir.take().unwrap()
