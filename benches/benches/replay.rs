@@ -1,6 +1,7 @@
 //! Replay of one execution with 100,000 events (`pled_api::replay::replay`, what
-//! `POST /v1/executions/{id}/replay` and `pled replay` run): from genesis, and from a snapshot
-//! 1,000 events before the head. The ledger is built the way the lane builds it (the same
+//! `POST /v1/executions/{id}/replay` and `pled replay` run): from genesis, from a snapshot
+//! 1,000 events before the head, and from a snapshot at the head (nothing to replay: what
+//! every replay costs besides its inputs). The ledger is built the way the lane builds it (the same
 //! `pled_api::apply` functions), in a RocksDB store on this disk.
 //!
 //! The template is a typical integration: a CEL rule turns each `line.added` event into a
@@ -59,8 +60,8 @@ fn at(i: u64) -> RecordedAt {
 
 /// Builds the ledger: `execution.created`, then `EVENTS` events, written in runs of 10,000
 /// events, with the periodic snapshots the lane takes (every `snapshot_every` entries, ~30
-/// here) and an on-demand snapshot `SNAPSHOT_BEFORE_HEAD` events before the head. Returns
-/// the on-demand snapshot's id.
+/// here) and on-demand snapshots `SNAPSHOT_BEFORE_HEAD` events before the head and at the
+/// head. Returns the id of the one before the head.
 fn build(store: &Store, m: &Machine) -> u64 {
     let id = execution(1);
     let mut head = ChainHead::genesis(id);
@@ -95,6 +96,8 @@ fn build(store: &Store, m: &Machine) -> u64 {
             store.write_blocking(full).unwrap();
         }
     }
+    let ws = snapshots::put(WriteSet::new(), id, &SnapshotRecord::new(&head, &live, Trigger::OnDemand)).unwrap();
+    store.write_blocking(ws).unwrap();
     snapshot
 }
 
@@ -133,6 +136,11 @@ fn benches(c: &mut Criterion) {
         BenchmarkId::from_parameter(format!("events={EVENTS}/from=snapshot-{SNAPSHOT_BEFORE_HEAD}")),
         |b| b.iter(|| run(&from_snapshot)),
     );
+    let at_head = ReplayOptions { from_snapshot: Some(head.seq.get()), ..ReplayOptions::default() };
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(BenchmarkId::from_parameter(format!("events={EVENTS}/from=snapshot-0")), |b| {
+        b.iter(|| run(&at_head))
+    });
     g.finish();
 }
 
