@@ -90,6 +90,15 @@ async fn the_binary_runs_the_examples_and_an_independent_verifier_accepts_its_le
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
+/// A one-state template that counts `ping` messages.
+fn pings() -> Value {
+    json!({
+        "name": "pings",
+        "states": [{ "id": "open", "initial": true }],
+        "transitions": [{ "id": "count", "from": "open", "to": "open", "on": "ping" }]
+    })
+}
+
 /// Reads SSE events (name, id, data) until `stop` says so.
 async fn read_sse(
     res: reqwest::Response,
@@ -129,17 +138,7 @@ async fn read_sse(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_sse_joiner_gets_every_entry_once_and_resumes_with_last_event_id() {
     let server = std::sync::Arc::new(Server::start(&["--chain", "off", "--commit-interval", "200ms"]));
-    let template = json!({
-        "name": "pings",
-        "states": [{ "id": "open", "initial": true }],
-        "transitions": [{ "id": "count", "from": "open", "to": "open", "on": "ping" }]
-    });
-    let tid = server.post("/v1/templates", template).await["id"].as_str().unwrap().to_owned();
-    server.post(&format!("/v1/templates/{tid}/versions"), json!({})).await;
-    let eid = server.post("/v1/executions", json!({ "templateId": tid, "name": "race" })).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let eid = server.execution_of(pings(), "race").await;
 
     // Appends race the connection.
     let writer = {
@@ -192,17 +191,7 @@ async fn a_slow_websocket_client_is_told_it_lagged_while_ingest_goes_on() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
     let server = Server::start(&["--chain", "off", "--commit-interval", "200ms"]);
-    let template = json!({
-        "name": "pings",
-        "states": [{ "id": "open", "initial": true }],
-        "transitions": [{ "id": "count", "from": "open", "to": "open", "on": "ping" }]
-    });
-    let tid = server.post("/v1/templates", template).await["id"].as_str().unwrap().to_owned();
-    server.post(&format!("/v1/templates/{tid}/versions"), json!({})).await;
-    let eid = server.post("/v1/executions", json!({ "templateId": tid, "name": "slow" })).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let eid = server.execution_of(pings(), "slow").await;
 
     let mut req =
         format!("{}/v1/executions/{eid}/ws", server.base.replace("http", "ws")).into_client_request().unwrap();
@@ -266,20 +255,7 @@ async fn shutdown_ends_streams_and_long_polls_instead_of_waiting_for_their_clien
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
     let mut server = Server::start(&["--chain", "off"]);
-    let template = json!({
-        "name": "pings",
-        "states": [{ "id": "open", "initial": true }, { "id": "done", "final": true }],
-        "transitions": [
-            { "id": "count", "from": "open", "to": "open", "on": "ping" },
-            { "id": "finish", "from": "open", "to": "done", "on": "finish" }
-        ]
-    });
-    let tid = server.post("/v1/templates", template).await["id"].as_str().unwrap().to_owned();
-    server.post(&format!("/v1/templates/{tid}/versions"), json!({})).await;
-    let eid = server.post("/v1/executions", json!({ "templateId": tid, "name": "stop" })).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let eid = server.execution_of(pings(), "stop").await;
     for i in 0..3 {
         server
             .post(
@@ -296,7 +272,7 @@ async fn shutdown_ends_streams_and_long_polls_instead_of_waiting_for_their_clien
     req.headers_mut().insert("authorization", format!("Bearer {}", server.token).parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     let poll = tokio::spawn(
-        server.client().get(format!("{}/v1/executions/{eid}/wait?state=done&timeoutMs=25000", server.base)).send(),
+        server.client().get(format!("{}/v1/executions/{eid}/wait?state=elsewhere&timeoutMs=25000", server.base)).send(),
     );
     // The snapshot on the socket says the stream is live; give the long-poll a moment to start.
     let first = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();

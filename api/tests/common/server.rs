@@ -116,13 +116,14 @@ impl Server {
 
     pub async fn started_execution(&self, example_name: &str) -> (String, Vec<Value>) {
         let (template, events) = example(example_name);
+        (self.execution_of(template, "e2e").await, events)
+    }
+
+    /// Creates and publishes `template`, then starts an execution of it; returns its id.
+    pub async fn execution_of(&self, template: Value, name: &str) -> String {
         let tid = self.post("/v1/templates", template).await["id"].as_str().unwrap().to_owned();
         self.post(&format!("/v1/templates/{tid}/versions"), json!({})).await;
-        let eid = self.post("/v1/executions", json!({ "templateId": tid, "name": "e2e" })).await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        (eid, events)
+        self.post("/v1/executions", json!({ "templateId": tid, "name": name })).await["id"].as_str().unwrap().to_owned()
     }
 }
 
