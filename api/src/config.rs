@@ -66,6 +66,8 @@ pub struct ServeConfig {
     /// with jitter. Default 1 s.
     #[serde(with = "duration_text")]
     pub action_backoff: Duration,
+    /// Replays and comparisons folding at once; more wait their turn. Default 2.
+    pub replay_concurrency: usize,
     /// The anchoring signer's address (derived at start from the key; not configurable).
     #[serde(skip)]
     pub signer_address: Option<String>,
@@ -117,6 +119,7 @@ impl Default for ServeConfig {
             action_timeout: Duration::from_secs(10),
             action_max_attempts: 8,
             action_backoff: Duration::from_secs(1),
+            replay_concurrency: 2,
             signer_address: None,
         }
     }
@@ -194,6 +197,9 @@ pub struct ServeArgs {
     /// Delay before the first retry, doubling after each failure: `1s`, `200ms` [default: 1s].
     #[arg(long, env = "PLED_ACTION_BACKOFF", value_parser = parse_duration)]
     pub action_backoff: Option<Duration>,
+    /// Replays and comparisons folding at once; more wait their turn [default: 2].
+    #[arg(long, env = "PLED_REPLAY_CONCURRENCY")]
+    pub replay_concurrency: Option<usize>,
 }
 
 /// Parses `250ms`, `2s`, `1m`, `1h` (or plain seconds).
@@ -273,6 +279,9 @@ impl ServeConfig {
         }
         if let Some(v) = a.action_backoff {
             c.action_backoff = v;
+        }
+        if let Some(v) = a.replay_concurrency {
+            c.replay_concurrency = v.max(1);
         }
         Ok(c)
     }

@@ -93,6 +93,9 @@ pub enum ApiError {
         /// Which fields.
         errors: Vec<FieldError>,
     },
+    /// 429: too much of something is already in progress for the caller's org.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 503: the service cannot take writes now (store poisoned, shutting down).
     #[error("{0}")]
     Unavailable(String),
@@ -131,6 +134,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Unsupported media type")
             }
             Self::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code, "Unprocessable request"),
+            Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "Too many requests"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal server error"),
         }

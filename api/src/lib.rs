@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod replay;
 pub mod repo;
 mod routes;
+pub mod runs;
 pub mod schedules;
 pub mod server;
 pub mod state;

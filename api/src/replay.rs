@@ -17,6 +17,7 @@
 //! Replay is a fold, so it is cancellable between inputs ([`Stop`]).
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -58,17 +59,21 @@ pub struct Progress {
     pub events: u64,
 }
 
-/// When to stop early: a cancellation flag (the HTTP request went away) and a deadline.
+/// What a fold checks every 256 inputs: whether to stop early (a cancellation flag raised
+/// when the HTTP request goes away, a deadline), and where to show how far it got.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Stop<'a> {
     /// Set by someone else to stop the replay.
     pub cancel: Option<&'a AtomicBool>,
     /// Give up at this instant.
     pub deadline: Option<Instant>,
+    /// Updated at every check and at the end (a background run's progress).
+    pub progress: Option<&'a Mutex<Progress>>,
 }
 
 impl Stop<'_> {
     fn check(&self, progress: &Progress) -> Result<(), ReplayError> {
+        self.show(progress);
         if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
             return Err(ReplayError::Cancelled(*progress));
         }
@@ -76,6 +81,12 @@ impl Stop<'_> {
             return Err(ReplayError::TimedOut(*progress));
         }
         Ok(())
+    }
+
+    fn show(&self, progress: &Progress) {
+        if let Some(p) = self.progress {
+            *p.lock().unwrap_or_else(|e| e.into_inner()) = *progress;
+        }
     }
 }
 
@@ -96,7 +107,7 @@ pub enum ReplayError {
     Cancelled(Progress),
     /// The deadline passed.
     #[error(
-        "replay did not finish in time: {} inputs replayed (seq {} of {}); run `pled replay` on a stopped store, or replay from a snapshot",
+        "replay did not finish in time: {} inputs replayed (seq {} of {}); start it with \"background\": true, or replay from a snapshot",
         .0.inputs, .0.seq, .0.target_seq
     )]
     TimedOut(Progress),
@@ -797,7 +808,10 @@ pub fn replay(
     } else {
         None
     };
-    on_progress(&progress);
+    if opts.progress_every > 0 {
+        on_progress(&progress);
+    }
+    stop.show(&progress);
     let identical = divergence.is_none() && snapshot_checks.iter().all(|c| c.matches);
     Ok(ReplayReport {
         execution_id: execution,
@@ -1015,6 +1029,7 @@ pub fn compare(
             stop.check(&progress)?;
         }
     }
+    stop.show(&progress);
     let none = || ReplayError::Invalid("nothing to compare: no execution.created".into());
     let base_final = a.live.ok_or_else(none)?;
     let candidate_final = b.live.ok_or_else(none)?;

@@ -99,6 +99,7 @@ pub fn state(store: Store, config: ServeConfig, jwt: JwtConfig) -> anyhow::Resul
     Ok(AppState::new(Services {
         runner,
         timers,
+        runs: crate::runs::Runs::new(config.replay_concurrency),
         store,
         jwt: Arc::new(jwt),
         config: Arc::new(config),

@@ -58,6 +58,8 @@ pub struct Services {
     pub runner: Arc<crate::actions::Runner>,
     /// Fires due timers (spawned like the runner).
     pub timers: Arc<crate::timers::TimerService>,
+    /// Replay slots and background replays.
+    pub runs: crate::runs::Runs,
 }
 
 /// A fixed set of async mutexes; a key always maps to the same one. Bounded memory, and two

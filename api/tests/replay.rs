@@ -263,9 +263,10 @@ async fn a_different_machine_is_caught_at_the_first_entry_that_differs() {
         .unwrap();
     assert!(ok.identical, "{:?}", ok.divergence);
     assert_eq!(ok.events, 3);
-    // A raised cancellation flag stops a replay between inputs.
+    // A raised cancellation flag stops a replay between inputs; how far it got is shown.
     let flag = std::sync::atomic::AtomicBool::new(true);
-    let stop = Stop { cancel: Some(&flag), deadline: None };
+    let shown = std::sync::Mutex::default();
+    let stop = Stop { cancel: Some(&flag), deadline: None, progress: Some(&shown) };
     let many = drive(&t, &vec![Op::Event(4, 1); 300]).await;
     let r = pled_api::replay::replay(
         &t.store,
@@ -275,7 +276,9 @@ async fn a_different_machine_is_caught_at_the_first_entry_that_differs() {
         stop,
         &mut |_| {},
     );
-    assert!(matches!(r, Err(pled_api::replay::ReplayError::Cancelled(_))), "{r:?}");
+    let Err(pled_api::replay::ReplayError::Cancelled(at)) = r else { panic!("{r:?}") };
+    assert_eq!(at.inputs, 256);
+    assert_eq!(shown.lock().unwrap().inputs, 256);
 }
 
 #[tokio::test]
@@ -317,11 +320,9 @@ async fn on_demand_snapshots_are_listed_and_readable() {
     assert_eq!(bare.status, StatusCode::CREATED, "{:?}", bare.body);
 }
 
-/// A replay or a comparison running when the server shuts down stops at its next check and
-/// answers 503 with its progress, instead of holding the shutdown up to the request time-out.
-#[tokio::test]
-async fn replay_and_comparison_stop_when_the_server_shuts_down() {
-    let t = TestApp::new();
+/// An execution of a one-state template (version 2 published too) with `n` ping events:
+/// more than one check interval (256) makes a fold look at its flag.
+async fn pings(t: &TestApp, n: usize) -> String {
     let admin = t.admin("acme");
     let pings = json!({
         "name": "pings",
@@ -331,13 +332,21 @@ async fn replay_and_comparison_stop_when_the_server_shuts_down() {
     let tid = t.published_template("acme", &pings).await;
     t.post(&format!("/v1/templates/{tid}/versions"), admin, json!({})).await;
     let eid = t.execution("acme", &tid).await;
-    // More inputs than one check interval (256), so the replay looks at its flag.
-    for b in 0..3 {
-        let events: Vec<Value> =
-            (0..100).map(|i| json!({"type": "ping", "payload": {"b": b, "i": i}, "source": "t"})).collect();
+    let all: Vec<Value> = (0..n).map(|i| json!({"type": "ping", "payload": {"i": i}, "source": "t"})).collect();
+    for events in all.chunks(100) {
         let r = t.post(&format!("/v1/executions/{eid}/events/batch"), admin, json!({"events": events})).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     }
+    eid
+}
+
+/// A replay or a comparison running when the server shuts down stops at its next check and
+/// answers 503 with its progress, instead of holding the shutdown up to the request time-out.
+#[tokio::test]
+async fn replay_and_comparison_stop_when_the_server_shuts_down() {
+    let t = TestApp::new();
+    let admin = t.admin("acme");
+    let eid = pings(&t, 300).await;
     assert_eq!(replay(&t, &eid, json!({})).await["identical"], true);
 
     t.state.hub.close();
@@ -346,4 +355,141 @@ async fn replay_and_comparison_stop_when_the_server_shuts_down() {
     assert!(r.body["detail"].as_str().unwrap().contains("replay cancelled after 256 inputs"), "{}", r.body);
     let r = t.post(&format!("/v1/executions/{eid}/compare"), admin, json!({"version": 2})).await;
     assert_problem(&r, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+}
+
+/// Polls a run until it has ended (or fails the test after 20 s).
+async fn ended(t: &TestApp, run: &str) -> Value {
+    for _ in 0..2_000 {
+        let r = t.get(&format!("/v1/replays/{run}"), t.token("acme", Role::Viewer)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        if !["queued", "running"].contains(&r.body["status"].as_str().unwrap()) {
+            return r.body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("run {run} did not end");
+}
+
+/// `background: true` answers 202 with a run; the run ends with the very report the request
+/// would have answered, leaves the same audit record, and is visible only in its org.
+#[tokio::test]
+async fn a_background_replay_or_comparison_ends_with_the_report_the_request_would_answer() {
+    let t = TestApp::new();
+    let operator = t.token("acme", Role::Operator);
+    let eid = pings(&t, 300).await;
+    let direct = replay(&t, &eid, json!({"upToSeq": 200})).await;
+
+    let r =
+        t.post(&format!("/v1/executions/{eid}/replay"), operator, json!({"upToSeq": 200, "background": true})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let run = r.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(r.headers["location"], format!("/v1/replays/{run}").as_str());
+    assert_eq!((r.body["kind"].as_str(), r.body["executionId"].as_str()), (Some("replay"), Some(eid.as_str())));
+    assert_eq!(r.body["request"], json!({"upToSeq": 200, "background": true}));
+    let done = ended(&t, &run).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    let mut report = done["report"].clone();
+    report["elapsedMs"] = direct["elapsedMs"].clone();
+    assert_eq!(report, direct);
+    assert_eq!(done["progress"]["seq"], direct["headSeq"]);
+    assert_eq!(done["progress"]["inputs"], direct["inputs"]);
+    assert!(done["startedAt"].is_string() && done["finishedAt"].is_string(), "{done:#}");
+
+    let r = t.post(&format!("/v1/executions/{eid}/compare"), operator, json!({"version": 2, "background": true})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let compared = ended(&t, r.body["id"].as_str().unwrap()).await;
+    assert_eq!((compared["status"].as_str(), compared["kind"].as_str()), (Some("succeeded"), Some("compare")));
+    assert_eq!(compared["report"]["identical"], true, "{compared:#}");
+    assert_eq!(compared["report"]["inputs"], 301);
+
+    let list = t.get("/v1/replays", t.token("acme", Role::Viewer)).await;
+    let ids: Vec<&str> = list.body["items"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [compared["id"].as_str().unwrap(), run.as_str()], "newest first");
+    let audit = t.get("/v1/audit?limit=500", t.admin("acme")).await;
+    let actions: Vec<&str> =
+        audit.body["items"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
+    assert_eq!(actions.iter().filter(|a| **a == "execution.replayed").count(), 2, "{actions:?}");
+    assert_eq!(actions.iter().filter(|a| **a == "execution.compared").count(), 1, "{actions:?}");
+
+    // Another org sees nothing; a viewer cannot start or cancel; an ended run cannot be
+    // cancelled.
+    let other = t.admin("globex");
+    assert_problem(&t.get(&format!("/v1/replays/{run}"), other).await, StatusCode::NOT_FOUND, "not_found");
+    let r = t.post(&format!("/v1/replays/{run}/cancel"), other, json!({})).await;
+    assert_problem(&r, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(t.get("/v1/replays", other).await.body["items"], json!([]));
+    let r = t.post(&format!("/v1/executions/{eid}/replay"), other, json!({"background": true})).await;
+    assert_problem(&r, StatusCode::NOT_FOUND, "not_found");
+    let viewer = t.token("acme", Role::Viewer);
+    let r = t.post(&format!("/v1/executions/{eid}/replay"), viewer, json!({"background": true})).await;
+    assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = t.post(&format!("/v1/replays/{run}/cancel"), viewer, json!({})).await;
+    assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = t.post(&format!("/v1/replays/{run}/cancel"), operator, json!({})).await;
+    assert_problem(&r, StatusCode::CONFLICT, "conflict");
+    let r = t.post(&format!("/v1/executions/{eid}/replay"), operator, json!({"background": "yes"})).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
+
+    // A run that cannot run fails with the problem the request would have answered.
+    let r = t
+        .post(&format!("/v1/executions/{eid}/replay"), operator, json!({"fromSnapshotId": 7, "background": true}))
+        .await;
+    let failed = ended(&t, r.body["id"].as_str().unwrap()).await;
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["error"]["type"], "urn:pled:problem:not_found", "{failed:#}");
+}
+
+/// Replays share a fixed number of slots: a background run waits `queued` for one, a replay
+/// answered in its request gives up with 503 before its time-out, a queued run is cancelled
+/// at once and so are queued runs at shutdown, and an org cannot queue without bound.
+#[tokio::test]
+async fn replays_wait_for_a_slot_and_queued_runs_can_be_cancelled() {
+    let t = TestApp::with_config(|c| {
+        c.replay_concurrency = 1;
+        c.request_timeout = std::time::Duration::from_millis(1_500);
+    });
+    let operator = t.token("acme", Role::Operator);
+    let eid = pings(&t, 10).await;
+    let slot = t.state.runs.slot().await;
+
+    let path = format!("/v1/executions/{eid}/replay");
+    let start = |body: Value| t.post(&path, operator, body);
+    let first = start(json!({"background": true})).await.body["id"].as_str().unwrap().to_owned();
+    let second = start(json!({"background": true})).await.body["id"].as_str().unwrap().to_owned();
+    let r = start(json!({})).await;
+    assert_problem(&r, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert!(r.body["detail"].as_str().unwrap().contains("all 1 replay slots stayed busy"), "{}", r.body);
+    let r = t.get(&format!("/v1/replays/{first}"), operator).await;
+    assert_eq!(r.body["status"], "queued", "{}", r.body);
+    let r = t.post(&format!("/v1/replays/{first}/cancel"), operator, json!({})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let cancelled = ended(&t, &first).await;
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled:#}");
+    assert!(cancelled.get("startedAt").is_none(), "it never ran: {cancelled:#}");
+    // The slot comes free: the queued run takes it and succeeds.
+    drop(slot);
+    assert_eq!(ended(&t, &second).await["status"], "succeeded");
+
+    // At most 100 runs per org; the oldest ended ones make room, queued ones never do.
+    let slot = t.state.runs.slot().await;
+    let mut waiting = Vec::new();
+    for _ in 0..100 {
+        let r = start(json!({"background": true})).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        waiting.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    assert_problem(&start(json!({"background": true})).await, StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
+    for gone in [&first, &second] {
+        assert_problem(&t.get(&format!("/v1/replays/{gone}"), operator).await, StatusCode::NOT_FOUND, "not_found");
+    }
+    assert_eq!(t.get("/v1/replays", operator).await.body["items"].as_array().unwrap().len(), 100);
+
+    // Shutdown: queued runs end at once, cancelled.
+    t.state.hub.close();
+    for run in [&waiting[0], &waiting[99]] {
+        let last = ended(&t, run).await;
+        assert_eq!(last["status"], "cancelled", "{last:#}");
+        assert!(last["error"]["detail"].as_str().unwrap().contains("shut down"), "{last:#}");
+    }
+    drop(slot);
 }
