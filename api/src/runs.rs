@@ -209,6 +209,16 @@ impl Runs {
         self.slots.clone().acquire_owned().await.unwrap_or_else(|_| unreachable!("the replay slots are never closed"))
     }
 
+    /// Slots in use now (by requests and background runs).
+    pub fn busy(&self) -> usize {
+        self.size - self.slots.available_permits()
+    }
+
+    /// Background runs waiting for a slot, over all orgs.
+    pub fn queued(&self) -> usize {
+        self.orgs().values().flatten().filter(|r| r.lock().status == RunStatus::Queued).count()
+    }
+
     /// Registers a queued run. 429 when the org already has [`RUNS_KEPT`] runs and none of
     /// them has finished.
     pub fn submit(

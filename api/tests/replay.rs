@@ -405,6 +405,11 @@ async fn a_background_replay_or_comparison_ends_with_the_report_the_request_woul
     let list = t.get("/v1/replays", t.token("acme", Role::Viewer)).await;
     let ids: Vec<&str> = list.body["items"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [compared["id"].as_str().unwrap(), run.as_str()], "newest first");
+    let r = t.get(&format!("/v1/replays?executionId={eid}"), t.token("acme", Role::Viewer)).await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 2);
+    let r = t.get(&format!("/v1/replays?executionId={}", ExecutionId::new_v7()), t.token("acme", Role::Viewer)).await;
+    assert_eq!(r.body["items"], json!([]));
+    assert_problem(&t.get("/v1/replays?status=queued", operator).await, StatusCode::BAD_REQUEST, "bad_request");
     let audit = t.get("/v1/audit?limit=500", t.admin("acme")).await;
     let actions: Vec<&str> =
         audit.body["items"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
@@ -483,6 +488,10 @@ async fn replays_wait_for_a_slot_and_queued_runs_can_be_cancelled() {
         assert_problem(&t.get(&format!("/v1/replays/{gone}"), operator).await, StatusCode::NOT_FOUND, "not_found");
     }
     assert_eq!(t.get("/v1/replays", operator).await.body["items"].as_array().unwrap().len(), 100);
+    let metrics = t.call(axum::http::Method::GET, "/metrics", None, None).await.body;
+    let metrics = metrics.as_str().unwrap();
+    assert!(metrics.contains("pled_replay_slots_busy 1\n"), "{metrics}");
+    assert!(metrics.contains("pled_replay_runs_queued 100\n"), "{metrics}");
 
     // Shutdown: queued runs end at once, cancelled.
     t.state.hub.close();

@@ -49,5 +49,7 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("pled_store_synced_groups").set(stats.groups.load(Relaxed) as f64);
     metrics::gauge!("pled_store_committed_sets").set(stats.sets.load(Relaxed) as f64);
     metrics::gauge!("pled_store_committed_entries").set(stats.entries.load(Relaxed) as f64);
+    metrics::gauge!("pled_replay_slots_busy").set(s.runs.busy() as f64);
+    metrics::gauge!("pled_replay_runs_queued").set(s.runs.queued() as f64);
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
 }

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::task::{JoinError, JoinHandle};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -443,13 +443,29 @@ pub(crate) struct RunList {
     items: Vec<RunView>,
 }
 
+/// Which runs to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RunsQuery {
+    /// Only the runs on this execution.
+    execution_id: Option<String>,
+}
+
 /// The org's background replays and comparisons, newest first: the last 100 since the
 /// server started.
-#[utoipa::path(get, path = "/v1/replays", tag = "executions",
-    responses((status = 200, body = RunList), (status = 403, body = crate::error::Problem)))]
-pub(crate) async fn list_runs(State(s): State<AppState>, who: Principal) -> ApiResult<axum::Json<RunList>> {
+#[utoipa::path(get, path = "/v1/replays", tag = "executions", params(RunsQuery),
+    responses((status = 200, body = RunList), (status = 400, body = crate::error::Problem), (status = 403, body = crate::error::Problem)))]
+pub(crate) async fn list_runs(
+    State(s): State<AppState>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<RunsQuery>,
+) -> ApiResult<axum::Json<RunList>> {
     who.require(Permission::Read)?;
-    Ok(axum::Json(RunList { items: s.runs.list(&who.org) }))
+    let mut items = s.runs.list(&who.org);
+    if let Some(e) = &q.execution_id {
+        items.retain(|r| &r.execution_id == e);
+    }
+    Ok(axum::Json(RunList { items }))
 }
 
 fn find_run(s: &AppState, who: &Principal, run_id: &str) -> ApiResult<Arc<Run>> {
