@@ -18,6 +18,7 @@ use std::time::Instant;
 use pled_core::{OrgId, RecordedAt};
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use utoipa::ToSchema;
 
@@ -88,7 +89,7 @@ pub struct RunView {
     /// `background` would have answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub report: Option<Value>,
+    pub report: Option<Box<RawValue>>,
     /// `failed` or `cancelled`: the problem the request without `background` would have
     /// answered.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -148,8 +149,9 @@ impl Run {
         v.started_at = Some(RecordedAt::now());
     }
 
-    /// It ended: with its report, or the problem that stopped it.
-    pub fn finished(&self, outcome: Result<Value, ApiError>) {
+    /// It ended: with its report (kept as compact JSON text, a fraction of the memory of a
+    /// parsed value), or the problem that stopped it.
+    pub fn finished(&self, outcome: Result<Box<RawValue>, ApiError>) {
         let progress = *self.progress.lock().unwrap_or_else(|p| p.into_inner());
         let mut v = self.lock();
         v.finished_at = Some(RecordedAt::now());

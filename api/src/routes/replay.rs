@@ -422,7 +422,7 @@ async fn in_background<T: Found>(
     });
     let outcome = match until_done(&s, run.cancel_flag(), task).await {
         Ok(Ok(found)) => match audit_found(&s, &who, &id, &found).await {
-            Ok(()) => serde_json::to_value(&found).map_err(|e| ApiError::Internal(e.to_string())),
+            Ok(()) => serde_json::value::to_raw_value(&found).map_err(|e| ApiError::Internal(e.to_string())),
             Err(e) => Err(e),
         },
         Ok(Err(e)) => Err(e.into()),
