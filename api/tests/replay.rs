@@ -493,8 +493,17 @@ async fn replays_wait_for_a_slot_and_queued_runs_can_be_cancelled() {
     assert!(metrics.contains("pled_replay_slots_busy 1\n"), "{metrics}");
     assert!(metrics.contains("pled_replay_runs_queued 100\n"), "{metrics}");
 
-    // Shutdown: queued runs end at once, cancelled.
-    t.state.hub.close();
+    // Shutdown: queued runs end at once, cancelled, and so does a request waiting for a slot
+    // (not at its deadline, which is the request time-out).
+    let close_soon = async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        t.state.hub.close();
+    };
+    // Its deadline is 1 s away (the request time-out less 0.5 s).
+    let both = async { tokio::join!(start(json!({})), close_soon).0 };
+    let r = tokio::time::timeout(std::time::Duration::from_millis(800), both).await.expect("answered at the shutdown");
+    assert_problem(&r, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert!(r.body["detail"].as_str().unwrap().contains("shutting down"), "{}", r.body);
     for run in [&waiting[0], &waiting[99]] {
         let last = ended(&t, run).await;
         assert_eq!(last["status"], "cancelled", "{last:#}");

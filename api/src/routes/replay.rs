@@ -370,7 +370,13 @@ impl<R: Serialize> Launch<'_, R> {
             return Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], axum::Json(view)).into_response());
         }
         let deadline = Instant::now() + super::answer_within(&s.config);
-        let _slot = s.runs.slot_until(deadline).await?;
+        // Waiting for a slot must not hold up a shutdown either.
+        let _slot = tokio::select! {
+            slot = s.runs.slot_until(deadline) => slot?,
+            () = s.hub.closed() => {
+                return Err(ApiError::Unavailable("the server is shutting down; try again once it is back".into()));
+            }
+        };
         let cancel = Arc::new(AtomicBool::new(false));
         let _guard = CancelOnDrop(cancel.clone());
         let flag = cancel.clone();
