@@ -7,7 +7,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use common::{TestApp, assert_problem, example};
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn raw_post(path: &str, token: &str, content_type: &str, body: impl Into<Body>) -> Request<Body> {
     Request::builder()
@@ -127,6 +127,7 @@ async fn health_metrics_openapi_and_docs() {
         assert!(spec.body["paths"][path].is_object(), "{path} missing from the OpenAPI document");
     }
     assert!(spec.body["components"]["securitySchemes"]["bearer"].is_object());
+    assert_reference_matches(&spec.body);
     let docs = t.call(Method::GET, "/docs", None, None).await;
     assert_eq!(docs.status, StatusCode::OK);
     assert!(docs.body.as_str().unwrap().contains("/openapi.json"));
@@ -175,4 +176,56 @@ async fn request_ids_and_cors_wrap_every_answer() {
         .await;
     assert_eq!(other.status, StatusCode::OK);
     assert!(other.headers.get("access-control-allow-origin").is_none());
+}
+
+/// docs/api.md's route tables and the OpenAPI document list the same routes (method and path,
+/// parameter names aside), and every parameter the document puts in a path is one of its
+/// `{…}` segments: generated clients build their URLs from it.
+fn assert_reference_matches(spec: &Value) {
+    let shape = |path: &str| {
+        let mut out = String::new();
+        let mut in_param = false;
+        for c in path.split('?').next().unwrap_or_default().chars() {
+            match c {
+                '{' => (in_param, out) = (true, out + "{}"),
+                '}' => in_param = false,
+                c if !in_param => out.push(c),
+                _ => {}
+            }
+        }
+        out
+    };
+    let mut in_spec = std::collections::BTreeSet::new();
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        let segments: Vec<&str> =
+            path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
+        for (method, op) in ops.as_object().unwrap() {
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let in_path: Vec<&str> =
+                params.iter().filter(|p| p["in"] == "path").map(|p| p["name"].as_str().unwrap()).collect();
+            let mut declared = in_path.clone();
+            declared.sort_unstable();
+            let mut expected = segments.clone();
+            expected.sort_unstable();
+            assert_eq!(declared, expected, "{method} {path}: path parameters {in_path:?}");
+            in_spec.insert(format!("{} {}", method.to_uppercase(), shape(path)));
+        }
+    }
+    let doc = std::fs::read_to_string(common::repo_root().join("docs/api.md")).unwrap();
+    let mut documented = std::collections::BTreeSet::new();
+    for line in doc.lines().filter(|l| l.starts_with("| `")) {
+        let first_cell = line[2..].split(" | ").next().unwrap_or_default();
+        for route in first_cell.split('`').skip(1).step_by(2) {
+            if let Some((method, path)) = route.split_once(' ')
+                && ["GET", "POST", "PUT", "DELETE"].contains(&method)
+                && !["/openapi.json", "/docs"].contains(&path)
+            {
+                documented.insert(format!("{method} {}", shape(path)));
+            }
+        }
+    }
+    let undocumented: Vec<_> = in_spec.difference(&documented).collect();
+    let unserved: Vec<_> = documented.difference(&in_spec).collect();
+    assert!(undocumented.is_empty(), "routes missing from docs/api.md's tables: {undocumented:?}");
+    assert!(unserved.is_empty(), "docs/api.md documents routes the OpenAPI document lacks: {unserved:?}");
 }

@@ -72,6 +72,7 @@ pub(crate) async fn catalog(State(s): State<AppState>, who: Principal) -> ApiRes
 /// Filters and pagination of job lists.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(crate) struct JobQuery {
     /// Only jobs in this status (`pending`, `running`, `retrying`, `succeeded`, `failed`, `dead`).
     status: Option<String>,

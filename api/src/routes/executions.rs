@@ -190,6 +190,7 @@ pub(crate) fn start_execution(s: &AppState, org: &OrgId, created_by: &str, req: 
 /// Filters and pagination of the execution list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ExecutionQuery {
     /// Only executions of this template.
     template_id: Option<String>,
@@ -394,6 +395,7 @@ pub(crate) async fn post_events_batch(
 /// A ledger page request.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(crate) struct SeqQuery {
     /// Return items after this seq (default 0: from the start).
     after_seq: Option<u64>,
@@ -553,6 +555,7 @@ pub(crate) async fn get_tokens(
 /// What to wait for.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(crate) struct WaitQuery {
     /// Until the execution is in this state.
     state: Option<String>,

@@ -33,6 +33,7 @@ pub(crate) mod templates;
 /// Pagination of list endpoints.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
     /// Items per page (1-500, default 50).
     pub(crate) limit: Option<usize>,

@@ -47,6 +47,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, CommitError> 
 /// Which proof.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ProofQuery {
     /// Prove against this per-execution commitment instead of the entry's round.
     commitment_id: Option<u64>,
@@ -173,6 +174,7 @@ pub(crate) async fn get_round(
 /// Round listing.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(crate) struct RoundQuery {
     /// Rounds after this id (default 0).
     after: Option<u64>,

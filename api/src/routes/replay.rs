@@ -452,6 +452,7 @@ pub(crate) struct RunList {
 /// Which runs to list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(crate) struct RunsQuery {
     /// Only the runs on this execution.
     execution_id: Option<String>,

@@ -43,6 +43,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 /// Where to resume.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(crate) struct StreamQuery {
     /// Resume: send the entries after this seq first (SSE: `Last-Event-ID` does the same).
     after_seq: Option<u64>,

@@ -318,6 +318,7 @@ pub(crate) async fn get_version(
 /// Which template text to use.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct VersionQuery {
     /// A published version (default: the draft).
     version: Option<u32>,
