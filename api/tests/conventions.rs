@@ -180,7 +180,8 @@ async fn request_ids_and_cors_wrap_every_answer() {
 
 /// docs/api.md's route tables and the OpenAPI document list the same routes (method and path,
 /// parameter names aside), and every parameter the document puts in a path is one of its
-/// `{…}` segments: generated clients build their URLs from it.
+/// `{…}` segments and every operation id is unique: generated clients build their URLs and
+/// method names from them.
 fn assert_reference_matches(spec: &Value) {
     let shape = |path: &str| {
         let mut out = String::new();
@@ -196,6 +197,7 @@ fn assert_reference_matches(spec: &Value) {
         out
     };
     let mut in_spec = std::collections::BTreeSet::new();
+    let mut operation_ids = std::collections::BTreeSet::new();
     for (path, ops) in spec["paths"].as_object().unwrap() {
         let segments: Vec<&str> =
             path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
@@ -209,6 +211,8 @@ fn assert_reference_matches(spec: &Value) {
             expected.sort_unstable();
             assert_eq!(declared, expected, "{method} {path}: path parameters {in_path:?}");
             in_spec.insert(format!("{} {}", method.to_uppercase(), shape(path)));
+            let id = op["operationId"].as_str().unwrap_or_default();
+            assert!(operation_ids.insert(id.to_owned()), "{method} {path}: operationId {id:?} is not unique");
         }
     }
     let doc = std::fs::read_to_string(common::repo_root().join("docs/api.md")).unwrap();
