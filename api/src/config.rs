@@ -128,7 +128,7 @@ impl Default for ServeConfig {
 /// Flags of `pled serve`; each also reads a `PLED_*` environment variable.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ServeArgs {
-    /// TOML config file (keys as in the `[serve]` table of docs/operations.md).
+    /// TOML config file: the flags' names with `_` as keys (docs/api.md, Configuration).
     #[arg(long, env = "PLED_CONFIG")]
     pub config: Option<PathBuf>,
     /// RocksDB data directory [default: ./data].

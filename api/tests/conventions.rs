@@ -233,3 +233,29 @@ fn assert_reference_matches(spec: &Value) {
     assert!(undocumented.is_empty(), "routes missing from docs/api.md's tables: {undocumented:?}");
     assert!(unserved.is_empty(), "docs/api.md documents routes the OpenAPI document lacks: {unserved:?}");
 }
+
+/// Every flag of `pled serve` is in docs/api.md's configuration table, with its environment
+/// variable, and the table names no flag the server lacks.
+#[test]
+fn the_configuration_table_lists_every_serve_flag() {
+    use clap::Args;
+    let serve = pled_api::config::ServeArgs::augment_args(clap::Command::new("serve"));
+    let doc = std::fs::read_to_string(common::repo_root().join("docs/api.md")).unwrap();
+    let table: Vec<&str> = doc.lines().filter(|l| l.starts_with("| `--")).collect();
+    let mut flags = Vec::new();
+    for arg in serve.get_arguments() {
+        let flag = format!("`--{}`", arg.get_long().unwrap());
+        let env = format!("`{}`", arg.get_env().unwrap().to_str().unwrap());
+        assert!(
+            table.iter().any(|row| row.split(" | ").next().unwrap().contains(&flag) && row.contains(&env)),
+            "{flag} ({env}) is missing from docs/api.md's configuration table"
+        );
+        flags.push(flag);
+    }
+    for row in table {
+        let first_cell = row[2..].split(" | ").next().unwrap();
+        for flag in first_cell.split(", ") {
+            assert!(flags.iter().any(|f| f == flag), "docs/api.md documents {flag}, which `pled serve` lacks");
+        }
+    }
+}
