@@ -86,14 +86,25 @@ pub struct RunView {
     /// How far it got (updated every 256 inputs).
     pub progress: Progress,
     /// `succeeded`: the replay report or comparison report, exactly as the request without
-    /// `background` would have answered.
+    /// `background` would have answered (not in listings).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub report: Option<Box<RawValue>>,
+    pub report: Option<Report>,
     /// `failed` or `cancelled`: the problem the request without `background` would have
     /// answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Problem>,
+}
+
+/// A finished run's report, kept as the compact JSON text it is answered with (a fraction of
+/// the memory of a parsed value) and shared by every view of the run.
+#[derive(Debug, Clone)]
+pub struct Report(Arc<RawValue>);
+
+impl Serialize for Report {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
 }
 
 /// One run: its view, its cancellation flag and where the fold reports its progress.
@@ -149,8 +160,7 @@ impl Run {
         v.started_at = Some(RecordedAt::now());
     }
 
-    /// It ended: with its report (kept as compact JSON text, a fraction of the memory of a
-    /// parsed value), or the problem that stopped it.
+    /// It ended: with its report, or the problem that stopped it.
     pub fn finished(&self, outcome: Result<Box<RawValue>, ApiError>) {
         let progress = *self.progress.lock().unwrap_or_else(|p| p.into_inner());
         let mut v = self.lock();
@@ -159,7 +169,7 @@ impl Run {
         match outcome {
             Ok(report) => {
                 v.status = RunStatus::Succeeded;
-                v.report = Some(report);
+                v.report = Some(Report(report.into()));
             }
             Err(e) => {
                 v.status = if self.cancel.load(Ordering::Relaxed) { RunStatus::Cancelled } else { RunStatus::Failed };
@@ -269,9 +279,10 @@ impl Runs {
         self.orgs().get(org)?.iter().find(|r| r.lock().id == id).cloned()
     }
 
-    /// The org's runs, newest first.
+    /// The org's runs, newest first, without their reports.
     pub fn list(&self, org: &OrgId) -> Vec<RunView> {
-        self.orgs().get(org).map(|runs| runs.iter().rev().map(|r| r.view()).collect()).unwrap_or_default()
+        let summary = |r: &Arc<Run>| RunView { report: None, ..r.view() };
+        self.orgs().get(org).map(|runs| runs.iter().rev().map(summary).collect()).unwrap_or_default()
     }
 
     fn orgs(&self) -> MutexGuard<'_, HashMap<OrgId, VecDeque<Arc<Run>>>> {

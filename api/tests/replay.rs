@@ -405,6 +405,7 @@ async fn a_background_replay_or_comparison_ends_with_the_report_the_request_woul
     let list = t.get("/v1/replays", t.token("acme", Role::Viewer)).await;
     let ids: Vec<&str> = list.body["items"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [compared["id"].as_str().unwrap(), run.as_str()], "newest first");
+    assert!(list.body["items"][0].get("report").is_none(), "listings leave reports out: {}", list.body);
     let r = t.get(&format!("/v1/replays?executionId={eid}"), t.token("acme", Role::Viewer)).await;
     assert_eq!(r.body["items"].as_array().unwrap().len(), 2);
     let r = t.get(&format!("/v1/replays?executionId={}", ExecutionId::new_v7()), t.token("acme", Role::Viewer)).await;
