@@ -67,6 +67,24 @@ async fn the_binary_runs_the_examples_and_an_independent_verifier_accepts_its_le
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("entry hash mismatch"));
 
+    // While the server runs on it, the store verifies and replays (a read-only view as of
+    // the command's start), and the server goes on writing.
+    let data = server.dir.as_ref().unwrap().path().to_owned();
+    let out = Command::new(PLED).args(["verify", "--data-dir"]).arg(&data).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.starts_with("ok: 2 execution(s)"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(PLED).args(["replay", "--execution", eid, "--data-dir"]).arg(&data).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let state = server.get(&format!("/v1/executions/{eid}/state")).await;
+    assert_eq!((report["identical"].as_bool(), &report["headHash"]), (Some(true), &state["headHash"]));
+    let (running, _) = server.started_execution("approval").await;
+    assert_eq!(server.get(&format!("/v1/executions/{running}/state")).await["headSeq"], 1);
+
     let dir = server.stop();
     // After a graceful stop the store verifies offline, and evidence exports and verifies.
     let out = Command::new(PLED).args(["verify", "--data-dir"]).arg(dir.path()).output().unwrap();

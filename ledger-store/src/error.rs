@@ -32,6 +32,9 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("store is closed")]
     Closed,
+    /// The store was opened to read only ([`crate::Store::open_read_only`]).
+    #[error("the store is open read-only")]
+    ReadOnly,
     /// RocksDB reported an error.
     #[error("rocksdb: {0}")]
     Rocks(String),

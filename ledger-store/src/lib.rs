@@ -38,7 +38,7 @@ mod error;
 pub mod verify;
 mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -144,9 +144,12 @@ pub struct Store {
 
 struct Inner {
     db: Arc<DB>,
+    /// `None` when read-only.
     tx: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
+    /// A read-only store's own directory (RocksDB's secondary path), removed with it.
+    scratch: Option<PathBuf>,
 }
 
 impl Drop for Inner {
@@ -154,6 +157,9 @@ impl Drop for Inner {
         self.tx.take();
         if let Some(w) = self.writer.take() {
             let _ = w.join();
+        }
+        if let Some(dir) = self.scratch.take() {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
@@ -197,11 +203,54 @@ impl Store {
             .name("pled-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| open_err(format!("cannot start writer thread: {e}")))?;
-        Ok(Self { inner: Arc::new(Inner { db, tx: Some(tx), writer: Some(handle), shared }) })
+        Ok(Self { inner: Arc::new(Inner { db, tx: Some(tx), writer: Some(handle), shared, scratch: None }) })
+    }
+
+    /// Opens the store in `path` to read it, even while a server writes it: a consistent view
+    /// as of this call (RocksDB's secondary instance, which also reads the primary's WAL).
+    /// Never writes to `path`, creates nothing there and takes no lock; writes answer
+    /// [`StoreError::ReadOnly`]. RocksDB keeps its own bookkeeping in a scratch directory
+    /// under the system's temporary directory, removed when the store is dropped.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let open_err = |detail: String| StoreError::Open { path: path.display().to_string(), detail };
+        if !path.join("CURRENT").exists() {
+            return Err(open_err("no store there".into()));
+        }
+        static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let scratch = std::env::temp_dir().join(format!("pled-read-{}-{n}", std::process::id()));
+        // Left behind by a process that had this pid and was killed.
+        let _ = std::fs::remove_dir_all(&scratch);
+        let mut db_opts = Options::default();
+        // A secondary instance must keep every table file open: the primary's compactions may
+        // delete them while it reads.
+        db_opts.set_max_open_files(-1);
+        let db = DB::open_cf_as_secondary(&db_opts, path, &scratch, cf::ALL).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&scratch);
+            open_err(e.into_string())
+        })?;
+        let db = Arc::new(db);
+        let shared = Arc::new(Shared::default());
+        shared.durable_feed.store(writer::last_feed_position(&db)?, std::sync::atomic::Ordering::Release);
+        Ok(Self { inner: Arc::new(Inner { db, tx: None, writer: None, shared, scratch: Some(scratch) }) })
+    }
+
+    /// Whether it was opened with [`Store::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.inner.scratch.is_some()
     }
 
     fn db(&self) -> &DB {
         &self.inner.db
+    }
+
+    fn sender(&self) -> Result<&mpsc::Sender<Request>, StoreError> {
+        match &self.inner.tx {
+            Some(tx) => Ok(tx),
+            None if self.is_read_only() => Err(StoreError::ReadOnly),
+            None => Err(StoreError::Closed),
+        }
     }
 
     fn request(&self, set: WriteSet) -> Result<(Request, ReplyRx), StoreError> {
@@ -219,7 +268,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let (req, rx) = self.request(set)?;
-        let tx = self.inner.tx.as_ref().ok_or(StoreError::Closed)?;
+        let tx = self.sender()?;
         tx.send(req).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -231,7 +280,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let (req, rx) = self.request(set)?;
-        let tx = self.inner.tx.as_ref().ok_or(StoreError::Closed)?;
+        let tx = self.sender()?;
         tx.blocking_send(req).map_err(|_| StoreError::Closed)?;
         rx.blocking_recv().map_err(|_| StoreError::Closed)?
     }
@@ -678,6 +727,38 @@ mod tests {
         let legacy = LegacyStoredFeed { execution_id: *id.as_bytes(), first_seq: 1, last_seq: 3 };
         store.db().put_cf(cf(store.db(), cf::FEED), 1u64.to_be_bytes(), codec::encode(&legacy)).unwrap();
         assert_eq!(store.feed(0, 10).unwrap(), current);
+    }
+
+    /// A read-only store opens next to the writing one (no lock), sees everything written
+    /// before it opened (also what is only in the WAL), refuses writes, creates nothing in the
+    /// data directory and removes its scratch directory when dropped.
+    #[test]
+    fn a_read_only_store_reads_a_store_another_handle_is_writing() {
+        let (dir, store, id, mut head) = setup(9);
+        store.write_blocking(WriteSet::new().append(Append::new(chain(&mut head, 5)).unwrap())).unwrap();
+        let files = || {
+            let mut names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+            names.sort();
+            names
+        };
+        let before = files();
+        let reader = Store::open_read_only(dir.path()).unwrap();
+        assert_eq!(files(), before, "nothing was created in the data directory");
+        assert!(reader.is_read_only() && !store.is_read_only());
+        assert_eq!(reader.chain_head(id).unwrap(), store.chain_head(id).unwrap());
+        assert_eq!(reader.entries(id, Seq::FIRST, 10).unwrap(), store.entries(id, Seq::FIRST, 10).unwrap());
+        assert_eq!(reader.feed_head(), store.feed_head());
+        let more = WriteSet::new().append(Append::new(chain(&mut head.clone(), 1)).unwrap());
+        assert!(matches!(reader.write_blocking(more), Err(StoreError::ReadOnly)));
+        // Later writes of the primary are not in the view it opened with.
+        store.write_blocking(WriteSet::new().append(Append::new(chain(&mut head, 2)).unwrap())).unwrap();
+        assert_eq!(reader.chain_head(id).unwrap().seq, Seq::new(5));
+        let scratch = reader.inner.scratch.clone().unwrap();
+        assert!(scratch.exists());
+        drop(reader);
+        assert!(!scratch.exists(), "the scratch directory is removed");
+        let missing = tempfile::tempdir().unwrap();
+        assert!(matches!(Store::open_read_only(missing.path()), Err(StoreError::Open { .. })));
     }
 
     /// `n` entries of kind `k` with empty bodies, sealed onto `head`.

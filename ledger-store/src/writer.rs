@@ -238,7 +238,7 @@ pub(crate) fn read_head(db: &DB, id: ExecutionId) -> Result<StoredHead, StoreErr
     }
 }
 
-fn last_feed_position(db: &DB) -> Result<u64, StoreError> {
+pub(crate) fn last_feed_position(db: &DB) -> Result<u64, StoreError> {
     let mut it = db.raw_iterator_cf(cf(db, cf::FEED));
     it.seek_to_last();
     it.status()?;

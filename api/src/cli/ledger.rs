@@ -56,13 +56,27 @@ pub(crate) fn run(cmd: LedgerCommand) -> anyhow::Result<ExitCode> {
 
 /// Opens a store for a CLI command, saying which directory when it fails.
 pub(crate) fn open_store(dir: &DataDir, must_exist: bool) -> anyhow::Result<Store> {
-    if must_exist && !dir.data_dir.join("CURRENT").exists() {
+    if must_exist {
+        exists(dir)?;
+    }
+    Ok(Store::open(&dir.data_dir, StoreOptions::default())?)
+}
+
+/// Opens the store only to read it, also while `pled serve` runs on it: a consistent view
+/// as of now, and nothing is ever written to the data directory.
+pub(crate) fn read_store(dir: &DataDir) -> anyhow::Result<Store> {
+    exists(dir)?;
+    Ok(Store::open_read_only(&dir.data_dir)?)
+}
+
+fn exists(dir: &DataDir) -> anyhow::Result<()> {
+    if !dir.data_dir.join("CURRENT").exists() {
         bail!(
             "no PLED store in {} (run `pled serve` or `pled ledger append` first, or pass --data-dir)",
             dir.data_dir.display()
         );
     }
-    Ok(Store::open(&dir.data_dir, StoreOptions::default())?)
+    Ok(())
 }
 
 fn read_body(arg: &str) -> anyhow::Result<String> {
@@ -104,7 +118,7 @@ const PROGRESS_EVERY: u64 = 100_000;
 
 fn export(e: ExportArgs) -> anyhow::Result<ExitCode> {
     let only: Option<ExecutionId> = e.execution.as_deref().map(str::parse).transpose()?;
-    let store = open_store(&e.dir, true)?;
+    let store = read_store(&e.dir)?;
     let sink: Box<dyn Write> = match &e.out {
         Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
         None => Box::new(std::io::stdout().lock()),

@@ -30,14 +30,14 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Read and write ledger entries directly in a (stopped) store.
+    /// Append entries to a stopped store; export them (also from a running server's store).
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
-    /// Verify every hash chain in a store; names the first bad entry.
+    /// Verify every hash chain in a store (also a running server's); names the first bad entry.
     Verify(verify::VerifyArgs),
     /// Run the PLED service.
     Serve(Box<pled_api::config::ServeArgs>),
-    /// Manage access tokens on a stopped store.
+    /// Create and revoke access tokens on a stopped store; list them on any.
     #[command(subcommand)]
     Token(token::TokenCommand),
     /// Check inclusion proofs offline.
@@ -49,7 +49,8 @@ enum Command {
     /// Deploy the contracts to an EVM chain.
     #[command(subcommand)]
     Chain(chain::ChainCommand),
-    /// Replay an execution on a stopped store and compare it with its ledger (a dry run).
+    /// Replay an execution from a store (also a running server's) and compare it with its
+    /// ledger (a dry run).
     Replay(replay::ReplayArgs),
 }
 

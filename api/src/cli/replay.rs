@@ -1,4 +1,4 @@
-//! `pled replay`: replay an execution on a stopped store, offline, with progress on stderr
+//! `pled replay`: replay an execution from a data directory, with progress on stderr
 //! and the report (JSON) on stdout. Exit 0 when the replay is identical to the ledger, 1 when
 //! it differs (the report names the first seq and how), 2 on usage errors.
 
@@ -12,7 +12,7 @@ use pled_api::repo::{executions, templates};
 use pled_core::ExecutionId;
 
 use super::{DataDir, EXIT_INVALID};
-use crate::cli::ledger::open_store;
+use crate::cli::ledger::read_store;
 
 #[derive(Args, Debug)]
 pub(crate) struct ReplayArgs {
@@ -34,7 +34,7 @@ pub(crate) struct ReplayArgs {
 
 pub(crate) fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let id: ExecutionId = a.execution.parse().with_context(|| format!("--execution {:?}", a.execution))?;
-    let store = open_store(&a.dir, true)?;
+    let store = read_store(&a.dir)?;
     let record = executions::find(&store, id)
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .with_context(|| format!("execution {id} has no ledger in {}", a.dir.data_dir.display()))?;

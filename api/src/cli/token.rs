@@ -1,5 +1,6 @@
-//! `pled token create|list|revoke`: access tokens on a stopped store (the running server
-//! offers the same under `/v1/tokens`).
+//! `pled token create|list|revoke`: access tokens in the store. Create and revoke write, so
+//! they need it stopped (the running server offers the same under `/v1/tokens`); list reads it
+//! read-only, also while the server runs.
 
 use std::process::ExitCode;
 
@@ -11,7 +12,7 @@ use pled_core::OrgId;
 use pled_store::WriteSet;
 
 use super::DataDir;
-use crate::cli::ledger::open_store;
+use crate::cli::ledger::{open_store, read_store};
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum TokenCommand {
@@ -85,7 +86,7 @@ pub(crate) fn run(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
         }
         TokenCommand::List(a) => {
             let org = OrgId::new(&a.org)?;
-            let store = open_store(&a.dir, true)?;
+            let store = read_store(&a.dir)?;
             for r in tokens::list(&store, &org).map_err(err)? {
                 let state = if r.revoked_at.is_some() { "revoked" } else { "active" };
                 println!("{}\t{}\t{}\t{}\t{}", r.id, r.role, state, r.created_at, r.name);

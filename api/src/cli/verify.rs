@@ -8,7 +8,7 @@ use pled_core::ExecutionId;
 use pled_store::verify::{VerifyError, verify_execution, verify_store};
 
 use super::{DataDir, EXIT_INVALID};
-use crate::cli::ledger::open_store;
+use crate::cli::ledger::read_store;
 
 #[derive(Args, Debug)]
 pub(crate) struct VerifyArgs {
@@ -21,7 +21,7 @@ pub(crate) struct VerifyArgs {
 
 pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let only: Option<ExecutionId> = a.execution.as_deref().map(str::parse).transpose()?;
-    let store = open_store(&a.dir, true)?;
+    let store = read_store(&a.dir)?;
     let started = Instant::now();
     let result = match only {
         Some(id) => verify_execution(&store, id).map(|h| (1, h.seq.get())),
