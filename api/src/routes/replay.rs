@@ -370,8 +370,10 @@ impl<R: Serialize> Launch<'_, R> {
             return Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], axum::Json(view)).into_response());
         }
         let deadline = Instant::now() + super::answer_within(&s.config);
-        // Waiting for a slot must not hold up a shutdown either.
+        // Waiting for a slot must not hold up a shutdown either. A free slot is taken first
+        // (then the fold stops at its first check): one outcome, whatever the timing.
         let _slot = tokio::select! {
+            biased;
             slot = s.runs.slot_until(deadline) => slot?,
             () = s.hub.closed() => {
                 return Err(ApiError::Unavailable("the server is shutting down; try again once it is back".into()));
@@ -408,8 +410,10 @@ async fn in_background<T: Found>(
     run: Arc<Run>,
     work: impl FnOnce(Stop<'_>) -> Result<T, ReplayError> + Send + 'static,
 ) {
+    // A run cancelled (or shut down) while queued ends without starting, even if a slot is
+    // free at the same moment.
     let slot = tokio::select! {
-        slot = s.runs.slot() => slot,
+        biased;
         () = run.cancelled() => {
             run.finished(Err(ApiError::Unavailable("cancelled before it started".into())));
             return;
@@ -419,6 +423,7 @@ async fn in_background<T: Found>(
             run.finished(Err(ApiError::Unavailable("the server shut down before the run started".into())));
             return;
         }
+        slot = s.runs.slot() => slot,
     };
     run.started();
     let folding = run.clone();
