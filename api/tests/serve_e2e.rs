@@ -82,6 +82,17 @@ async fn the_binary_runs_the_examples_and_an_independent_verifier_accepts_its_le
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let state = server.get(&format!("/v1/executions/{eid}/state")).await;
     assert_eq!((report["identical"].as_bool(), &report["headHash"]), (Some(true), &state["headHash"]));
+    let live_bundle = work.path().join("live.jsonl");
+    let out = Command::new(PLED)
+        .args(["audit", "export", "--execution", eid, "--out"])
+        .arg(&live_bundle)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(PLED).args(["audit", "verify"]).arg(&live_bundle).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     let (running, _) = server.started_execution("approval").await;
     assert_eq!(server.get(&format!("/v1/executions/{running}/state")).await["headSeq"], 1);
 

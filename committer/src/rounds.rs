@@ -179,8 +179,11 @@ impl Committer {
             trees: Mutex::new(TreeCache { trees: HashMap::new(), order: VecDeque::new(), leaves: 0 }),
             closing: Mutex::new(()),
         });
+        // A read-only store (`pled audit export` beside a running server) leaves that to the
+        // server: its entries are pending until then.
         if let Some(last) = c.last_round()?
             && last.root.is_none()
+            && !c.store.is_read_only()
         {
             tracing::info!(round = last.id, "finishing a round planned before a restart");
             c.build(last)?;

@@ -11,11 +11,11 @@ use pled_api::repo::executions;
 use pled_core::ExecutionId;
 
 use super::{DataDir, EXIT_INVALID};
-use crate::cli::ledger::open_store;
+use crate::cli::ledger::read_store;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum AuditCommand {
-    /// Write an execution's evidence bundle (JSON Lines) from a stopped store.
+    /// Write an execution's evidence bundle (JSON Lines) from a store (also a running server's).
     Export(ExportArgs),
     /// Check an evidence bundle offline and print a summary an auditor can file.
     Verify(VerifyArgs),
@@ -48,7 +48,7 @@ pub(crate) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
 
 fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
     let id: ExecutionId = a.execution.parse()?;
-    let store = open_store(&a.dir, true)?;
+    let store = read_store(&a.dir)?;
     let record = executions::find(&store, id)
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .with_context(|| format!("execution {id} has no ledger in {}", a.dir.data_dir.display()))?;
