@@ -28,7 +28,7 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         None => verify_store(&store, |p| {
             let secs = started.elapsed().as_secs_f64();
             eprintln!(
-                "verified {} entries in {} executions ({:.0} entries/s)",
+                "verified {} entries, {} execution(s) complete ({:.0} entries/s)",
                 p.entries,
                 p.executions,
                 p.entries as f64 / secs.max(1e-9)
