@@ -68,6 +68,13 @@ pub struct ServeConfig {
     pub action_backoff: Duration,
     /// Replays and comparisons folding at once; more wait their turn. Default 2.
     pub replay_concurrency: usize,
+    /// Write backups of the store here (at start and every `backup_every`); none without it.
+    pub backup_dir: Option<PathBuf>,
+    /// How often to back up. Default 1 h.
+    #[serde(with = "duration_text")]
+    pub backup_every: Duration,
+    /// Backups kept (the newest). Default 24.
+    pub backup_keep: usize,
     /// The anchoring signer's address (derived at start from the key; not configurable).
     #[serde(skip)]
     pub signer_address: Option<String>,
@@ -120,6 +127,9 @@ impl Default for ServeConfig {
             action_max_attempts: 8,
             action_backoff: Duration::from_secs(1),
             replay_concurrency: 2,
+            backup_dir: None,
+            backup_every: Duration::from_secs(3600),
+            backup_keep: 24,
             signer_address: None,
         }
     }
@@ -200,6 +210,15 @@ pub struct ServeArgs {
     /// Replays and comparisons folding at once; more wait their turn [default: 2].
     #[arg(long, env = "PLED_REPLAY_CONCURRENCY")]
     pub replay_concurrency: Option<usize>,
+    /// Back the store up into this directory, at start and every --backup-every [default: no backups].
+    #[arg(long, env = "PLED_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// How often to back up: `1h`, `30m` [default: 1h].
+    #[arg(long, env = "PLED_BACKUP_EVERY", value_parser = parse_duration)]
+    pub backup_every: Option<Duration>,
+    /// Backups kept (the newest) [default: 24].
+    #[arg(long, env = "PLED_BACKUP_KEEP")]
+    pub backup_keep: Option<usize>,
 }
 
 /// Parses `250ms`, `2s`, `1m`, `1h` (or plain seconds).
@@ -282,6 +301,13 @@ impl ServeConfig {
         }
         if let Some(v) = a.replay_concurrency {
             c.replay_concurrency = v.max(1);
+        }
+        c.backup_dir = a.backup_dir.or(c.backup_dir);
+        if let Some(v) = a.backup_every {
+            c.backup_every = v;
+        }
+        if let Some(v) = a.backup_keep {
+            c.backup_keep = v.max(1);
         }
         Ok(c)
     }

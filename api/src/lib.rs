@@ -8,6 +8,7 @@ pub mod actions;
 pub mod ai;
 pub mod apply;
 pub mod auth;
+pub mod backups;
 pub mod config;
 pub mod devchain;
 pub mod error;

@@ -187,6 +187,10 @@ pub async fn run(mut config: ServeConfig, shutdown: impl Future<Output = ()> + S
     let timers = tokio::spawn(app_state.timers.clone().run(stopped.clone()));
     let schedules = tokio::spawn(crate::schedules::ScheduleService::new(app_state.clone()).run(stopped.clone()));
     let upkeep = tokio::spawn(metrics_upkeep(app_state.metrics.clone(), stopped.clone()));
+    let backups = config.backup_dir.clone().map(|dir| {
+        tracing::info!(dir = %dir.display(), every_s = config.backup_every.as_secs(), keep = config.backup_keep, "backing the store up");
+        tokio::spawn(crate::backups::run(store.clone(), dir, config.backup_every, config.backup_keep, stopped.clone()))
+    });
     let publisher = match chain {
         Some(cfg) => {
             let (c, l) = (app_state.committer.clone(), app_state.lanes.clone());
@@ -211,6 +215,9 @@ pub async fn run(mut config: ServeConfig, shutdown: impl Future<Output = ()> + S
     let _ = timers.await;
     let _ = schedules.await;
     let _ = upkeep.await;
+    if let Some(b) = backups {
+        let _ = b.await;
+    }
     let _ = runner.await;
     if let Some(p) = publisher {
         let _ = p.await;

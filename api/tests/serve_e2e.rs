@@ -339,3 +339,55 @@ async fn shutdown_ends_streams_and_long_polls_instead_of_waiting_for_their_clien
         Command::new(PLED).arg("verify").arg("--data-dir").arg(server.dir.as_ref().unwrap().path()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// With `--backup-dir`, the server writes whole-store backups at start and every interval,
+/// keeps the newest `--backup-keep`, and each one verifies and replays as a store of its own.
+#[tokio::test]
+async fn backups_are_whole_stores_taken_on_schedule_and_pruned() {
+    let backups = tempfile::tempdir().unwrap();
+    let dir = backups.path().to_str().unwrap().to_owned();
+    let server =
+        Server::start(&["--chain", "off", "--backup-dir", &dir, "--backup-every", "300ms", "--backup-keep", "2"]);
+    let eid = server.execution_of(pings(), "backed up").await;
+    let events: Vec<Value> = (0..50).map(|i| json!({"type": "ping", "payload": {"i": i}, "source": "t"})).collect();
+    server.post(&format!("/v1/executions/{eid}/events/batch"), json!({"events": events})).await;
+    let state = server.get(&format!("/v1/executions/{eid}/state")).await;
+    let last =
+        server.get(&format!("/v1/executions/{eid}/ledger?afterSeq={}", state["headSeq"].as_u64().unwrap() - 1)).await;
+    // Backup names are the UTC time without ":" and ".", as in the entries' recorded_at.
+    let after_events = format!("pled-{}", last["entries"][0]["recorded_at"].as_str().unwrap().replace([':', '.'], ""));
+    let finished = || {
+        let mut names: Vec<String> = std::fs::read_dir(backups.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("pled-"))
+            .collect();
+        names.sort();
+        names
+    };
+    let mut waited = 0;
+    while finished().last().is_none_or(|newest| *newest <= after_events) {
+        assert!(waited < 200, "no backup after the events: {:?}", finished());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    let dir = server.stop();
+    let names = finished();
+    assert_eq!(names.len(), 2, "the newest --backup-keep: {names:?}");
+    assert!(
+        std::fs::read_dir(backups.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.'))
+    );
+    // The newest holds every event: it replays to the live head and verifies.
+    let newest = backups.path().join(names.last().unwrap());
+    let out = Command::new(PLED)
+        .args(["replay", "--execution", &eid, "--progress-every", "0", "--data-dir"])
+        .arg(&newest)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["headHash"], state["headHash"]);
+    let out = Command::new(PLED).args(["verify", "--data-dir"]).arg(&newest).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.starts_with("ok: 1 execution(s)"), "{text}");
+    drop(dir);
+}

@@ -236,6 +236,18 @@ impl Store {
         Ok(Self { inner: Arc::new(Inner { db, tx: None, writer: None, shared, scratch: Some(scratch) }) })
     }
 
+    /// Writes a consistent copy of the whole store into `dir`, which must not exist yet: a
+    /// RocksDB checkpoint (memtables flushed first; table files hard-linked when `dir` is on
+    /// the same filesystem, copied otherwise). The copy opens as a store of its own.
+    pub fn checkpoint(&self, dir: &Path) -> Result<(), StoreError> {
+        if self.is_read_only() {
+            return Err(StoreError::ReadOnly);
+        }
+        let checkpoint =
+            rocksdb::checkpoint::Checkpoint::new(self.db()).map_err(|e| StoreError::Rocks(e.into_string()))?;
+        checkpoint.create_checkpoint(dir).map_err(|e| StoreError::Rocks(e.into_string()))
+    }
+
     /// Whether it was opened with [`Store::open_read_only`].
     pub fn is_read_only(&self) -> bool {
         self.inner.scratch.is_some()
