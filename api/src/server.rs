@@ -226,7 +226,7 @@ pub async fn run(mut config: ServeConfig, shutdown: impl Future<Output = ()> + S
         dev.stop().await;
     }
     drop(store);
-    tracing::info!("shutdown complete");
+    tracing::info!("services stopped; closing the store");
     Ok(())
 }
 
