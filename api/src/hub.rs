@@ -14,6 +14,7 @@ use pled_core::{ExecutionId, SealedEntry};
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
+use crate::error::ApiError;
 use crate::repo::executions::LiveState;
 
 /// How many items a subscriber may fall behind before it is told it lagged.
@@ -66,6 +67,17 @@ impl Hub {
         let mut rx = self.closing.subscribe();
         // The sender lives as long as the hub, so the wait ends only when it closes.
         let _ = rx.wait_for(|closing| *closing).await;
+    }
+
+    /// Awaits `f` unless the server shuts down first, which answers 503 (`f` wins when both
+    /// are ready): how a request that holds itself open (a long-poll, a wait for a replay
+    /// slot) lets the shutdown go on.
+    pub async fn unless_closing<F: std::future::Future>(&self, f: F) -> Result<F::Output, ApiError> {
+        tokio::select! {
+            biased;
+            out = f => Ok(out),
+            () = self.closed() => Err(ApiError::Unavailable("the server is shutting down; try again once it is back".into())),
+        }
     }
 
     /// Subscribes to an execution's updates (before reading its snapshot, so nothing written

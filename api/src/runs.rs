@@ -121,12 +121,10 @@ impl Run {
         self.lock().id.clone()
     }
 
-    /// What it looks like now.
+    /// What it looks like now (its progress is where the fold last showed it).
     pub fn view(&self) -> RunView {
         let mut v = self.lock().clone();
-        if v.status == RunStatus::Running {
-            v.progress = *self.progress.lock().unwrap_or_else(|p| p.into_inner());
-        }
+        v.progress = *self.progress.lock().unwrap_or_else(|p| p.into_inner());
         v
     }
 
@@ -162,10 +160,8 @@ impl Run {
 
     /// It ended: with its report, or the problem that stopped it.
     pub fn finished(&self, outcome: Result<Box<RawValue>, ApiError>) {
-        let progress = *self.progress.lock().unwrap_or_else(|p| p.into_inner());
         let mut v = self.lock();
         v.finished_at = Some(RecordedAt::now());
-        v.progress = progress;
         match outcome {
             Ok(report) => {
                 v.status = RunStatus::Succeeded;

@@ -616,13 +616,7 @@ pub(crate) async fn wait(
         if holds(&head, &current) {
             return Ok(axum::Json(WaitResult { reached: true, state: view(head, current) }));
         }
-        let update = tokio::select! {
-            u = tokio::time::timeout_at(deadline, rx.recv()) => u,
-            () = s.hub.closed() => {
-                return Err(ApiError::Unavailable("the server is shutting down; wait again once it is back".into()));
-            }
-        };
-        match update {
+        match s.hub.unless_closing(tokio::time::timeout_at(deadline, rx.recv())).await? {
             Err(_) => {
                 return Ok(axum::Json(WaitResult { reached: false, state: view(head, current) }));
             }

@@ -365,20 +365,14 @@ impl<R: Serialize> Launch<'_, R> {
             let request = serde_json::to_value(self.request).map_err(|e| ApiError::Internal(e.to_string()))?;
             let run = s.runs.submit(who, self.kind, id, request)?;
             let view = run.view();
-            tokio::spawn(in_background(s.clone(), who.clone(), id.to_owned(), run, work));
+            tokio::spawn(in_background(s.clone(), who.clone(), id.to_owned(), (self.kind, run), work));
             let location = format!("/v1/replays/{}", view.id);
             return Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], axum::Json(view)).into_response());
         }
         let deadline = Instant::now() + super::answer_within(&s.config);
         // Waiting for a slot must not hold up a shutdown either. A free slot is taken first
         // (then the fold stops at its first check): one outcome, whatever the timing.
-        let _slot = tokio::select! {
-            biased;
-            slot = s.runs.slot_until(deadline) => slot?,
-            () = s.hub.closed() => {
-                return Err(ApiError::Unavailable("the server is shutting down; try again once it is back".into()));
-            }
-        };
+        let _slot = s.hub.unless_closing(s.runs.slot_until(deadline)).await??;
         let cancel = Arc::new(AtomicBool::new(false));
         let _guard = CancelOnDrop(cancel.clone());
         let flag = cancel.clone();
@@ -407,7 +401,7 @@ async fn in_background<T: Found>(
     s: AppState,
     who: Principal,
     id: String,
-    run: Arc<Run>,
+    (kind, run): (RunKind, Arc<Run>),
     work: impl FnOnce(Stop<'_>) -> Result<T, ReplayError> + Send + 'static,
 ) {
     // A run cancelled (or shut down) while queued ends without starting, even if a slot is
@@ -437,7 +431,7 @@ async fn in_background<T: Found>(
             Err(e) => Err(e),
         },
         Ok(Err(e)) => Err(e.into()),
-        Err(e) => Err(task_failed(run.view().kind, e)),
+        Err(e) => Err(task_failed(kind, e)),
     };
     drop(slot);
     if let Err(ApiError::Internal(cause)) = &outcome {
