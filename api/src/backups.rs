@@ -69,20 +69,16 @@ pub async fn run(store: Store, dir: PathBuf, every: Duration, keep: usize, mut s
         let (store, dir2) = (store.clone(), dir.clone());
         let started = Instant::now();
         let taken = tokio::task::spawn_blocking(move || take(&store, &dir2, keep)).await;
-        match taken {
-            Ok(Ok(path)) => {
+        match taken.unwrap_or_else(|e| Err(anyhow::anyhow!("the backup task failed: {e}"))) {
+            Ok(path) => {
                 metrics::counter!("pled_backups_total", "result" => "ok").increment(1);
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
                 metrics::gauge!("pled_backup_last_success_timestamp_seconds").set(now.as_secs_f64());
                 tracing::info!(path = %path.display(), ms = started.elapsed().as_millis() as u64, "backup written");
             }
-            Ok(Err(e)) => {
-                metrics::counter!("pled_backups_total", "result" => "failed").increment(1);
-                tracing::error!(dir = %dir.display(), error = format!("{e:#}"), "backup failed");
-            }
             Err(e) => {
                 metrics::counter!("pled_backups_total", "result" => "failed").increment(1);
-                tracing::error!(dir = %dir.display(), error = %e, "backup task failed");
+                tracing::error!(dir = %dir.display(), error = format!("{e:#}"), "backup failed");
             }
         }
     }
