@@ -190,10 +190,24 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<Created, ApiError>>,
 {
-    let _guard = match &idem {
-        Some(i) => Some(state.locks.lock(&i.lock_key()).await),
-        None => None,
-    };
+    create_holding(state, idem, None, make).await
+}
+
+/// [`create`], holding also the lock of `resource`, the record `make` reads and rewrites.
+/// Both are locked at once ([`crate::state::KeyLocks::lock_all`]).
+pub async fn create_holding<F, Fut>(
+    state: &crate::state::AppState,
+    idem: Option<Idempotency>,
+    resource: Option<&str>,
+    make: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Created, ApiError>>,
+{
+    let idem_key = idem.as_ref().map(Idempotency::lock_key);
+    let keys: Vec<&str> = resource.into_iter().chain(idem_key.as_deref()).collect();
+    let _guards = state.locks.lock_all(&keys).await;
     if let Some(i) = &idem
         && let Some(stored) = i.lookup(&state.store)?
     {

@@ -75,11 +75,31 @@ impl KeyLocks {
         Self { stripes: (0..n.max(1)).map(|_| Mutex::new(())).collect() }
     }
 
-    /// Locks the stripe of `key`.
-    pub async fn lock(&self, key: &str) -> MutexGuard<'_, ()> {
+    /// The stripe `key` maps to.
+    pub fn stripe(&self, key: &str) -> usize {
         let mut h = DefaultHasher::new();
         key.hash(&mut h);
-        self.stripes[(h.finish() % self.stripes.len() as u64) as usize].lock().await
+        (h.finish() % self.stripes.len() as u64) as usize
+    }
+
+    /// Locks the stripe of `key`.
+    pub async fn lock(&self, key: &str) -> MutexGuard<'_, ()> {
+        self.stripes[self.stripe(key)].lock().await
+    }
+
+    /// Locks the stripes of all `keys` at once. Never lock a second key while holding one:
+    /// two keys can share a stripe, and the task would wait for itself. Here each stripe is
+    /// locked once, in ascending order, so two tasks holding several never wait for each
+    /// other in a cycle either.
+    pub async fn lock_all(&self, keys: &[&str]) -> Vec<MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = keys.iter().map(|k| self.stripe(k)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for i in stripes {
+            guards.push(self.stripes[i].lock().await);
+        }
+        guards
     }
 }
 

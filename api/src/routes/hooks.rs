@@ -99,8 +99,7 @@ pub(crate) async fn receive(
     let payload = if value.is_object() { value } else { json!({ "body": value }) };
     pled_core::Body::from_value(&payload).map_err(|e| ApiError::bad_field("/", e.to_string()))?;
     let kind = match header(EVENT_TYPE_HEADER) {
-        Some(t) if (1..=200).contains(&t.len()) => t.to_owned(),
-        Some(_) => return Err(ApiError::bad_field("Pled-Event-Type", "must be 1-200 characters")),
+        Some(t) => ApiError::check_text("Pled-Event-Type", t, 200).map(|()| t.to_owned())?,
         None => format!("hook.{source}"),
     };
     let mut idem_headers = headers.clone();
@@ -170,7 +169,8 @@ pub(crate) struct SourceSecret {
 /// Create an inbound source's secret, or rotate it (admin, audited). After a rotation the
 /// previous secret is accepted for 24 hours more. The secret is shown only in this answer.
 #[utoipa::path(post, path = "/v1/hooks/sources/{source}", tag = "hooks",
-    params(("source" = String, Path, description = "1-64 of A-Z a-z 0-9 _ . -"),
+    params(("source" = String, Path, description = "1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit",
+            pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer (with the same secret)")),
     responses((status = 201, body = SourceSecret), (status = 400, body = crate::error::Problem), (status = 403, body = crate::error::Problem)))]
 pub(crate) async fn rotate_source(
@@ -188,8 +188,8 @@ pub(crate) async fn rotate_source(
     }
     let idem =
         Idempotency::from_request(&headers, &who.org, &format!("hook-source:{source}"), "/v1/hooks/sources", b"")?;
-    let _guard = s.locks.lock(&format!("hooksec/{}/{source}", who.org)).await;
-    idempotency::create(&s, idem, || async {
+    let lock = format!("hooksec/{}/{source}", who.org);
+    idempotency::create_holding(&s, idem, Some(&lock), || async {
         let (ws, rec) = signing::rotate_inbound(WriteSet::new(), &s.store, &who.org, &source, &who.subject)?;
         let ws =
             audit::by(ws, &who, "hooks.source_secret_rotated", &source, json!({ "rotated": rec.previous.is_some() }))?;

@@ -222,8 +222,10 @@ fn report_errors(report: &ValidationReport) -> Vec<FieldError> {
 /// without errors (422 with every problem otherwise).
 #[utoipa::path(post, path = "/v1/templates/{id}/versions", tag = "templates", params(("id" = String, Path),
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for the same body")),
-    request_body(content = PublishRequest, description = "Optional; an empty body publishes the current draft"),
-    responses((status = 201, body = TemplateVersion), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+    request_body(content = Option<PublishRequest>, description = "Optional; an empty body publishes the current draft"),
+    responses((status = 201, body = TemplateVersion), (status = 404, body = crate::error::Problem),
+        (status = 409, description = "`expectedDraftHash` is not the draft's hash", body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)))]
 pub(crate) async fn publish_version(
     State(s): State<AppState>,
     who: Principal,
@@ -237,8 +239,7 @@ pub(crate) async fn publish_version(
     let path = format!("/v1/templates/{id}/versions");
     let idem = Idempotency::from_request(&headers, &who.org, &format!("publish:{id}"), &path, &body)?;
     let lock = format!("tpl/{}/{id}", who.org);
-    let _guard = s.locks.lock(&lock).await;
-    idempotency::create(&s, idem, || async {
+    idempotency::create_holding(&s, idem, Some(&lock), || async {
         let mut rec = load(&s, &who, &id)?;
         if let Some(expected) = &req.expected_draft_hash
             && expected != &rec.draft_hash
@@ -378,7 +379,7 @@ pub(crate) struct DuplicateRequest {
 /// Copy a template's draft (or a version) into a new template.
 #[utoipa::path(post, path = "/v1/templates/{id}/duplicate", tag = "templates",
     params(("id" = String, Path), VersionQuery, ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for the same body")),
-    request_body(content = DuplicateRequest, description = "Optional"),
+    request_body(content = Option<DuplicateRequest>, description = "Optional"),
     responses((status = 201, body = TemplateView), (status = 404, body = crate::error::Problem)))]
 pub(crate) async fn duplicate_template(
     State(s): State<AppState>,
@@ -427,9 +428,9 @@ pub(crate) async fn add_rule(
         &format!("/v1/templates/{id}/rules"),
         &body.raw,
     )?;
-    let _guard = s.locks.lock(&format!("tpl/{}/{id}", who.org)).await;
+    let lock = format!("tpl/{}/{id}", who.org);
     let rule = body.value;
-    idempotency::create(&s, idem, || async {
+    idempotency::create_holding(&s, idem, Some(&lock), || async {
         let mut rec = load(&s, &who, &id)?;
         if rec.draft.rules.iter().any(|r| r.id == rule.id) {
             return Err(ApiError::conflict(format!("the draft already has a rule {:?}", rule.id)));
@@ -494,7 +495,7 @@ pub(crate) struct RuleTestResult {
 
 /// Run one rule on a sample event and return the messages it derives. The rule is named
 /// `<template id>:<rule id>`. Nothing is written.
-#[utoipa::path(post, path = "/v1/rules/{rule}/test", tag = "rules", params(("rule" = String, Path, description = "<template id>:<rule id>")),
+#[utoipa::path(post, path = "/v1/rules/{rule}/test", tag = "rules", params(("rule" = String, Path, description = "<template id>:<rule id>", pattern = "^[^:]+:.+$")),
     request_body = RuleTest,
     responses((status = 200, body = RuleTestResult), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 pub(crate) async fn test_rule(
