@@ -22,6 +22,9 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// The members every [`Problem`] has; problem-specific members take other names.
+const STANDARD_MEMBERS: [&str; 7] = ["type", "title", "status", "detail", "instance", "traceId", "errors"];
+
 /// An RFC 9457 problem document.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -111,6 +114,16 @@ impl ApiError {
         Self::BadRequest { detail: format!("{path}: {message}"), errors: vec![FieldError { path, message }] }
     }
 
+    /// Checks a text field bounded in characters (names, event types, reasons): at least one
+    /// character that is not white space, at most `max` characters. The request schemas
+    /// declare the same bounds (`minLength`, `maxLength`, `pattern: \\S`).
+    pub fn check_text(path: &str, value: &str, max: usize) -> Result<(), Self> {
+        if value.trim().is_empty() || value.chars().count() > max {
+            return Err(Self::bad_field(path, format!("must be 1-{max} characters, not only white space")));
+        }
+        Ok(())
+    }
+
     /// A 404 for a resource kind and id (the same answer whether it does not exist or
     /// belongs to another org).
     pub fn not_found(what: &str, id: impl std::fmt::Display) -> Self {
@@ -151,7 +164,15 @@ impl ApiError {
         };
         let (errors, extra) = match self {
             Self::BadRequest { errors, .. } | Self::Unprocessable { errors, .. } => (errors.clone(), None),
-            Self::Conflict { extra, .. } => (Vec::new(), extra.clone()),
+            Self::Conflict { extra, .. } => {
+                // A member named like one of RFC 9457's would be written twice, and clients
+                // read the last one.
+                debug_assert!(
+                    extra.iter().flat_map(|m| m.keys()).all(|k| !STANDARD_MEMBERS.contains(&k.as_str())),
+                    "{extra:?} shadows a problem document member"
+                );
+                (Vec::new(), extra.clone())
+            }
             _ => (Vec::new(), None),
         };
         Problem {

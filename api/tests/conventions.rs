@@ -7,6 +7,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use common::{TestApp, assert_problem, example};
+use pled_api::idempotency::Idempotency;
 use serde_json::{Value, json};
 
 fn raw_post(path: &str, token: &str, content_type: &str, body: impl Into<Body>) -> Request<Body> {
@@ -52,6 +53,87 @@ async fn bad_bodies_are_problems_with_paths_and_change_nothing() {
 
     // Nothing was created by any of it.
     assert_eq!(t.get("/v1/templates", admin).await.body["items"], json!([]));
+}
+
+/// Names, event types, sources and reasons are bounded in characters, as the messages and the
+/// OpenAPI document (`maxLength`) say, not in UTF-8 bytes; white space alone is refused.
+#[tokio::test]
+async fn text_fields_are_bounded_in_characters_and_must_not_be_blank() {
+    let t = TestApp::new();
+    let admin = t.admin("acme");
+    let (template, _) = example("approval");
+    let tid = t.published_template("acme", &template).await;
+    let start = |name: String| json!({ "templateId": tid, "name": name });
+    // 200 three-byte characters: 600 bytes, within the bound.
+    let r = t.post("/v1/executions", admin, start("ü€".repeat(100))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let eid = r.body["id"].as_str().unwrap().to_owned();
+    let r = t.post("/v1/executions", admin, start("€".repeat(201))).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(r.body["errors"][0]["path"], "/name");
+    assert_problem(
+        &t.post("/v1/executions", admin, start(" \t ".into())).await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+
+    let events = format!("/v1/executions/{eid}/events");
+    let event = |kind: &str| json!({ "type": kind, "payload": {}, "source": "s" });
+    let r = t.post(&events, admin, event("  ")).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(r.body["errors"][0]["path"], "/type");
+    let r = t.post(&events, admin, event(&"é".repeat(200))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+
+    let pause = format!("/v1/executions/{eid}/pause");
+    let r = t.post(&pause, admin, json!({ "reason": "ж".repeat(2001) })).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(r.body["errors"][0]["path"], "/reason");
+    let r = t.post(&pause, admin, json!({ "reason": "ж".repeat(2000) })).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+
+    let r = t.post("/v1/tokens", admin, json!({ "role": "viewer", "name": "\u{3000}" })).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
+}
+
+/// A request that changes a record under its lock (a template's draft, an inbound source's
+/// secret) and an idempotency key whose lock falls on the same stripe: it must not wait for
+/// itself. Keys are searched until one collides.
+#[tokio::test]
+async fn an_idempotency_key_sharing_a_lock_with_its_record_does_not_hang() {
+    let t = TestApp::new();
+    let admin = t.admin("acme");
+    let org = pled_core::OrgId::new("acme").unwrap();
+    let colliding = |scope: &str, record: &str| {
+        (0..)
+            .map(|n| format!("key-{n}"))
+            .find(|key| {
+                let mut headers = axum::http::HeaderMap::new();
+                headers.insert("idempotency-key", key.parse().unwrap());
+                let idem = Idempotency::from_request(&headers, &org, scope, "/", b"").unwrap().unwrap();
+                t.state.locks.stripe(&idem.lock_key()) == t.state.locks.stripe(record)
+            })
+            .unwrap()
+    };
+    let patience = std::time::Duration::from_secs(10);
+
+    let key = colliding("hook-source:src", "hooksec/acme/src");
+    let headers = [("idempotency-key", key.as_str())];
+    let r =
+        tokio::time::timeout(patience, t.call_with(Method::POST, "/v1/hooks/sources/src", Some(admin), None, &headers))
+            .await
+            .expect("rotating a source's secret hung");
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+
+    let (template, _) = example("approval");
+    let tid = t.post("/v1/templates", admin, template).await.body["id"].as_str().unwrap().to_owned();
+    let key = colliding(&format!("publish:{tid}"), &format!("tpl/acme/{tid}"));
+    let publish = format!("/v1/templates/{tid}/versions");
+    let headers = [("idempotency-key", key.as_str())];
+    let r = tokio::time::timeout(patience, t.call_with(Method::POST, &publish, Some(admin), None, &headers))
+        .await
+        .expect("publishing hung");
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 }
 
 #[tokio::test]

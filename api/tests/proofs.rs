@@ -51,6 +51,19 @@ async fn proofs_are_pending_until_their_round_then_verify_offline() {
     assert_problem(&t.get("/v1/rounds/99", admin).await, StatusCode::NOT_FOUND, "not_found");
 }
 
+/// With the chain off there is no anchored root to mint against: a 409 whose members say so
+/// without shadowing the problem document's own `status`.
+#[tokio::test]
+async fn minting_with_the_chain_off_is_a_conflict_that_says_why() {
+    let t = TestApp::new();
+    let eid = executed(&t).await;
+    let mint = json!({ "type": "credit", "quantity": "5", "sinkNodeId": "done" });
+    let r = t.post(&format!("/v1/executions/{eid}/tokens/mint"), t.admin("acme"), mint).await;
+    assert_problem(&r, StatusCode::CONFLICT, "conflict");
+    assert_eq!(r.body["status"], 409);
+    assert_eq!(r.body["anchorStatus"], "unanchored", "{:?}", r.body);
+}
+
 #[tokio::test]
 async fn per_execution_commitments_are_made_on_demand_and_prove() {
     let t = TestApp::new();

@@ -74,7 +74,8 @@ pub(crate) async fn catalog(State(s): State<AppState>, who: Principal) -> ApiRes
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub(crate) struct JobQuery {
-    /// Only jobs in this status (`pending`, `running`, `retrying`, `succeeded`, `failed`, `dead`).
+    /// Only jobs in this status.
+    #[param(value_type = Option<JobStatus>)]
     status: Option<String>,
     /// Items per page (1-500, default 50).
     limit: Option<usize>,
@@ -267,14 +268,8 @@ pub(crate) async fn get_job(
 #[serde(deny_unknown_fields)]
 pub(crate) struct RerunBody {
     /// Why (required): recorded on the ledger and in the audit log.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 2000, pattern = r"\S")]
     reason: Option<String>,
-}
-
-fn reason(r: Option<String>) -> ApiResult<String> {
-    match r {
-        Some(r) if !r.trim().is_empty() && r.len() <= 2_000 => Ok(r),
-        _ => Err(ApiError::bad_field("/reason", "a reason of 1-2000 bytes is required (it is recorded on the ledger)")),
-    }
 }
 
 type Built = (Recording, Value);
@@ -345,7 +340,7 @@ pub(crate) async fn rerun_job(
 ) -> ApiResult<Response> {
     who.require(Permission::Operate)?;
     let (rec, job, key) = load_job(&s, &who, &id)?;
-    let reason = reason(req.value.reason)?;
+    let reason = super::controls::reason(req.value.reason)?;
     let idem = Idempotency::from_request(
         &headers,
         &who.org,
@@ -398,6 +393,7 @@ pub(crate) struct RunActionBody {
     #[schema(value_type = Object)]
     input: Value,
     /// Why (required).
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 2000, pattern = r"\S")]
     reason: Option<String>,
 }
 
@@ -418,7 +414,7 @@ pub(crate) async fn run_action(
     who.require(Permission::Operate)?;
     let rec = load(&s, &who, &id)?;
     let RunActionBody { r#type, input, reason: why } = req.value;
-    let reason = reason(why)?;
+    let reason = super::controls::reason(why)?;
     let ty = s.runner.registry().get(&r#type).ok_or_else(|| {
         ApiError::bad_field("/type", format!("unknown action type {type:?} (see GET /v1/catalog/actions)"))
     })?;

@@ -31,7 +31,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 pub(crate) struct NewToken {
     /// Its role.
     role: Role,
-    /// What it is for (shown in listings).
+    /// What it is for (shown in listings; 1-200 characters).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     name: String,
 }
 
@@ -57,9 +58,7 @@ pub(crate) async fn create_token(
 ) -> ApiResult<Response> {
     who.require(Permission::Administer)?;
     let req = body.value;
-    if req.name.trim().is_empty() || req.name.len() > 200 {
-        return Err(ApiError::bad_field("/name", "must be 1-200 characters"));
-    }
+    ApiError::check_text("/name", &req.name, 200)?;
     let idem = Idempotency::from_request(&headers, &who.org, "tokens", "/v1/tokens", &body.raw)?;
     idempotency::create(&s, idem, || async {
         let (token, record, ws) =

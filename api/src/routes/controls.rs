@@ -41,6 +41,7 @@ const MAX_REASON: usize = 2_000;
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReasonBody {
     /// Why (required, 1-2000 characters): recorded on the ledger and in the audit log.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 2000, pattern = r"\S")]
     reason: Option<String>,
 }
 
@@ -49,6 +50,7 @@ pub(crate) struct ReasonBody {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ResumeBody {
     /// Why (required).
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 2000, pattern = r"\S")]
     reason: Option<String>,
     /// Approval data (any JSON), recorded on the ledger as given.
     #[schema(value_type = Option<Object>)]
@@ -67,6 +69,7 @@ pub(crate) struct ForceTransitionBody {
     #[schema(value_type = Option<Object>)]
     data: Option<Value>,
     /// Why (required).
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 2000, pattern = r"\S")]
     reason: Option<String>,
 }
 
@@ -80,13 +83,14 @@ pub(crate) struct ForceActionBody {
     #[schema(value_type = Option<Object>)]
     input: Option<Value>,
     /// Why (required).
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 2000, pattern = r"\S")]
     reason: Option<String>,
 }
 
-fn reason(r: Option<String>) -> ApiResult<String> {
+/// An operator's reason: required, and bounded like every text field.
+pub(crate) fn reason(r: Option<String>) -> ApiResult<String> {
     match r {
-        Some(r) if !r.trim().is_empty() && r.len() <= MAX_REASON => Ok(r),
-        Some(r) if r.len() > MAX_REASON => Err(ApiError::bad_field("/reason", format!("at most {MAX_REASON} bytes"))),
+        Some(r) if !r.trim().is_empty() => ApiError::check_text("/reason", &r, MAX_REASON).map(|()| r),
         _ => Err(ApiError::bad_field("/reason", "a reason is required: say why (it is recorded on the ledger)")),
     }
 }

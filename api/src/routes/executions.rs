@@ -59,7 +59,8 @@ pub(crate) struct NewExecution {
     pub(crate) template_id: String,
     /// A published version (default: the latest).
     pub(crate) version: Option<u32>,
-    /// Name.
+    /// Name (1-200 characters).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub(crate) name: String,
     /// Description.
     pub(crate) description: Option<String>,
@@ -108,9 +109,7 @@ pub(crate) async fn create_execution(
     who.require(Permission::Run)?;
     let idem = Idempotency::from_request(&headers, &who.org, "executions", "/v1/executions", &body.raw)?;
     let req = body.value;
-    if req.name.trim().is_empty() || req.name.len() > 200 {
-        return Err(ApiError::bad_field("/name", "must be 1-200 characters"));
-    }
+    ApiError::check_text("/name", &req.name, 200)?;
     idempotency::create(&s, idem, || async { start_execution(&s, &who.org, &who.subject, &req) }).await.inspect(|_| {
         // The start may have queued onEnter actions and armed timers.
         s.lanes.jobs_wake().notify_one();
@@ -297,23 +296,21 @@ pub(crate) async fn get_state(
 pub(crate) struct EventBody {
     /// Event type (matched by rules' `on`).
     #[serde(rename = "type")]
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     kind: String,
     /// Payload: a JSON object. Integers beyond ±(2^53-1) are refused: send them as strings.
     #[schema(value_type = Object)]
     payload: Value,
     /// Who sends it.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     source: String,
     /// When it happened, as the sender says (any string; recorded as given).
     occurred_at: Option<String>,
 }
 
 fn to_new_event(e: EventBody, at: &str) -> ApiResult<NewEvent> {
-    if e.kind.is_empty() || e.kind.len() > 200 {
-        return Err(ApiError::bad_field(format!("{at}/type"), "must be 1-200 characters"));
-    }
-    if e.source.is_empty() || e.source.len() > 200 {
-        return Err(ApiError::bad_field(format!("{at}/source"), "must be 1-200 characters"));
-    }
+    ApiError::check_text(&format!("{at}/type"), &e.kind, 200)?;
+    ApiError::check_text(&format!("{at}/source"), &e.source, 200)?;
     pled_core::Body::check(&e.payload).map_err(|err| ApiError::bad_field(format!("{at}/payload"), err.to_string()))?;
     Ok(NewEvent { kind: e.kind, payload: e.payload, source: e.source, occurred_at: e.occurred_at })
 }
@@ -354,6 +351,7 @@ pub(crate) async fn post_event(
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventBatch {
     /// The events, applied in order, all or none (1-1000).
+    #[schema(min_items = 1, max_items = 1000)]
     events: Vec<EventBody>,
 }
 

@@ -41,6 +41,8 @@ pub(crate) struct MintRequest {
     seq: Option<u64>,
 }
 
+/// A 409 with `extra` members: `anchorStatus` says where the round stands (`status` is the
+/// problem document's HTTP status).
 fn conflict(detail: String, extra: Value) -> ApiError {
     ApiError::Conflict { detail, extra: extra.as_object().cloned() }
 }
@@ -74,7 +76,7 @@ pub(crate) async fn mint(
     if !s.committer.anchoring() || s.config.token_contract.is_none() {
         return Err(conflict(
             "the chain is off: there is no anchored root to mint against".into(),
-            json!({ "status": "unanchored" }),
+            json!({ "anchorStatus": "unanchored" }),
         ));
     }
     let to = match &req.to {
@@ -126,7 +128,7 @@ pub(crate) async fn mint(
         ProofAnswer::Pending { until_round } => {
             return Err(conflict(
                 format!("sink entry {seq} is not in a closed round yet (round {until_round})"),
-                json!({ "status": "pending", "untilRound": until_round }),
+                json!({ "anchorStatus": "pending", "untilRound": until_round }),
             ));
         }
         ProofAnswer::Included(doc) => {
@@ -137,7 +139,7 @@ pub(crate) async fn mint(
             if status != "confirmed" {
                 return Err(conflict(
                     format!("round {round} holding sink entry {seq} is {status}; minting needs a confirmed root"),
-                    json!({ "status": status, "round": round }),
+                    json!({ "anchorStatus": status, "round": round }),
                 ));
             }
             round

@@ -54,9 +54,7 @@ pub(crate) async fn create_schedule(
         Target::StartExecution { template_id, name, variables, .. } => {
             templates::get(&s.store, &who.org, template_id)?
                 .ok_or_else(|| ApiError::not_found("template", template_id))?;
-            if name.trim().is_empty() || name.len() > 200 {
-                return Err(ApiError::bad_field("/target/name", "must be 1-200 characters"));
-            }
+            ApiError::check_text("/target/name", name, 200)?;
             if let Some(v) = variables {
                 pled_core::Body::from_value(v).map_err(|e| ApiError::bad_field("/target/variables", e.to_string()))?;
             }
@@ -64,9 +62,7 @@ pub(crate) async fn create_schedule(
         Target::PostEvent { execution_id, event_type, payload } => {
             let id: ExecutionId = execution_id.parse().map_err(|_| ApiError::not_found("execution", execution_id))?;
             s.records.get(&s.store, &who.org, id)?.ok_or_else(|| ApiError::not_found("execution", execution_id))?;
-            if event_type.is_empty() || event_type.len() > 200 {
-                return Err(ApiError::bad_field("/target/type", "must be 1-200 characters"));
-            }
+            ApiError::check_text("/target/type", event_type, 200)?;
             if let Some(p) = payload {
                 if !p.is_object() {
                     return Err(ApiError::bad_field("/target/payload", "must be a JSON object"));
