@@ -2,13 +2,16 @@
 //! self-contained page that renders it (no CDN: it works on machines without internet).
 
 use axum::Router;
+use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
+use serde_json::{Value, json};
 use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
+use crate::error::PROBLEM_JSON;
 use crate::state::AppState;
 
 /// The parts of the document not derived from a handler.
@@ -47,9 +50,128 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The problem responses the service's layers and extractors can give, with the operations
+/// that can meet each. Handlers declare only their own (404 for a missing resource, 409,
+/// 422, 429); [`complete`] adds these.
+const COMMON_PROBLEMS: &[(&str, &str, Applies)] = &[
+    ("400", "Malformed JSON, wrong types, unknown fields, bad path, query or header parameters", Applies::WithInput),
+    ("401", "Missing, malformed, invalid, expired or revoked credentials", Applies::Authenticated),
+    ("403", "The role does not allow the operation", Applies::Authenticated),
+    ("404", "No such resource in the caller's org", Applies::WithPathParameters),
+    ("413", "The body is larger than `--body-limit`", Applies::WithBody),
+    ("415", "The body is not `application/json`", Applies::WithBody),
+    ("422", "The Idempotency-Key was used before with another body", Applies::WithIdempotencyKey),
+    ("500", "A bug or an I/O failure; `traceId` locates it in the server's log", Applies::Always),
+    ("503", "The store refuses writes, or the request timed out", Applies::Always),
+];
+
+#[derive(Clone, Copy)]
+enum Applies {
+    Always,
+    WithInput,
+    WithBody,
+    WithPathParameters,
+    WithIdempotencyKey,
+    Authenticated,
+}
+
+/// What `crate::idempotency` accepts as a key.
+const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,255}$";
+
+/// The document served at `/openapi.json`: the one built from the handlers, completed with
+/// what no handler states on its own, so that a client generated from it knows every answer
+/// the server can give:
+/// - every error response is a problem document (`application/problem+json`, `Problem`), and
+///   every operation lists the [`COMMON_PROBLEMS`] it can meet (shared `components.responses`);
+/// - every response has a description (OpenAPI requires one);
+/// - an optional body is an optional `requestBody`, not a body that may be JSON `null`;
+/// - unsigned integer parameters range over 0..2^64-1 (utoipa calls them `int64`);
+/// - `Idempotency-Key` has the pattern the server checks.
+pub(crate) fn complete(spec: &utoipa::openapi::OpenApi) -> Value {
+    let mut doc = serde_json::to_value(spec).unwrap_or_else(|e| json!({ "error": e.to_string() }));
+    let problem_content = json!({ PROBLEM_JSON: { "schema": { "$ref": "#/components/schemas/Problem" } } });
+    let global_security = doc["security"].as_array().is_some_and(|s| !s.is_empty());
+    let responses = &mut doc["components"]["responses"];
+    for (status, description, _) in COMMON_PROBLEMS {
+        responses[common_name(status)] = json!({ "description": description, "content": problem_content });
+    }
+    let Some(paths) = doc["paths"].as_object_mut() else { return doc };
+    for op in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|item| item.values_mut()) {
+        // (`op[…]` on a missing member would insert a null: look members up with `get`.)
+        let parameters = op.get_mut("parameters").and_then(Value::as_array_mut).map(std::mem::take).unwrap_or_default();
+        let parameters: Vec<Value> = parameters.into_iter().map(complete_parameter).collect();
+        let has = |place: &str, name: Option<&str>| {
+            parameters.iter().any(|p| p["in"] == place && name.is_none_or(|n| p["name"] == n))
+        };
+        let (with_path, with_key) = (has("path", None), has("header", Some("Idempotency-Key")));
+        let has_input = !parameters.is_empty() || op.get("requestBody").is_some();
+        if !parameters.is_empty() {
+            op["parameters"] = Value::Array(parameters);
+        }
+        let has_body = op.get("requestBody").is_some();
+        if let Some(body) = op.get_mut("requestBody")
+            && let Some(schema) = body.pointer_mut("/content/application~1json/schema")
+            && let Some([some, null]) = schema.get("oneOf").and_then(Value::as_array).map(Vec::as_slice)
+            && null == &json!({ "type": "null" })
+        {
+            *schema = some.clone();
+            body["required"] = json!(false);
+        }
+        let authenticated = match op.get("security").and_then(Value::as_array) {
+            Some(requirements) => requirements.iter().any(|r| r.as_object().is_some_and(|r| !r.is_empty())),
+            None => global_security,
+        };
+        let Some(answers) = op.get_mut("responses").and_then(Value::as_object_mut) else { continue };
+        for (status, response) in answers.iter_mut().filter(|(_, r)| r.get("$ref").is_none()) {
+            if response["description"].as_str().is_none_or(str::is_empty) {
+                let reason = status.parse().ok().and_then(|s| StatusCode::from_u16(s).ok());
+                response["description"] = json!(reason.and_then(|s| s.canonical_reason()).unwrap_or("Answer"));
+            }
+            if status.as_str() >= "400" {
+                response["content"] = problem_content.clone();
+            }
+        }
+        for (status, _, applies) in COMMON_PROBLEMS {
+            let meets = match applies {
+                Applies::Always => true,
+                Applies::WithInput => has_input,
+                Applies::WithBody => has_body,
+                Applies::WithPathParameters => with_path,
+                Applies::WithIdempotencyKey => with_key,
+                Applies::Authenticated => authenticated,
+            };
+            if meets && !answers.contains_key(*status) {
+                let reference = format!("#/components/responses/{}", common_name(status));
+                answers.insert((*status).to_owned(), json!({ "$ref": reference }));
+            }
+        }
+    }
+    doc
+}
+
+fn complete_parameter(mut p: Value) -> Value {
+    let schema = &mut p["schema"];
+    // utoipa writes u64 as `int64` and usize without a format, both from 0.
+    if schema["type"] == "integer"
+        && schema["minimum"] == 0
+        && [json!("int64"), Value::Null].contains(&schema["format"])
+    {
+        schema.as_object_mut().map(|s| s.remove("format"));
+        schema["maximum"] = json!(u64::MAX);
+    }
+    if p["in"] == "header" && p["name"] == "Idempotency-Key" {
+        p["schema"] = json!({ "type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN });
+    }
+    p
+}
+
+fn common_name(status: &str) -> String {
+    format!("Problem{status}")
+}
+
 /// `/openapi.json` and `/docs`.
-pub(crate) fn docs_routes(spec: utoipa::openapi::OpenApi) -> Router<AppState> {
-    let json = spec.to_pretty_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+pub(crate) fn docs_routes(spec: &Value) -> Router<AppState> {
+    let json = serde_json::to_string_pretty(spec).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     Router::new()
         .route(
             "/openapi.json",

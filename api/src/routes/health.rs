@@ -25,13 +25,13 @@ pub(crate) struct Health {
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/health", tag = "operations", security(()), responses((status = 200, body = Health)))]
 pub(crate) async fn health() -> axum::Json<Health> {
     axum::Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
 }
 
 /// Readiness: the store answers reads and accepts writes.
-#[utoipa::path(get, path = "/health/ready", tag = "operations",
+#[utoipa::path(get, path = "/health/ready", tag = "operations", security(()),
     responses((status = 200, body = Health), (status = 503, description = "store unavailable", body = crate::error::Problem)))]
 pub(crate) async fn ready(State(s): State<AppState>) -> ApiResult<axum::Json<Health>> {
     s.store.check().map_err(|e| ApiError::Unavailable(format!("store: {e}")))?;
@@ -42,7 +42,7 @@ pub(crate) async fn ready(State(s): State<AppState>) -> ApiResult<axum::Json<Hea
 }
 
 /// Prometheus metrics (text exposition format).
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()), responses((status = 200, content_type = "text/plain", body = String)))]
 pub(crate) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let stats = s.store.writer_stats();
     use std::sync::atomic::Ordering::Relaxed;

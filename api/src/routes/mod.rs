@@ -77,7 +77,7 @@ pub fn app(state: AppState) -> Router {
     // `Router::layer` gives every route its own copy of the stack, which is cloned on every
     // request. The rest wraps the router once.
     let routes = router
-        .merge(crate::openapi::docs_routes(spec))
+        .merge(crate::openapi::docs_routes(&crate::openapi::complete(&spec)))
         .fallback(middleware::not_found)
         .layer(axum::middleware::from_fn(middleware::metrics))
         .with_state(state);

@@ -109,7 +109,7 @@ pub(crate) struct CommitRange {
 
 /// Commit one execution's seq range now: its Merkle root, stored and (with a chain)
 /// anchored with `commitLedgerRoot(executionId, rangeStart, rangeEnd, merkleRoot)`.
-#[utoipa::path(post, path = "/v1/executions/{id}/commitments", tag = "ledger", request_body = CommitRange,
+#[utoipa::path(post, path = "/v1/executions/{id}/commitments", tag = "ledger", request_body(content = Option<CommitRange>, description = "Optional; an empty body commits what follows the previous commitment, up to the head"),
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for the same body")),
     responses((status = 201, body = Object), (status = 400, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
 pub(crate) async fn create_commitment(
