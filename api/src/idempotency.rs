@@ -15,6 +15,10 @@ use crate::error::ApiError;
 
 /// The request header.
 pub const HEADER: &str = "idempotency-key";
+/// The header's name as the OpenAPI document spells it.
+pub const HEADER_NAME: &str = "Idempotency-Key";
+/// What a key may be: 1-255 visible ASCII characters (the pattern in the OpenAPI document).
+pub const KEY_PATTERN: &str = "^[!-~]{1,255}$";
 
 /// A stored answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]

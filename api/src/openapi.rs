@@ -75,9 +75,6 @@ enum Applies {
     Authenticated,
 }
 
-/// What `crate::idempotency` accepts as a key.
-const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,255}$";
-
 /// The document served at `/openapi.json`: the one built from the handlers, completed with
 /// what no handler states on its own, so that a client generated from it knows every answer
 /// the server can give:
@@ -103,12 +100,12 @@ pub(crate) fn complete(spec: &utoipa::openapi::OpenApi) -> Value {
         let has = |place: &str, name: Option<&str>| {
             parameters.iter().any(|p| p["in"] == place && name.is_none_or(|n| p["name"] == n))
         };
-        let (with_path, with_key) = (has("path", None), has("header", Some("Idempotency-Key")));
-        let has_input = !parameters.is_empty() || op.get("requestBody").is_some();
+        let (with_path, with_key) = (has("path", None), has("header", Some(crate::idempotency::HEADER_NAME)));
+        let has_body = op.get("requestBody").is_some();
+        let has_input = !parameters.is_empty() || has_body;
         if !parameters.is_empty() {
             op["parameters"] = Value::Array(parameters);
         }
-        let has_body = op.get("requestBody").is_some();
         if let Some(body) = op.get_mut("requestBody")
             && let Some(schema) = body.pointer_mut("/content/application~1json/schema")
             && let Some([some, null]) = schema.get("oneOf").and_then(Value::as_array).map(Vec::as_slice)
@@ -150,17 +147,17 @@ pub(crate) fn complete(spec: &utoipa::openapi::OpenApi) -> Value {
 }
 
 fn complete_parameter(mut p: Value) -> Value {
-    let schema = &mut p["schema"];
-    // utoipa writes u64 as `int64` and usize without a format, both from 0.
-    if schema["type"] == "integer"
-        && schema["minimum"] == 0
-        && [json!("int64"), Value::Null].contains(&schema["format"])
-    {
-        schema.as_object_mut().map(|s| s.remove("format"));
-        schema["maximum"] = json!(u64::MAX);
+    if p["in"] == "header" && p["name"] == crate::idempotency::HEADER_NAME {
+        p["schema"] = json!({ "type": "string", "pattern": crate::idempotency::KEY_PATTERN });
     }
-    if p["in"] == "header" && p["name"] == "Idempotency-Key" {
-        p["schema"] = json!({ "type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN });
+    // utoipa writes u64 as `int64` and usize without a format, both from 0.
+    if let Some(schema) = p.get_mut("schema").and_then(Value::as_object_mut)
+        && schema.get("type") == Some(&json!("integer"))
+        && schema.get("minimum") == Some(&json!(0))
+        && schema.get("format").is_none_or(|f| f == "int64")
+    {
+        schema.remove("format");
+        schema.insert("maximum".into(), json!(u64::MAX));
     }
     p
 }
