@@ -208,6 +208,24 @@ async fn batches_are_all_or_nothing() {
     );
 }
 
+/// Pages after the largest seq a client can send are empty: reading "after u64::MAX" must not
+/// wrap round to the chain's start (or, in a debug build, panic and drop the connection).
+#[tokio::test]
+async fn pages_after_the_largest_seq_are_empty() {
+    let t = TestApp::new();
+    let admin = t.admin("acme");
+    let (template, events) = example("approval");
+    let eid = t.execution("acme", &t.published_template("acme", &template).await).await;
+    t.post(&format!("/v1/executions/{eid}/events/batch"), admin, json!({ "events": events })).await;
+    let max = u64::MAX;
+    for (list, field) in [("ledger", "entries"), ("events", "items"), ("messages", "items"), ("snapshots", "items")] {
+        let r = t.get(&format!("/v1/executions/{eid}/{list}?afterSeq={max}"), admin).await;
+        assert_eq!(r.status, StatusCode::OK, "{list}: {:?}", r.body);
+        assert_eq!(r.body[field], json!([]), "{list}: {:?}", r.body);
+        assert!(r.body.get("nextAfterSeq").is_none(), "{list}: {:?}", r.body);
+    }
+}
+
 #[tokio::test]
 async fn bad_event_input_is_refused_and_writes_nothing() {
     let t = TestApp::new();

@@ -123,13 +123,11 @@ impl Seq {
         self.0
     }
 
-    /// The following seq.
-    ///
-    /// # Panics
-    /// At `u64::MAX`, which no chain can reach (seqs must stay below 2^53 to be exact JSON
-    /// numbers, see [`crate::MAX_SAFE_INTEGER`]).
+    /// The following seq. It stays at `u64::MAX`, which no chain reaches (seqs stay below
+    /// 2^53 to be exact JSON numbers, see [`crate::MAX_SAFE_INTEGER`]): reading "after" a seq a
+    /// client sent then finds nothing, instead of wrapping round to the chain's start.
     pub const fn next(self) -> Self {
-        Self(self.0 + 1)
+        Self(self.0.saturating_add(1))
     }
 }
 

@@ -464,7 +464,7 @@ fn by_kind(s: &AppState, id: ExecutionId, kinds: &[&str], q: &SeqQuery) -> ApiRe
     let mut items = Vec::new();
     let mut last = q.after();
     let mut scanned = 0;
-    for e in s.store.iter_entries(id, Seq::new(last + 1)) {
+    for e in s.store.iter_entries(id, Seq::new(last).next()) {
         let e = e?;
         scanned += 1;
         last = e.seq().get();
