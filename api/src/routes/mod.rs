@@ -6,6 +6,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Method, header};
 use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -72,7 +73,6 @@ pub fn app(state: AppState) -> Router {
     state.lanes.set_snapshot_every(state.config.snapshot_every);
     let (router, spec) = api_routes().split_for_parts();
     let config = state.config.clone();
-    let request_id = HeaderName::from_static(REQUEST_ID);
     // Only the metrics layer needs the matched route, so only it goes on the routes:
     // `Router::layer` gives every route its own copy of the stack, which is cloned on every
     // request. The rest wraps the router once.
@@ -81,6 +81,12 @@ pub fn app(state: AppState) -> Router {
         .fallback(middleware::not_found)
         .layer(axum::middleware::from_fn(middleware::metrics))
         .with_state(state);
+    wrap(routes, &config)
+}
+
+/// The layers every request passes through, outermost first.
+fn wrap(routes: Router, config: &crate::config::ServeConfig) -> Router {
+    let request_id = HeaderName::from_static(REQUEST_ID);
     let service = ServiceBuilder::new()
         .option_layer(cors(&config.cors_origins))
         .layer(tower_http::map_response_body::MapResponseBodyLayer::new(axum::body::Body::new))
@@ -93,8 +99,20 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(middleware::problems))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, config.request_timeout))
         .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(CatchPanicLayer::custom(panic_answer))
         .service(routes);
     Router::new().fallback_service(service)
+}
+
+/// A handler that panicked answers 500 like any internal error (logged, with its trace id),
+/// instead of the connection closing without an answer.
+fn panic_answer(panic: Box<dyn std::any::Any + Send>) -> axum::response::Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    axum::response::IntoResponse::into_response(crate::error::ApiError::Internal(format!("handler panicked: {what}")))
 }
 
 fn cors(origins: &[String]) -> Option<CorsLayer> {
@@ -119,4 +137,31 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
             .expose_headers([HeaderName::from_static(REQUEST_ID), header::LOCATION])
             .max_age(Duration::from_secs(600)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_handler_that_panics_answers_a_500_problem() {
+        async fn boom() -> &'static str {
+            panic!("boom")
+        }
+        let routes = axum::Router::new().route("/boom", get(boom));
+        let app = super::wrap(routes, &crate::config::ServeConfig::default());
+        let res = app.oneshot(Request::get("/boom").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16).await.unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["type"], "urn:pled:problem:internal");
+        assert_eq!(problem["traceId"], id.as_str());
+        assert_eq!(problem["instance"], "/boom");
+        // The cause is logged, not shown.
+        assert!(!problem["detail"].as_str().unwrap().contains("boom"), "{problem}");
+    }
 }
