@@ -44,8 +44,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// Parses JSON into `T`, naming the path of the first bad field.
+/// Parses a JSON object into `T`, naming the path of the first bad field. Every request body
+/// is an object: serde would also fill a struct from an array of its fields in order
+/// (`["viewer", "ci"]` as a new token), which no client means and the documents do not allow.
 pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_field("/", "the body must be a JSON object"));
+    }
     // Tracking the path costs an allocation per object member, so a body is parsed plainly
     // first; only a refused one is parsed again, to name where it went wrong.
     serde_json::from_slice(raw).map_err(|plain| match parse_json_with_path::<T>(raw) {

@@ -59,7 +59,8 @@ pub enum Target {
         /// A published version (default: the latest at each run).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         version: Option<u32>,
-        /// The executions' name.
+        /// The executions' name (1-200 characters).
+        #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
         name: String,
         /// Initial variables.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,8 +72,9 @@ pub enum Target {
         /// The execution (of the schedule's org).
         #[serde(rename = "executionId")]
         execution_id: String,
-        /// Event type.
+        /// Event type (1-200 characters).
         #[serde(rename = "type")]
+        #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
         event_type: String,
         /// Payload (default `{}`).
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -39,6 +39,12 @@ async fn bad_bodies_are_problems_with_paths_and_change_nothing() {
     assert_eq!(r.body["errors"][0]["path"], "/states/1/colour", "{:?}", r.body);
     assert!(r.body["errors"][0]["message"].as_str().unwrap().contains("unknown field"));
 
+    // A struct's fields as an array are not an object.
+    let r = t.post("/v1/tokens", admin, json!(["viewer", "from an array"])).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(r.body["errors"][0]["path"], "/");
+    assert!(!t.get("/v1/tokens", admin).await.body.to_string().contains("from an array"));
+
     let r = t.raw(raw_post("/v1/templates", admin, "text/plain", "{}")).await;
     assert_problem(&r, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
 
