@@ -252,6 +252,20 @@ async fn bad_event_input_is_refused_and_writes_nothing() {
         assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
         assert!(r.body["errors"][0]["path"].as_str().unwrap_or("/").starts_with(path), "{path}: {:?}", r.body);
     }
+    // Integers of request bodies, like those of payloads, stay within ±(2^53-1).
+    let beyond = pled_core::MAX_SAFE_INTEGER + 1;
+    for (route, body, path) in [
+        ("replay", json!({ "upToSeq": beyond }), "/upToSeq"),
+        ("replay", json!({ "fromSnapshotId": beyond, "background": true }), "/fromSnapshotId"),
+        ("compare", json!({ "version": 1, "upToSeq": beyond }), "/upToSeq"),
+        ("commitments", json!({ "rangeEnd": beyond }), "/rangeEnd"),
+    ] {
+        let r = t.post(&format!("/v1/executions/{eid}/{route}"), admin, body).await;
+        assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
+        assert_eq!(r.body["errors"][0]["path"], path, "{route}: {:?}", r.body);
+    }
+    assert_eq!(t.get(&format!("/v1/executions/{eid}/commitments"), admin).await.body, json!([]));
+    assert_eq!(t.get("/v1/replays", admin).await.body["items"], json!([]));
     let state = t.get(&format!("/v1/executions/{eid}/state"), admin).await;
     assert_eq!(state.body["eventCount"], 0);
     // Unknown template, unknown version.
