@@ -53,7 +53,6 @@ pub(crate) struct ResumeBody {
     #[schema(value_type = String, required = true, min_length = 1, max_length = 2000, pattern = r"\S")]
     reason: Option<String>,
     /// Approval data (any JSON), recorded on the ledger as given.
-    #[schema(value_type = Option<Object>)]
     approval: Option<Value>,
 }
 
@@ -79,8 +78,7 @@ pub(crate) struct ForceTransitionBody {
 pub(crate) struct ForceActionBody {
     /// A template action.
     action_id: String,
-    /// Literal input replacing the template's (default: the template's, evaluated now).
-    #[schema(value_type = Option<Object>)]
+    /// Literal input replacing the template's (any JSON; default: the template's, evaluated now).
     input: Option<Value>,
     /// Why (required).
     #[schema(value_type = String, required = true, min_length = 1, max_length = 2000, pattern = r"\S")]
