@@ -62,13 +62,14 @@ async fn every_answer_the_server_gives_is_in_its_openapi_document() {
     server.stop();
 }
 
-/// `st`, installed by scripts/setup.sh into the scripts directory of the `python3` on PATH.
+/// `st`, installed by scripts/setup.sh with the `python3` on PATH: in its scripts directory,
+/// or the user's one when pip installed it with `--user`.
 fn schemathesis() -> std::path::PathBuf {
-    let out = Command::new("python3")
-        .args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"])
-        .output()
-        .expect("python3 is needed: run scripts/setup.sh");
-    let st = std::path::Path::new(String::from_utf8(out.stdout).unwrap().trim()).join("st");
-    assert!(st.exists(), "{} is missing: run scripts/setup.sh (pip install schemathesis)", st.display());
-    st
+    const FIND: &str = "import os, sysconfig\n\
+        dirs = [sysconfig.get_path('scripts'), sysconfig.get_path('scripts', os.name + '_user')]\n\
+        print(next((d for d in dirs if os.path.exists(os.path.join(d, 'st'))), ''))";
+    let out = Command::new("python3").args(["-c", FIND]).output().expect("python3 is needed: run scripts/setup.sh");
+    let dir = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(!dir.is_empty(), "Schemathesis's `st` is missing: run scripts/setup.sh (pip install schemathesis)");
+    std::path::Path::new(&dir).join("st")
 }
