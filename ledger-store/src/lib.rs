@@ -210,7 +210,8 @@ impl Store {
     /// as of this call (RocksDB's secondary instance, which also reads the primary's WAL).
     /// Never writes to `path`, creates nothing there and takes no lock; writes answer
     /// [`StoreError::ReadOnly`]. RocksDB keeps its own bookkeeping in a scratch directory
-    /// under the system's temporary directory, removed when the store is dropped.
+    /// under the system's temporary directory, removed when the store is dropped (or, if the
+    /// process was killed, by the next read-only open).
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
         let open_err = |detail: String| StoreError::Open { path: path.display().to_string(), detail };
@@ -219,7 +220,9 @@ impl Store {
         }
         static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let scratch = std::env::temp_dir().join(format!("pled-read-{}-{n}", std::process::id()));
+        let temp = std::env::temp_dir();
+        remove_stale_scratch(&temp);
+        let scratch = temp.join(format!("{SCRATCH_PREFIX}{}-{n}", std::process::id()));
         // Left behind by a process that had this pid and was killed.
         let _ = std::fs::remove_dir_all(&scratch);
         let mut db_opts = Options::default();
@@ -714,6 +717,31 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![u8::MAX; prefix.len() + 1]
 }
 
+/// The name of a read-only store's scratch directory under the temporary directory, before
+/// `<pid>-<n>`.
+const SCRATCH_PREFIX: &str = "pled-read-";
+
+/// Removes the scratch directories of read-only stores whose process is gone (killed before
+/// it could remove its own). Only where `/proc` tells which processes run; a directory whose
+/// pid another process has taken since stays until that one ends.
+fn remove_stale_scratch(temp: &Path) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(temp) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(SCRATCH_PREFIX)).and_then(|r| r.split('-').next())
+        else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !proc.join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use pled_core::{Body, Kind, RecordedAt};
@@ -771,6 +799,28 @@ mod tests {
         assert!(!scratch.exists(), "the scratch directory is removed");
         let missing = tempfile::tempdir().unwrap();
         assert!(matches!(Store::open_read_only(missing.path()), Err(StoreError::Open { .. })));
+    }
+
+    /// A read-only store's scratch directory left by a killed process is removed by the next
+    /// read-only open; a running process's is kept.
+    #[test]
+    fn scratch_directories_of_dead_processes_are_removed() {
+        let (dir, _store, _, _) = setup(9);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let temp = std::env::temp_dir();
+        let stale = temp.join(format!("{SCRATCH_PREFIX}{dead}-7"));
+        let live = temp.join(format!("{SCRATCH_PREFIX}1-7"));
+        for d in [&stale, &live] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("LOG"), "rocksdb's log").unwrap();
+        }
+        let reader = Store::open_read_only(dir.path()).unwrap();
+        assert!(!stale.exists(), "a dead process's scratch directory is removed");
+        assert!(live.exists(), "pid 1 runs: its directory is kept");
+        drop(reader);
+        std::fs::remove_dir_all(&live).unwrap();
     }
 
     /// `n` entries of kind `k` with empty bodies, sealed onto `head`.
