@@ -182,6 +182,24 @@ pub struct Created {
     pub writes: WriteSet,
 }
 
+/// Locks the request's key and `resource` (the record the request rewrites) at once
+/// ([`crate::state::KeyLocks::lock_all`]), and reads the answer stored for the key: replay it
+/// if there is one, otherwise run the request before the guards are dropped.
+pub async fn hold<'a>(
+    state: &'a crate::state::AppState,
+    idem: Option<&Idempotency>,
+    resource: Option<&str>,
+) -> Result<(Vec<tokio::sync::MutexGuard<'a, ()>>, Option<Response>), ApiError> {
+    let idem_key = idem.map(Idempotency::lock_key);
+    let keys: Vec<&str> = resource.into_iter().chain(idem_key.as_deref()).collect();
+    let guards = state.locks.lock_all(&keys).await;
+    let stored = match idem {
+        Some(i) => i.lookup(&state.store)?,
+        None => None,
+    };
+    Ok((guards, stored))
+}
+
 /// Runs a creating operation under its idempotency key (if the request has one): replays a
 /// stored answer, refuses a reused key with another body, or runs `make`, then writes its
 /// changes and the record in one durable write.
@@ -197,8 +215,8 @@ where
     create_holding(state, idem, None, make).await
 }
 
-/// [`create`], holding also the lock of `resource`, the record `make` reads and rewrites.
-/// Both are locked at once ([`crate::state::KeyLocks::lock_all`]).
+/// [`create`], holding also the lock of `resource`, the record `make` reads and rewrites
+/// (see [`hold`]).
 pub async fn create_holding<F, Fut>(
     state: &crate::state::AppState,
     idem: Option<Idempotency>,
@@ -209,12 +227,8 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<Created, ApiError>>,
 {
-    let idem_key = idem.as_ref().map(Idempotency::lock_key);
-    let keys: Vec<&str> = resource.into_iter().chain(idem_key.as_deref()).collect();
-    let _guards = state.locks.lock_all(&keys).await;
-    if let Some(i) = &idem
-        && let Some(stored) = i.lookup(&state.store)?
-    {
+    let (_guards, stored) = hold(state, idem.as_ref(), resource).await?;
+    if let Some(stored) = stored {
         return Ok(stored);
     }
     let created = make().await?;

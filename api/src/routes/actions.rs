@@ -284,13 +284,8 @@ async fn record_once(
     conflict: String,
     build: impl FnOnce(&Store, &ChainHead) -> Result<Option<Built>, ApiError> + Send + 'static,
 ) -> ApiResult<Response> {
-    let _guard = match &idem {
-        Some(i) => Some(s.locks.lock(&i.lock_key()).await),
-        None => None,
-    };
-    if let Some(i) = &idem
-        && let Some(r) = i.lookup(&s.store)?
-    {
+    let (_guards, stored) = crate::idempotency::hold(s, idem.as_ref(), None).await?;
+    if let Some(r) = stored {
         return Ok(r);
     }
     let slot: Arc<Mutex<Option<Value>>> = Arc::default();
