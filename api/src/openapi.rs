@@ -60,7 +60,11 @@ const COMMON_PROBLEMS: &[(&str, &str, Applies)] = &[
     ("404", "No such resource in the caller's org", Applies::WithPathParameters),
     ("413", "The body is larger than `--body-limit`", Applies::WithBody),
     ("415", "The body is not `application/json`", Applies::WithBody),
-    ("422", "The Idempotency-Key was used before with another body", Applies::WithIdempotencyKey),
+    (
+        "422",
+        "Well-formed but not acceptable; `type` says why (`idempotency_conflict`: the key was used with another body)",
+        Applies::WithIdempotencyKey,
+    ),
     ("500", "A bug or an I/O failure; `traceId` locates it in the server's log", Applies::Always),
     ("503", "The store refuses writes, or the request timed out", Applies::Always),
 ];
@@ -120,7 +124,13 @@ pub(crate) fn complete(spec: &utoipa::openapi::OpenApi) -> Value {
         };
         let Some(answers) = op.get_mut("responses").and_then(Value::as_object_mut) else { continue };
         for (status, response) in answers.iter_mut().filter(|(_, r)| r.get("$ref").is_none()) {
-            if response["description"].as_str().is_none_or(str::is_empty) {
+            let bare = response["description"].as_str().is_none_or(str::is_empty);
+            // A handler naming a common problem without saying more gets the shared answer.
+            if bare && COMMON_PROBLEMS.iter().any(|(common, _, _)| common == status) {
+                *response = json!({ "$ref": common_ref(status) });
+                continue;
+            }
+            if bare {
                 let reason = status.parse().ok().and_then(|s| StatusCode::from_u16(s).ok());
                 response["description"] = json!(reason.and_then(|s| s.canonical_reason()).unwrap_or("Answer"));
             }
@@ -138,8 +148,7 @@ pub(crate) fn complete(spec: &utoipa::openapi::OpenApi) -> Value {
                 Applies::Authenticated => authenticated,
             };
             if meets && !answers.contains_key(*status) {
-                let reference = format!("#/components/responses/{}", common_name(status));
-                answers.insert((*status).to_owned(), json!({ "$ref": reference }));
+                answers.insert((*status).to_owned(), json!({ "$ref": common_ref(status) }));
             }
         }
     }
@@ -164,6 +173,10 @@ fn complete_parameter(mut p: Value) -> Value {
 
 fn common_name(status: &str) -> String {
     format!("Problem{status}")
+}
+
+fn common_ref(status: &str) -> String {
+    format!("#/components/responses/{}", common_name(status))
 }
 
 /// `/openapi.json` and `/docs`.

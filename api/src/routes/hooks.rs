@@ -66,7 +66,8 @@ fn valid_source(s: &str) -> bool {
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for the same body")),
     request_body(content = Object, description = "Any JSON"),
     responses((status = 201, description = "Applied (as POST /v1/executions/{id}/events answers)", body = Object),
-        (status = 400, body = crate::error::Problem), (status = 401, body = crate::error::Problem),
+        (status = 400, body = crate::error::Problem),
+        (status = 401, description = "Unknown execution or source, or a missing, invalid or stale signature", body = crate::error::Problem),
         (status = 409, body = crate::error::Problem)))]
 pub(crate) async fn receive(
     State(s): State<AppState>,
