@@ -47,6 +47,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 /// Parses a JSON object into `T`, naming the path of the first bad field. Every request body
 /// is an object: serde would also fill a struct from an array of its fields in order
 /// (`["viewer", "ci"]` as a new token), which no client means and the documents do not allow.
+/// Nested structs say so with [`pled_core::de`].
 pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
     if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::bad_field("/", "the body must be a JSON object"));

@@ -61,6 +61,55 @@ async fn bad_bodies_are_problems_with_paths_and_change_nothing() {
     assert_eq!(t.get("/v1/templates", admin).await.body["items"], json!([]));
 }
 
+/// Nested structs are objects too: serde would fill one from an array of its fields in order
+/// (and a tagged enum from an array starting with its tag), so each such array is refused with
+/// its path, and nothing is written.
+#[tokio::test]
+async fn nested_objects_given_as_arrays_are_refused_with_their_path() {
+    let t = TestApp::new();
+    let admin = t.admin("acme");
+    let refused = |r: &common::Reply, path: &str| {
+        assert_problem(r, StatusCode::BAD_REQUEST, "bad_request");
+        assert_eq!(r.body["errors"][0]["path"], path, "{:?}", r.body);
+        assert!(r.body["errors"][0]["message"].as_str().unwrap().contains("invalid type: sequence"), "{:?}", r.body);
+    };
+
+    // Templates: a state, a rule's emit, the token section, a token node and a token operation.
+    let (approval, _) = example("approval");
+    let (tokens, _) = example("tokens");
+    let cases = [
+        (&approval, "/states/1", json!(["review", ["notify-reviewers"]])),
+        (&approval, "/rules/0/emit", json!(["order.created"])),
+        (&tokens, "/tokens", json!([[{ "id": "credit" }], []])),
+        (&tokens, "/tokens/nodes/0", json!(["issuer", "source", "credit"])),
+        (&tokens, "/transitions/0/tokens/0/mint", json!(["issuer", "msg.data.amount"])),
+    ];
+    for (template, path, array) in cases {
+        let mut bad = template.clone();
+        *bad.pointer_mut(path).unwrap() = array;
+        refused(&t.post("/v1/templates", admin, bad).await, path);
+    }
+    assert_eq!(t.get("/v1/templates", admin).await.body["items"], json!([]));
+
+    let tid = t.published_template("acme", &approval).await;
+    let eid = t.post("/v1/executions", admin, json!({ "templateId": tid, "name": "n" })).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let positional = json!(["order.created", { "orderId": "PO-1" }, "erp"]);
+    let good = json!({ "type": "order.created", "payload": { "orderId": "PO-1" }, "source": "erp" });
+    let batch = json!({ "events": [good, positional] });
+    refused(&t.post(&format!("/v1/executions/{eid}/events/batch"), admin, batch).await, "/events/1");
+    assert_eq!(t.get(&format!("/v1/executions/{eid}/events"), admin).await.body["items"], json!([]));
+
+    let test = json!({ "event": ["order.created", {}] });
+    refused(&t.post(&format!("/v1/rules/{tid}:order-created/test"), admin, test).await, "/event");
+
+    let schedule = json!({ "cron": "0 * * * *", "target": ["post_event", eid, "order.created"] });
+    refused(&t.post("/v1/schedules", admin, schedule).await, "/target");
+    assert_eq!(t.get("/v1/schedules", admin).await.body["items"], json!([]));
+}
+
 /// Names, event types, sources and reasons are bounded in characters, as the messages and the
 /// OpenAPI document (`maxLength`) say, not in UTF-8 bytes; white space alone is refused.
 #[tokio::test]

@@ -20,6 +20,7 @@
 
 mod body;
 mod chain;
+pub mod de;
 mod entry;
 mod ids;
 pub mod jcs;

@@ -1,6 +1,7 @@
 //! The template model: exactly the JSON body of `POST /v1/templates`.
 //!
-//! Field names are camelCase; unknown fields are refused everywhere. Serialisation leaves
+//! Field names are camelCase; unknown fields are refused everywhere, and every nested
+//! struct must be a JSON object ([`pled_core::de`]). Serialisation leaves
 //! out fields that hold their default (`false`, empty lists and maps, absent options), so
 //! that a template written with and without explicit defaults has one normal form and one
 //! [`template_hash`].
@@ -22,21 +23,22 @@ pub struct Template {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Declared variables, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "pled_core::de::objects")]
     pub variables: Vec<Variable>,
     /// States, in order (the order is used for ties and in `describe`).
+    #[serde(deserialize_with = "pled_core::de::objects")]
     pub states: Vec<State>,
     /// Transitions, in order: the first matching transition wins.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "pled_core::de::objects")]
     pub transitions: Vec<Transition>,
     /// Rules (event -> messages), in order: messages are derived in rule order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "pled_core::de::objects")]
     pub rules: Vec<Rule>,
     /// Actions that states and transitions schedule.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "pled_core::de::objects")]
     pub actions: Vec<Action>,
     /// Token types and source/sink nodes.
-    #[serde(default, skip_serializing_if = "Tokens::is_empty")]
+    #[serde(default, skip_serializing_if = "Tokens::is_empty", deserialize_with = "pled_core::de::object")]
     pub tokens: Tokens,
 }
 
@@ -147,10 +149,13 @@ pub struct Transition {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum TokenOp {
     /// Create tokens at a source node.
+    #[serde(deserialize_with = "pled_core::de::object")]
     Mint(NodeOp),
     /// Move tokens between two accounts.
+    #[serde(deserialize_with = "pled_core::de::object")]
     Transfer(TransferOp),
     /// Destroy tokens at a sink node.
+    #[serde(deserialize_with = "pled_core::de::object")]
     Consume(NodeOp),
 }
 
@@ -196,6 +201,7 @@ pub struct Rule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<String>,
     /// The message it emits.
+    #[serde(deserialize_with = "pled_core::de::object")]
     pub emit: Emit,
     /// AI rules: the model name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -275,10 +281,10 @@ pub struct Action {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Tokens {
     /// Token types.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "pled_core::de::objects")]
     pub types: Vec<TokenType>,
     /// Source and sink nodes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "pled_core::de::objects")]
     pub nodes: Vec<TokenNode>,
 }
 

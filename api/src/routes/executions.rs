@@ -352,6 +352,7 @@ pub(crate) async fn post_event(
 pub(crate) struct EventBatch {
     /// The events, applied in order, all or none (1-1000).
     #[schema(min_items = 1, max_items = 1000)]
+    #[serde(deserialize_with = "pled_core::de::objects")]
     events: Vec<EventBody>,
 }
 

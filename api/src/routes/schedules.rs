@@ -32,6 +32,7 @@ pub(crate) struct NewSchedule {
     /// (seconds first).
     cron: String,
     /// What each run does.
+    #[serde(deserialize_with = "pled_core::de::object")]
     target: Target,
 }
 

@@ -472,6 +472,7 @@ pub(crate) struct SampleEvent {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RuleTest {
     /// The event to run the rule on.
+    #[serde(deserialize_with = "pled_core::de::object")]
     event: SampleEvent,
     /// Variable values (default: the template's defaults).
     #[serde(default)]
