@@ -87,7 +87,8 @@ enum Applies {
 /// - every response has a description (OpenAPI requires one);
 /// - an optional body is an optional `requestBody`, not a body that may be JSON `null`;
 /// - unsigned integer parameters range over 0..2^64-1 (utoipa calls them `int64`);
-/// - `Idempotency-Key` has the pattern the server checks.
+/// - `Idempotency-Key` has the pattern the server checks;
+/// - the variants of a tagged enum refuse unknown members, as the server does.
 pub(crate) fn complete(spec: &utoipa::openapi::OpenApi) -> Value {
     let mut doc = serde_json::to_value(spec).unwrap_or_else(|e| json!({ "error": e.to_string() }));
     let problem_content = json!({ PROBLEM_JSON: { "schema": { "$ref": "#/components/schemas/Problem" } } });
@@ -95,6 +96,15 @@ pub(crate) fn complete(spec: &utoipa::openapi::OpenApi) -> Value {
     let responses = &mut doc["components"]["responses"];
     for (status, description, _) in COMMON_PROBLEMS {
         responses[common_name(status)] = json!({ "description": description, "content": problem_content });
+    }
+    // utoipa keeps `deny_unknown_fields` on structs but drops it on the variants of an
+    // internally tagged enum (a schedule's `Target`); every such enum of ours has it.
+    let schemas = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut);
+    for schema in schemas.into_iter().flat_map(|s| s.values_mut()) {
+        let variants = schema.get_mut("oneOf").and_then(Value::as_array_mut).into_iter().flatten();
+        for variant in variants.filter_map(Value::as_object_mut).filter(|v| v.contains_key("properties")) {
+            variant.entry("additionalProperties").or_insert(json!(false));
+        }
     }
     let Some(paths) = doc["paths"].as_object_mut() else { return doc };
     for op in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|item| item.values_mut()) {

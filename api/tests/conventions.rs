@@ -107,6 +107,10 @@ async fn nested_objects_given_as_arrays_are_refused_with_their_path() {
 
     let schedule = json!({ "cron": "0 * * * *", "target": ["post_event", eid, "order.created"] });
     refused(&t.post("/v1/schedules", admin, schedule).await, "/target");
+    let extra = json!({ "kind": "post_event", "executionId": eid, "type": "order.created", "colour": "red" });
+    let r = t.post("/v1/schedules", admin, json!({ "cron": "0 * * * *", "target": extra })).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(r.body["errors"][0]["path"], "/target", "{:?}", r.body);
     assert_eq!(t.get("/v1/schedules", admin).await.body["items"], json!([]));
 }
 
@@ -264,6 +268,9 @@ async fn health_metrics_openapi_and_docs() {
         assert!(spec.body["paths"][path].is_object(), "{path} missing from the OpenAPI document");
     }
     assert!(spec.body["components"]["securitySchemes"]["bearer"].is_object());
+    // A schedule's target refuses unknown members, and the document says so for each kind.
+    let kinds = spec.body["components"]["schemas"]["Target"]["oneOf"].as_array().unwrap();
+    assert!(kinds.len() >= 2 && kinds.iter().all(|k| k["additionalProperties"] == false), "{kinds:?}");
     assert_reference_matches(&spec.body);
     let docs = t.call(Method::GET, "/docs", None, None).await;
     assert_eq!(docs.status, StatusCode::OK);
