@@ -153,6 +153,25 @@ async fn text_fields_are_bounded_in_characters_and_must_not_be_blank() {
 
     let r = t.post("/v1/tokens", admin, json!({ "role": "viewer", "name": "\u{3000}" })).await;
     assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
+
+    // Template names, when created, replaced and copied (a copy's default name included).
+    let named = |name: String| {
+        let mut named = template.clone();
+        named["name"] = json!(name);
+        named
+    };
+    let r = t.post("/v1/templates", admin, named(" ".into())).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(r.body["errors"][0]["path"], "/name");
+    let r = t.post("/v1/templates", admin, named("ü".repeat(200))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let long = r.body["id"].as_str().unwrap().to_owned();
+    let r = t.call(Method::PUT, &format!("/v1/templates/{long}"), Some(admin), Some(named("x".repeat(201)))).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(t.get(&format!("/v1/templates/{long}"), admin).await.body["name"], "ü".repeat(200));
+    let copy = format!("/v1/templates/{long}/duplicate");
+    assert_problem(&t.post(&copy, admin, json!({})).await, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(t.post(&copy, admin, json!({ "name": "short" })).await.status, StatusCode::CREATED);
 }
 
 /// A request that changes a record under its lock (a template's draft, an inbound source's
@@ -268,6 +287,12 @@ async fn health_metrics_openapi_and_docs() {
         assert!(spec.body["paths"][path].is_object(), "{path} missing from the OpenAPI document");
     }
     assert!(spec.body["components"]["securitySchemes"]["bearer"].is_object());
+    // Templates are typed by the engine's model, not "an object".
+    let create = &spec.body["paths"]["/v1/templates"]["post"]["requestBody"]["content"]["application/json"];
+    assert_eq!(create["schema"]["$ref"], "#/components/schemas/Template");
+    let model = &spec.body["components"]["schemas"]["Template"];
+    assert_eq!(model["required"], json!(["name", "states"]), "{model}");
+    assert_eq!(model["additionalProperties"], false);
     // A schedule's target refuses unknown members, and the document says so for each kind.
     let kinds = spec.body["components"]["schemas"]["Target"]["oneOf"].as_array().unwrap();
     assert!(kinds.len() >= 2 && kinds.iter().all(|k| k["additionalProperties"] == false), "{kinds:?}");

@@ -15,9 +15,11 @@ use crate::EngineError;
 
 /// A process template: variables, a finite-state machine, rules, actions and token nodes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Template {
-    /// Human name.
+    /// Human name (the service takes 1-200 characters, not all white space).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200, pattern = r"\S"))]
     pub name: String,
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -44,6 +46,7 @@ pub struct Template {
 
 /// A declared variable.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Variable {
     /// Its name: a CEL identifier (`[A-Za-z_][A-Za-z0-9_]*`), read as `vars.<name>`.
@@ -58,6 +61,7 @@ pub struct Variable {
 
 /// The type of a variable. `null` is a valid value of every type (an unset variable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum VarType {
     /// A signed integer within ±(2^53-1).
@@ -96,6 +100,7 @@ impl VarType {
 
 /// A state of the machine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct State {
     /// Its id.
@@ -116,6 +121,7 @@ pub struct State {
 
 /// A transition: exactly one of `on` (a message type) or `after` (a timer).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Transition {
     /// Its id.
@@ -146,6 +152,7 @@ pub struct Transition {
 
 /// A token operation of a transition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum TokenOp {
     /// Create tokens at a source node.
@@ -161,6 +168,7 @@ pub enum TokenOp {
 
 /// A mint (at a source) or a consume (at a sink).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeOp {
     /// The token node.
@@ -174,6 +182,7 @@ pub struct NodeOp {
 
 /// A transfer between two accounts of one token type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TransferOp {
     /// The token type.
@@ -188,6 +197,7 @@ pub struct TransferOp {
 
 /// A rule: turns an event into zero or one message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rule {
     /// Its id.
@@ -216,6 +226,7 @@ pub struct Rule {
 
 /// How a rule derives its message.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RuleKind {
     /// Deterministic: CEL expressions over the event and the variables.
@@ -241,6 +252,7 @@ impl RuleKind {
 
 /// The message a rule emits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Emit {
     /// The message type.
@@ -253,6 +265,7 @@ pub struct Emit {
 
 /// The data of an emitted message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum EmitData {
     /// Field -> CEL expression.
@@ -263,6 +276,7 @@ pub enum EmitData {
 
 /// An action: something the service runs outside the engine (a webhook, an event to emit).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Action {
     /// Its id.
@@ -278,6 +292,7 @@ pub struct Action {
 
 /// Token types and nodes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Tokens {
     /// Token types.
@@ -296,6 +311,7 @@ impl Tokens {
 
 /// A token type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TokenType {
     /// Its id.
@@ -304,6 +320,7 @@ pub struct TokenType {
 
 /// A token node: where tokens of one type enter (source) or leave (sink) the execution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TokenNode {
     /// Its id.
@@ -316,6 +333,7 @@ pub struct TokenNode {
 
 /// Whether a node creates or destroys tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum NodeKind {
     /// Tokens are minted here.

@@ -24,7 +24,6 @@ pub struct TemplateRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// The editable draft: the template model of docs/templates.md.
-    #[schema(value_type = Object)]
     pub draft: Template,
     /// BLAKE3 of the draft's canonical JSON.
     pub draft_hash: String,
@@ -67,7 +66,6 @@ pub struct TemplateVersion {
     /// The version number.
     pub version: u32,
     /// The template as published.
-    #[schema(value_type = Object)]
     pub template: Template,
     /// BLAKE3 of its canonical JSON.
     pub template_hash: String,

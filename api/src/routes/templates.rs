@@ -114,7 +114,7 @@ fn created(who: &Principal, rec: &TemplateRecord, action: &str, details: serde_j
 /// Create a template. The body is the template model (docs/templates.md); the draft is
 /// stored even if it does not compile yet, with its validation report.
 #[utoipa::path(post, path = "/v1/templates", tag = "templates",
-    request_body(content = Object, description = "A template (docs/templates.md)"),
+    request_body(content = Template, description = "A template (docs/templates.md); a draft may have errors"),
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for the same body")),
     responses((status = 201, body = TemplateView), (status = 400, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 pub(crate) async fn create_template(
@@ -126,6 +126,7 @@ pub(crate) async fn create_template(
     who.require(Permission::EditTemplates)?;
     let idem = Idempotency::from_request(&headers, &who.org, "templates", "/v1/templates", &body.raw)?;
     let draft = body.value;
+    ApiError::check_text("/name", &draft.name, 200)?;
     idempotency::create(&s, idem, || async move {
         let rec = new_record(&who, draft, None)?;
         created(&who, &rec, "template.created", serde_json::json!({ "name": rec.name }))
@@ -159,7 +160,7 @@ pub(crate) async fn get_template(
 
 /// Replace the draft. Published versions never change.
 #[utoipa::path(put, path = "/v1/templates/{id}", tag = "templates", params(("id" = String, Path)),
-    request_body(content = Object, description = "A template (docs/templates.md)"),
+    request_body(content = Template, description = "A template (docs/templates.md); a draft may have errors"),
     responses((status = 200, body = TemplateView), (status = 404, body = crate::error::Problem)))]
 pub(crate) async fn update_template(
     State(s): State<AppState>,
@@ -168,6 +169,7 @@ pub(crate) async fn update_template(
     body: ApiJson<Template>,
 ) -> ApiResult<axum::Json<TemplateView>> {
     who.require(Permission::EditTemplates)?;
+    ApiError::check_text("/name", &body.value.name, 200)?;
     let _guard = s.locks.lock(&format!("tpl/{}/{id}", who.org)).await;
     let mut rec = load(&s, &who, &id)?;
     let draft = body.value;
@@ -372,7 +374,8 @@ pub(crate) async fn compile_template(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DuplicateRequest {
-    /// Name of the copy (default: "<name> (copy)").
+    /// Name of the copy, 1-200 characters (default: "<name> (copy)").
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     name: Option<String>,
 }
 
@@ -402,6 +405,7 @@ pub(crate) async fn duplicate_template(
     idempotency::create(&s, idem, || async {
         let mut draft = template_text(&s, &who, &id, q.version).await?;
         draft.name = req.name.clone().unwrap_or_else(|| format!("{} (copy)", draft.name));
+        ApiError::check_text("/name", &draft.name, 200)?;
         let rec = new_record(&who, draft, Some(id.clone()))?;
         created(&who, &rec, "template.duplicated", serde_json::json!({ "from": id, "version": q.version }))
     })
@@ -411,7 +415,7 @@ pub(crate) async fn duplicate_template(
 /// Add a rule to the draft (409 if a rule with its id exists).
 #[utoipa::path(post, path = "/v1/templates/{id}/rules", tag = "rules",
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for the same body")),
-    request_body(content = Object, description = "A rule (docs/templates.md#rules)"),
+    request_body(content = Rule, description = "A rule (docs/templates.md#rules)"),
     responses((status = 201, body = TemplateView), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
 pub(crate) async fn add_rule(
     State(s): State<AppState>,
