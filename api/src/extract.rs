@@ -81,19 +81,6 @@ fn parse_json_with_path<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> 
     Ok(value)
 }
 
-/// `#[serde(default, deserialize_with = "crate::extract::exact_integer")]` for the integers of
-/// request bodies: the API refuses integers beyond 2^53-1, which JSON parsers that read
-/// numbers as doubles (JavaScript's) cannot hold exactly, so no client can mean one.
-pub(crate) fn exact_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    use serde::Deserialize;
-    match Option::<u64>::deserialize(d)? {
-        Some(n) if n > pled_core::MAX_SAFE_INTEGER => {
-            Err(serde::de::Error::custom(format!("{n} is beyond 2^53-1 (9007199254740991)")))
-        }
-        n => Ok(n),
-    }
-}
-
 /// `a.b[2].c` (serde_path_to_error's form) -> `/a/b/2/c`.
 fn to_pointer(path: &str) -> String {
     if path == "." || path.is_empty() {

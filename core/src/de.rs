@@ -1,4 +1,5 @@
-//! Reading JSON objects strictly with serde.
+//! Reading JSON inputs strictly with serde: objects where objects belong, and integers a
+//! JSON client can mean.
 //!
 //! PLED's JSON inputs (request bodies, templates) are objects with named members. serde's
 //! derived `Deserialize` also fills a struct from an array of its fields in order, and an
@@ -32,6 +33,19 @@ pub fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<V
         }
     }
     d.deserialize_seq(Elements(std::marker::PhantomData))
+}
+
+/// `#[serde(default, deserialize_with = "pled_core::de::exact_integer")]` for the integers of
+/// request bodies: the API refuses integers beyond 2^53-1, which JSON parsers that read
+/// numbers as doubles (JavaScript's) cannot hold exactly, so no client can mean one
+/// (the same bound as ledger bodies, [`crate::MAX_SAFE_INTEGER`]).
+pub fn exact_integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match Option::<u64>::deserialize(d)? {
+        Some(n) if n > crate::MAX_SAFE_INTEGER => {
+            Err(serde::de::Error::custom(format!("{n} is beyond 2^53-1 (9007199254740991)")))
+        }
+        n => Ok(n),
+    }
 }
 
 /// `T`, read by [`object`].

@@ -38,7 +38,7 @@ pub(crate) struct MintRequest {
     /// Recipient address (default: the signer's).
     to: Option<String>,
     /// The sink entry's seq, when several match.
-    #[serde(default, deserialize_with = "crate::extract::exact_integer")]
+    #[serde(default, deserialize_with = "pled_core::de::exact_integer")]
     #[schema(maximum = 9_007_199_254_740_991_u64)]
     seq: Option<u64>,
 }

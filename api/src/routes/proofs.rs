@@ -102,11 +102,11 @@ pub(crate) async fn proof(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct CommitRange {
     /// First seq (default: after the previous commitment, or 1).
-    #[serde(default, deserialize_with = "crate::extract::exact_integer")]
+    #[serde(default, deserialize_with = "pled_core::de::exact_integer")]
     #[schema(maximum = 9_007_199_254_740_991_u64)]
     range_start: Option<u64>,
     /// Last seq (default: the head).
-    #[serde(default, deserialize_with = "crate::extract::exact_integer")]
+    #[serde(default, deserialize_with = "pled_core::de::exact_integer")]
     #[schema(maximum = 9_007_199_254_740_991_u64)]
     range_end: Option<u64>,
 }

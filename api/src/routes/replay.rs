@@ -216,12 +216,12 @@ pub(crate) async fn get_snapshot(
 pub(crate) struct ReplayRequest {
     /// Stop at the last input boundary at or before this seq (default: the head).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[serde(default, deserialize_with = "crate::extract::exact_integer")]
+    #[serde(default, deserialize_with = "pled_core::de::exact_integer")]
     #[schema(maximum = 9_007_199_254_740_991_u64)]
     up_to_seq: Option<u64>,
     /// Start from this snapshot (its id, i.e. seq) instead of genesis.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[serde(default, deserialize_with = "crate::extract::exact_integer")]
+    #[serde(default, deserialize_with = "pled_core::de::exact_integer")]
     #[schema(maximum = 9_007_199_254_740_991_u64)]
     from_snapshot_id: Option<u64>,
     /// Must be absent or `false`: replay is always a dry run (see docs/operations.md).
@@ -282,7 +282,7 @@ pub(crate) struct CompareRequest {
     version: u32,
     /// Only the inputs up to this seq (default: all).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[serde(default, deserialize_with = "crate::extract::exact_integer")]
+    #[serde(default, deserialize_with = "pled_core::de::exact_integer")]
     #[schema(maximum = 9_007_199_254_740_991_u64)]
     up_to_seq: Option<u64>,
     /// `true`: answer 202 at once with a run to follow at `/v1/replays/{runId}`.
