@@ -92,10 +92,7 @@ async fn nested_objects_given_as_arrays_are_refused_with_their_path() {
     assert_eq!(t.get("/v1/templates", admin).await.body["items"], json!([]));
 
     let tid = t.published_template("acme", &approval).await;
-    let eid = t.post("/v1/executions", admin, json!({ "templateId": tid, "name": "n" })).await.body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let eid = t.execution("acme", &tid).await;
     let positional = json!(["order.created", { "orderId": "PO-1" }, "erp"]);
     let good = json!({ "type": "order.created", "payload": { "orderId": "PO-1" }, "source": "erp" });
     let batch = json!({ "events": [good, positional] });
