@@ -6,6 +6,10 @@
 //! and that what a POST created can be found. A client generated from the document then knows
 //! every answer it can get.
 //!
+//! One failure is excused, in openapi_fuzz_hooks.py: a create replayed for a reused
+//! `Idempotency-Key` names what it created even when that was deleted since, as docs/api.md
+//! says; a GET on it is a 404 that Schemathesis takes for a resource that was never created.
+//!
 //! Not checked: that every schema-valid request is accepted (`positive_data_acceptance`). The
 //! API refuses, with a 4xx, input JSON Schema cannot describe: an unknown state or action, an
 //! idempotency key reused with another body, `1.0` where an integer is due, a template that
@@ -49,9 +53,24 @@ async fn every_answer_the_server_gives_is_in_its_openapi_document() {
     // tries them first next time: a fresh one keeps a seeded run repeatable.
     let work = tempfile::tempdir().unwrap();
     let cwd = work.path().to_owned();
-    let out = tokio::task::spawn_blocking(move || Command::new(&st).args(&args).current_dir(cwd).output().unwrap())
-        .await
-        .unwrap();
+    // openapi_fuzz_hooks.py excuses the one answer the document allows but Schemathesis cannot
+    // expect: a replayed create naming what was deleted since (see its docstring).
+    let hooks = concat!(env!("CARGO_MANIFEST_DIR"), "/tests");
+    let python_path = match std::env::var("PYTHONPATH") {
+        Ok(p) if !p.is_empty() => format!("{hooks}:{p}"),
+        _ => hooks.to_owned(),
+    };
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(&st)
+            .args(&args)
+            .current_dir(cwd)
+            .env("PYTHONPATH", python_path)
+            .env("SCHEMATHESIS_HOOKS", "openapi_fuzz_hooks")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
