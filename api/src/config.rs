@@ -75,6 +75,11 @@ pub struct ServeConfig {
     pub backup_every: Duration,
     /// Backups kept (the newest). Default 24.
     pub backup_keep: usize,
+    /// How long an `Idempotency-Key`'s answer is kept: a repeat within it is answered from
+    /// the record, a later one is a new request. Default 7 days; at least
+    /// [`MIN_IDEMPOTENCY_TTL`].
+    #[serde(with = "duration_text")]
+    pub idempotency_ttl: Duration,
     /// The anchoring signer's address (derived at start from the key; not configurable).
     #[serde(skip)]
     pub signer_address: Option<String>,
@@ -130,6 +135,7 @@ impl Default for ServeConfig {
             backup_dir: None,
             backup_every: Duration::from_secs(3600),
             backup_keep: 24,
+            idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
             signer_address: None,
         }
     }
@@ -219,9 +225,20 @@ pub struct ServeArgs {
     /// Backups kept (the newest) [default: 24].
     #[arg(long, env = "PLED_BACKUP_KEEP")]
     pub backup_keep: Option<usize>,
+    /// Keep each Idempotency-Key's answer this long, at least 1h: `7d`, `36h` [default: 7d].
+    #[arg(long, env = "PLED_IDEMPOTENCY_TTL", value_parser = parse_duration)]
+    pub idempotency_ttl: Option<Duration>,
 }
 
-/// Parses `250ms`, `2s`, `1m`, `1h` (or plain seconds).
+/// [`ServeConfig::idempotency_ttl`]'s default.
+pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The shortest [`ServeConfig::idempotency_ttl`]: well beyond the ±5 minutes in which a signed
+/// webhook is accepted and deduplicated by its record (`signing::REPLAY_WINDOW_SECS`), and
+/// than a client's or an action job's retries.
+pub const MIN_IDEMPOTENCY_TTL: Duration = Duration::from_secs(3600);
+
+/// Parses `250ms`, `2s`, `1m`, `1h`, `7d` (or plain seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, "s"), |i| s.split_at(i));
@@ -229,9 +246,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("{s:?}: unit must be ms, s, m or h")),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        "d" => Duration::from_secs(n.saturating_mul(86_400)),
+        _ => return Err(format!("{s:?}: unit must be ms, s, m, h or d")),
     };
     if d.is_zero() {
         return Err("duration must be positive".into());
@@ -309,6 +327,15 @@ impl ServeConfig {
         if let Some(v) = a.backup_keep {
             c.backup_keep = v.max(1);
         }
+        if let Some(v) = a.idempotency_ttl {
+            c.idempotency_ttl = v;
+        }
+        anyhow::ensure!(
+            c.idempotency_ttl >= MIN_IDEMPOTENCY_TTL,
+            "idempotency_ttl must be at least 1h (it is {:?}): a shorter one would let a retried \
+             request, or a signed webhook replayed within its 5 minutes, apply twice",
+            c.idempotency_ttl
+        );
         Ok(c)
     }
 
@@ -363,5 +390,23 @@ mod tests {
         std::fs::write(&file, "listne = \"0.0.0.0:9000\"\n").unwrap();
         let err = ServeConfig::load(&ServeArgs { config: Some(file), ..Default::default() }).unwrap_err();
         assert!(format!("{err:#}").contains("listne"), "{err:#}");
+    }
+
+    #[test]
+    fn the_idempotency_ttl_reads_days_and_has_a_floor() {
+        assert_eq!(ServeConfig::load(&ServeArgs::default()).unwrap().idempotency_ttl, Duration::from_secs(7 * 86_400));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(2 * 86_400)));
+        assert!(parse_duration("2w").unwrap_err().contains("ms, s, m, h or d"));
+        let args = ServeArgs { idempotency_ttl: Some(Duration::from_secs(36 * 3600)), ..Default::default() };
+        assert_eq!(ServeConfig::load(&args).unwrap().idempotency_ttl, Duration::from_secs(36 * 3600));
+
+        let short = ServeArgs { idempotency_ttl: Some(Duration::from_secs(600)), ..Default::default() };
+        let err = ServeConfig::load(&short).unwrap_err();
+        assert!(format!("{err:#}").contains("idempotency_ttl must be at least 1h"), "{err:#}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pled.toml");
+        std::fs::write(&file, "idempotency_ttl = \"30m\"\n").unwrap();
+        let err = ServeConfig::load(&ServeArgs { config: Some(file), ..Default::default() }).unwrap_err();
+        assert!(format!("{err:#}").contains("at least 1h"), "a file is held to it too: {err:#}");
     }
 }

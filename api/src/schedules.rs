@@ -9,7 +9,7 @@
 //! **Exactly once per occurrence.** A run carries the idempotency key
 //! `schedule:<id>:<occurrence µs>` (the start or the event post is deduplicated by it), so a
 //! crash between the run and moving the key repeats nothing: the run is answered from its
-//! stored record.
+//! stored record (kept for `--idempotency-ttl`, so for any restart within that time).
 //!
 //! **Misfire policy.** Occurrences missed while the service was down (or busy) collapse into
 //! one run, made as soon as the service is back, for the earliest missed occurrence; the

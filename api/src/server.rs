@@ -163,10 +163,15 @@ async fn chain_setup(
     Ok((Some(cfg), dev))
 }
 
+/// How the service opens its store.
+pub fn store_options(config: &ServeConfig) -> StoreOptions {
+    StoreOptions { idempotency_ttl: Some(config.idempotency_ttl), ..StoreOptions::default() }
+}
+
 /// Runs the service until `shutdown` resolves.
 pub async fn run(mut config: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let jwt = jwt_config(&config)?;
-    let store = Store::open(&config.data_dir, StoreOptions::default())
+    let store = Store::open(&config.data_dir, store_options(&config))
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     if !crate::repo::tokens::any(&store).map_err(|e| anyhow::anyhow!("{e}"))? && !jwt.enabled() {
         tracing::warn!(

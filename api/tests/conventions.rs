@@ -252,6 +252,31 @@ async fn idempotency_keys_replay_or_conflict_and_survive_a_restart() {
 }
 
 #[tokio::test]
+async fn an_idempotency_key_is_answered_from_its_record_until_the_ttl_then_is_new_again() {
+    let ttl = std::time::Duration::from_millis(400);
+    let t = TestApp::with_config(|c| c.idempotency_ttl = ttl);
+    let admin = t.admin("acme");
+    let (template, events) = example("approval");
+    let eid = t.execution("acme", &t.published_template("acme", &template).await).await;
+    let path = format!("/v1/executions/{eid}/events");
+    let key = [("idempotency-key", "event-1")];
+    let post = || t.call_with(Method::POST, &path, Some(admin), Some(events[0].clone()), &key);
+    let first = post().await;
+    assert_eq!((first.status, &first.body["eventSeq"]), (StatusCode::CREATED, &json!(1)), "{:?}", first.body);
+    let again = post().await;
+    assert_eq!(again.headers.get("idempotency-replayed").unwrap(), "true");
+    assert_eq!(again.body, first.body);
+
+    tokio::time::sleep(ttl + std::time::Duration::from_millis(100)).await;
+    let later = post().await;
+    assert_eq!(later.status, StatusCode::CREATED, "{:?}", later.body);
+    assert!(later.headers.get("idempotency-replayed").is_none(), "the record has expired");
+    assert_eq!(later.body["eventSeq"], 2, "a new request: the event is recorded again");
+    let events = t.get(&format!("/v1/executions/{eid}/events"), admin).await;
+    assert_eq!(events.body["items"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn health_metrics_openapi_and_docs() {
     let t = TestApp::new();
     let r = t.call(Method::GET, "/health", None, None).await;

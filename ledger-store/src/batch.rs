@@ -11,7 +11,9 @@ use crate::StoreError;
 pub enum Table {
     /// Execution snapshots, keyed `execution id || seq (BE)`; see [`WriteSet::put_snapshot`].
     Snapshots,
-    /// Idempotency records: key = the caller's scoped key, value = the stored answer.
+    /// Idempotency records: key = the caller's scoped key, value = the stored answer. They
+    /// expire [`crate::StoreOptions::idempotency_ttl`] after they are written: from then on
+    /// they read as absent, and compactions remove them.
     Idempotency,
     /// Small records of the service (orgs, tokens, templates, …), keyed by the caller.
     Meta,
@@ -22,6 +24,13 @@ pub enum Table {
     /// Work ordered by when it is due: keys start with a one-byte kind and the due time
     /// (big-endian), so a scan from the start of a kind yields the earliest first.
     Queue,
+}
+
+impl Table {
+    /// Whether its records expire (are stored with their expiry time).
+    pub fn expires(self) -> bool {
+        self == Table::Idempotency
+    }
 }
 
 /// A run of new entries for one execution, and optionally its new state.

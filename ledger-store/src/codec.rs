@@ -205,11 +205,57 @@ pub(crate) fn decode<T: Decode<()>>(what: impl Fn() -> String, bytes: &[u8]) -> 
     decode_raw(bytes).map_err(|detail| StoreError::Corrupt { what: what(), detail })
 }
 
+/// Marks a value of an expiring table ([`crate::Table::expires`]): it is followed by the time
+/// the record expires (Unix milliseconds, 8 bytes big-endian), then the caller's bytes. A value
+/// without it was written before records expired (the API's JSON starts with `{`): it never
+/// expires.
+const EXPIRES: u8 = 0;
+const EXPIRY_HEADER: usize = 9;
+
+/// `value` prefixed with its expiry, `until` (Unix ms; `u64::MAX` for never).
+pub(crate) fn with_expiry(value: &[u8], until: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(EXPIRY_HEADER + value.len());
+    out.push(EXPIRES);
+    out.extend_from_slice(&until.to_be_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+/// The caller's bytes of a stored value of an expiring table; `None` once it has expired
+/// (`now` in Unix ms).
+pub(crate) fn unexpired(stored: &[u8], now: u64) -> Option<&[u8]> {
+    match stored.split_first() {
+        Some((&EXPIRES, rest)) if rest.len() >= 8 => {
+            let (until, value) = rest.split_at(8);
+            let until = u64::from_be_bytes(until.try_into().ok()?);
+            (now < until).then_some(value)
+        }
+        _ => Some(stored),
+    }
+}
+
+/// Now, in Unix milliseconds (0 before 1970, which no clock here reads).
+pub(crate) fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use pled_core::{Body, ChainHead, ExecutionId, Kind, RecordedAt};
 
     use super::*;
+
+    #[test]
+    fn expiring_values_read_until_they_expire_and_unstamped_ones_always() {
+        let stored = with_expiry(b"{}", 1_000);
+        assert_eq!(stored.len(), 11);
+        assert_eq!(unexpired(&stored, 999), Some(&b"{}"[..]));
+        assert_eq!(unexpired(&stored, 1_000), None);
+        assert_eq!(unexpired(&with_expiry(b"", u64::MAX), u64::MAX - 1), Some(&b""[..]));
+        assert_eq!(unexpired(b"{\"legacy\":1}", u64::MAX), Some(&b"{\"legacy\":1}"[..]), "written before expiry");
+        assert_eq!(unexpired(b"", 5), Some(&b""[..]));
+    }
 
     fn chain(n: usize) -> Vec<SealedEntry> {
         let mut head = ChainHead::genesis(ExecutionId::from_u128(5));

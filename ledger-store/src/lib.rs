@@ -3,7 +3,8 @@
 //! - Column families: `entries` (one record per append of up to 32 entries, keyed by its
 //!   first entry: `execution id || seq BE`), `heads` (last seq, last hash,
 //!   current state bytes per execution), `feed` (every append in durable order, with its
-//!   entries' Merkle leaves, for commit rounds), `snapshots`, `idempotency`, `meta` (service
+//!   entries' Merkle leaves, for commit rounds), `snapshots`, `idempotency` (answers to
+//!   idempotency keys, which expire: [`StoreOptions::idempotency_ttl`]), `meta` (service
 //!   records), `jobs` (work queues), `commitments` (Merkle rounds), `queue` (work ordered by due time: action attempts, armed
 //!   timers, schedules).
 //! - Writes go through one group-commit writer thread ([`writer`]): each caller's
@@ -41,6 +42,7 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use pled_core::merkle::{Node, hash_leaves};
 use pled_core::{ChainHead, EntryHash, ExecutionId, SealedEntry, Seq};
@@ -102,11 +104,14 @@ pub struct StoreOptions {
     pub queue_capacity: usize,
     /// RocksDB memtable size per column family, in bytes. Default 64 MiB.
     pub write_buffer_size: usize,
+    /// How long an idempotency record ([`Table::Idempotency`]) is kept after it is written:
+    /// then it reads as absent and compactions remove it. `None` (default): kept forever.
+    pub idempotency_ttl: Option<Duration>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { sync: true, queue_capacity: 16_384, write_buffer_size: 64 << 20 }
+        Self { sync: true, queue_capacity: 16_384, write_buffer_size: 64 << 20, idempotency_ttl: None }
     }
 }
 
@@ -150,6 +155,8 @@ struct Inner {
     shared: Arc<Shared>,
     /// A read-only store's own directory (RocksDB's secondary path), removed with it.
     scratch: Option<PathBuf>,
+    /// [`StoreOptions::idempotency_ttl`].
+    idempotency_ttl: Option<Duration>,
 }
 
 impl Drop for Inner {
@@ -185,6 +192,19 @@ impl Store {
             let mut o = Options::default();
             o.set_write_buffer_size(options.write_buffer_size);
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            if *name == cf::IDEMPOTENCY {
+                // Compactions drop expired records; each table file is compacted again at least
+                // once per TTL (and at least a day apart), so none outlives about twice the TTL.
+                o.set_compaction_filter("pled-expired", |_level, _key, value: &[u8]| {
+                    match codec::unexpired(value, codec::now_ms()) {
+                        Some(_) => rocksdb::CompactionDecision::Keep,
+                        None => rocksdb::CompactionDecision::Remove,
+                    }
+                });
+                if let Some(ttl) = options.idempotency_ttl {
+                    o.set_periodic_compaction_seconds(ttl.as_secs().max(86_400));
+                }
+            }
             ColumnFamilyDescriptor::new(*name, o)
         });
         let db = DB::open_cf_descriptors(&db_opts, path, descriptors).map_err(|e| {
@@ -203,7 +223,16 @@ impl Store {
             .name("pled-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| open_err(format!("cannot start writer thread: {e}")))?;
-        Ok(Self { inner: Arc::new(Inner { db, tx: Some(tx), writer: Some(handle), shared, scratch: None }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                tx: Some(tx),
+                writer: Some(handle),
+                shared,
+                scratch: None,
+                idempotency_ttl: options.idempotency_ttl,
+            }),
+        })
     }
 
     /// Opens the store in `path` to read it, even while a server writes it: a consistent view
@@ -236,7 +265,16 @@ impl Store {
         let db = Arc::new(db);
         let shared = Arc::new(Shared::default());
         shared.durable_feed.store(writer::last_feed_position(&db)?, std::sync::atomic::Ordering::Release);
-        Ok(Self { inner: Arc::new(Inner { db, tx: None, writer: None, shared, scratch: Some(scratch) }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                tx: None,
+                writer: None,
+                shared,
+                scratch: Some(scratch),
+                idempotency_ttl: None,
+            }),
+        })
     }
 
     /// Writes a consistent copy of the whole store into `dir`, which must not exist yet: a
@@ -268,9 +306,18 @@ impl Store {
         }
     }
 
-    fn request(&self, set: WriteSet) -> Result<(Request, ReplyRx), StoreError> {
+    fn request(&self, mut set: WriteSet) -> Result<(Request, ReplyRx), StoreError> {
         if let Some(cause) = self.inner.shared.poisoned.get() {
             return Err(StoreError::Poisoned(cause.clone()));
+        }
+        // Stamped here, in the caller's task, not on the single writer thread.
+        if set.puts.iter().any(|(t, _, _)| t.expires()) {
+            let until = self.inner.idempotency_ttl.map_or(u64::MAX, |ttl| {
+                codec::now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+            });
+            for (_, _, value) in set.puts.iter_mut().filter(|(t, _, _)| t.expires()) {
+                *value = codec::with_expiry(value, until);
+            }
         }
         let (reply, rx) = oneshot::channel();
         Ok((Request { set, reply }, rx))
@@ -456,9 +503,31 @@ impl Store {
         Ok(out)
     }
 
-    /// One record of a directly written table.
+    /// One record of a directly written table (`None` also once it has expired).
     pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db().get_cf(cf(self.db(), cf::for_table(table)), key)?)
+        if !table.expires() {
+            return Ok(self.db().get_cf(cf(self.db(), cf::for_table(table)), key)?);
+        }
+        let stored = self.db().get_pinned_cf(cf(self.db(), cf::for_table(table)), key)?;
+        Ok(stored.and_then(|v| codec::unexpired(&v, codec::now_ms()).map(<[u8]>::to_vec)))
+    }
+
+    /// Compacts a table's whole key range now, as RocksDB otherwise does in its own time
+    /// (dropping expired records). For tests.
+    #[doc(hidden)]
+    pub fn compact(&self, table: Table) {
+        self.db().compact_range_cf(cf(self.db(), cf::for_table(table)), None::<&[u8]>, None::<&[u8]>);
+    }
+
+    /// How many records a table holds on disk, expired ones included. For tests.
+    #[doc(hidden)]
+    pub fn stored_records(&self, table: Table) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for item in self.db().iterator_cf(cf(self.db(), cf::for_table(table)), IteratorMode::Start) {
+            item?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Up to `limit` records of a table whose key starts with `prefix`, with keys after
@@ -473,10 +542,18 @@ impl Store {
             ro.set_iterate_upper_bound(prefix_end(prefix));
         }
         let mode = IteratorMode::From(&start, Direction::Forward);
+        let now = codec::now_ms();
         let mut out = Vec::new();
-        for item in self.db().iterator_cf_opt(cf(self.db(), cf::for_table(table)), ro, mode).take(limit) {
+        for item in self.db().iterator_cf_opt(cf(self.db(), cf::for_table(table)), ro, mode) {
+            if out.len() == limit {
+                break;
+            }
             let (k, v) = item?;
-            out.push((k.to_vec(), v.to_vec()));
+            if !table.expires() {
+                out.push((k.to_vec(), v.to_vec()));
+            } else if let Some(v) = codec::unexpired(&v, now) {
+                out.push((k.to_vec(), v.to_vec()));
+            }
         }
         Ok(out)
     }

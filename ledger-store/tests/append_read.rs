@@ -118,6 +118,40 @@ async fn several_appends_to_one_execution_in_one_set_apply_in_order() {
 }
 
 #[tokio::test]
+async fn idempotency_records_expire_after_their_ttl_and_compactions_remove_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let ttl = std::time::Duration::from_millis(300);
+    let put = |key: &str, value: &str| WriteSet::new().put(Table::Idempotency, key.as_bytes(), value.as_bytes());
+    {
+        // Written without a TTL: kept whatever a later store's TTL.
+        let store = open(&dir);
+        store.write(put("org/forever", "{\"kept\":true}")).await.unwrap();
+    }
+    let store =
+        Store::open(dir.path(), StoreOptions { idempotency_ttl: Some(ttl), ..StoreOptions::default() }).unwrap();
+    store.write(put("org/first", "{\"n\":1}").put(Table::Meta, b"m".to_vec(), b"meta".to_vec())).await.unwrap();
+    assert_eq!(store.get(Table::Idempotency, b"org/first").unwrap(), Some(b"{\"n\":1}".to_vec()));
+    assert_eq!(store.scan(Table::Idempotency, b"org/", b"", 10).unwrap().len(), 2);
+
+    tokio::time::sleep(ttl + std::time::Duration::from_millis(50)).await;
+    store.write(put("org/second", "{\"n\":2}")).await.unwrap();
+    assert_eq!(store.get(Table::Idempotency, b"org/first").unwrap(), None, "expired");
+    assert_eq!(store.get(Table::Idempotency, b"org/second").unwrap(), Some(b"{\"n\":2}".to_vec()));
+    assert_eq!(store.get(Table::Idempotency, b"org/forever").unwrap(), Some(b"{\"kept\":true}".to_vec()));
+    let keys: Vec<Vec<u8>> =
+        store.scan(Table::Idempotency, b"", b"", 10).unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, [b"org/forever".to_vec(), b"org/second".to_vec()], "a scan skips expired records too");
+    assert_eq!(store.stored_records(Table::Idempotency).unwrap(), 3, "still on disk until a compaction");
+
+    store.compact(Table::Idempotency);
+    assert_eq!(store.stored_records(Table::Idempotency).unwrap(), 2, "the compaction dropped the expired record");
+    assert_eq!(store.get(Table::Meta, b"m").unwrap(), Some(b"meta".to_vec()), "other tables never expire");
+    drop(store);
+    let store = open(&dir);
+    assert_eq!(store.get(Table::Idempotency, b"org/second").unwrap(), Some(b"{\"n\":2}".to_vec()), "after reopen");
+}
+
+#[tokio::test]
 async fn snapshots_idempotency_and_scans() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);

@@ -13,7 +13,7 @@ use pled_api::auth::{JwtConfig, Role};
 use pled_api::config::ServeConfig;
 use pled_api::repo::tokens;
 use pled_core::OrgId;
-use pled_store::{Store, StoreOptions, WriteSet};
+use pled_store::{Store, WriteSet};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -72,7 +72,6 @@ impl TestApp {
 
     pub fn with_config(tweak: impl FnOnce(&mut ServeConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
         let mut config = ServeConfig {
             data_dir: dir.path().to_path_buf(),
             body_limit: 64 * 1024,
@@ -80,6 +79,7 @@ impl TestApp {
             ..Default::default()
         };
         tweak(&mut config);
+        let store = Store::open(dir.path(), pled_api::server::store_options(&config)).unwrap();
         let jwt = JwtConfig {
             hs256_secret: Some(JWT_SECRET.as_bytes().to_vec()),
             issuer: ISSUER.into(),
