@@ -293,7 +293,9 @@ async fn health_metrics_openapi_and_docs() {
     let text = r.body.as_str().unwrap();
     assert!(text.contains("pled_http_request_duration_seconds_bucket"), "{text}");
     assert!(text.contains("route=\"/v1/templates\""), "{text}");
-    for counter in ["pled_events_ingested_total", "pled_ledger_entries_appended_total"] {
+    for counter in
+        ["pled_events_ingested_total", "pled_ledger_entries_appended_total", "pled_store_keys{table=\"entries\"}"]
+    {
         let value = text.lines().find_map(|l| l.strip_prefix(counter)?.trim().parse::<u64>().ok());
         assert!(value.is_some_and(|n| n > 0), "{counter} not counted: {text}");
     }

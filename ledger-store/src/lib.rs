@@ -115,6 +115,19 @@ impl Default for StoreOptions {
     }
 }
 
+/// What one column family holds, as RocksDB estimates it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TableSize {
+    /// The column family (`entries`, `heads`, `feed`, `snapshots`, `idempotency`, …).
+    pub name: &'static str,
+    /// Bytes in its table files on disk.
+    pub disk_bytes: u64,
+    /// Bytes in its memtables, not yet flushed to table files (they are in the write-ahead log).
+    pub memtable_bytes: u64,
+    /// Records, estimated: overwritten, deleted and expired ones count until a compaction.
+    pub keys: u64,
+}
+
 /// A chain's recorded end and its execution's current state bytes.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Head {
@@ -510,6 +523,25 @@ impl Store {
         }
         let stored = self.db().get_pinned_cf(cf(self.db(), cf::for_table(table)), key)?;
         Ok(stored.and_then(|v| codec::unexpired(&v, codec::now_ms()).map(<[u8]>::to_vec)))
+    }
+
+    /// The size of every column family, in the order of the module documentation.
+    pub fn sizes(&self) -> Result<Vec<TableSize>, StoreError> {
+        let db = self.db();
+        let int = |name: &str, property: &rocksdb::properties::PropName| -> Result<u64, StoreError> {
+            Ok(db.property_int_value_cf(cf(db, name), property)?.unwrap_or(0))
+        };
+        cf::ALL
+            .iter()
+            .map(|&name| {
+                Ok(TableSize {
+                    name,
+                    disk_bytes: int(name, rocksdb::properties::TOTAL_SST_FILES_SIZE)?,
+                    memtable_bytes: int(name, rocksdb::properties::CUR_SIZE_ALL_MEM_TABLES)?,
+                    keys: int(name, rocksdb::properties::ESTIMATE_NUM_KEYS)?,
+                })
+            })
+            .collect()
     }
 
     /// Compacts a table's whole key range now, as RocksDB otherwise does in its own time

@@ -152,6 +152,31 @@ async fn idempotency_records_expire_after_their_ttl_and_compactions_remove_them(
 }
 
 #[tokio::test]
+async fn sizes_are_reported_for_every_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let names = |store: &Store| store.sizes().unwrap().into_iter().map(|t| t.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(&store),
+        ["entries", "heads", "feed", "snapshots", "idempotency", "meta", "jobs", "commitments", "queue"]
+    );
+    assert!(store.sizes().unwrap().iter().all(|t| (t.disk_bytes, t.keys) == (0, 0)), "a new store is empty");
+
+    let id = ExecutionId::new_v7();
+    store.append(Append::new(entries(&mut ChainHead::genesis(id), 3)).unwrap()).await.unwrap();
+    let set = (0..10).fold(WriteSet::new(), |ws, i| ws.put(Table::Idempotency, format!("org/{i}"), "{}"));
+    store.write(set).await.unwrap();
+    let size = |name: &str| store.sizes().unwrap().into_iter().find(|t| t.name == name).unwrap();
+    assert_eq!((size("entries").keys, size("heads").keys, size("feed").keys), (1, 1, 1));
+    assert_eq!(size("idempotency").keys, 10);
+    assert!(size("entries").memtable_bytes > 0 && size("entries").disk_bytes == 0, "{:?}", size("entries"));
+
+    store.compact(Table::Idempotency);
+    let idem = size("idempotency");
+    assert!(idem.disk_bytes > 0 && idem.keys == 10, "flushed to a table file: {idem:?}");
+}
+
+#[tokio::test]
 async fn snapshots_idempotency_and_scans() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);

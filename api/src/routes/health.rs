@@ -49,6 +49,16 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("pled_store_synced_groups").set(stats.groups.load(Relaxed) as f64);
     metrics::gauge!("pled_store_committed_sets").set(stats.sets.load(Relaxed) as f64);
     metrics::gauge!("pled_store_committed_entries").set(stats.entries.load(Relaxed) as f64);
+    match s.store.sizes() {
+        Ok(sizes) => {
+            for t in sizes {
+                metrics::gauge!("pled_store_disk_bytes", "table" => t.name).set(t.disk_bytes as f64);
+                metrics::gauge!("pled_store_memtable_bytes", "table" => t.name).set(t.memtable_bytes as f64);
+                metrics::gauge!("pled_store_keys", "table" => t.name).set(t.keys as f64);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the store's sizes for /metrics"),
+    }
     metrics::gauge!("pled_replay_slots_busy").set(s.runs.busy() as f64);
     metrics::gauge!("pled_replay_runs_queued").set(s.runs.queued() as f64);
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
