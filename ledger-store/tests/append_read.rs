@@ -120,7 +120,7 @@ async fn several_appends_to_one_execution_in_one_set_apply_in_order() {
 #[tokio::test]
 async fn idempotency_records_expire_after_their_ttl_and_compactions_remove_them() {
     let dir = tempfile::tempdir().unwrap();
-    let ttl = std::time::Duration::from_millis(300);
+    let ttl = std::time::Duration::from_secs(1);
     let put = |key: &str, value: &str| WriteSet::new().put(Table::Idempotency, key.as_bytes(), value.as_bytes());
     {
         // Written without a TTL: kept whatever a later store's TTL.
