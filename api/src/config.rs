@@ -80,6 +80,10 @@ pub struct ServeConfig {
     /// [`MIN_IDEMPOTENCY_TTL`].
     #[serde(with = "duration_text")]
     pub idempotency_ttl: Duration,
+    /// Requests per second each org may make (a token bucket per org); 0 (default): no limit.
+    pub org_rate_limit: f64,
+    /// Requests an org may make at once above its rate (the bucket's size). Default 100.
+    pub org_burst: u32,
     /// The anchoring signer's address (derived at start from the key; not configurable).
     #[serde(skip)]
     pub signer_address: Option<String>,
@@ -136,6 +140,8 @@ impl Default for ServeConfig {
             backup_every: Duration::from_secs(3600),
             backup_keep: 24,
             idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
+            org_rate_limit: 0.0,
+            org_burst: 100,
             signer_address: None,
         }
     }
@@ -228,6 +234,12 @@ pub struct ServeArgs {
     /// Keep each Idempotency-Key's answer this long, at least 1h: `7d`, `36h` [default: 7d].
     #[arg(long, env = "PLED_IDEMPOTENCY_TTL", value_parser = parse_duration)]
     pub idempotency_ttl: Option<Duration>,
+    /// Requests per second each org may make, e.g. `500` or `0.5`; over it, 429 [default: 0, no limit].
+    #[arg(long, env = "PLED_ORG_RATE_LIMIT")]
+    pub org_rate_limit: Option<f64>,
+    /// Requests an org may make at once above its rate [default: 100].
+    #[arg(long, env = "PLED_ORG_BURST")]
+    pub org_burst: Option<u32>,
 }
 
 /// [`ServeConfig::idempotency_ttl`]'s default.
@@ -330,6 +342,18 @@ impl ServeConfig {
         if let Some(v) = a.idempotency_ttl {
             c.idempotency_ttl = v;
         }
+        if let Some(v) = a.org_rate_limit {
+            c.org_rate_limit = v;
+        }
+        if let Some(v) = a.org_burst {
+            c.org_burst = v;
+        }
+        anyhow::ensure!(
+            c.org_rate_limit.is_finite() && c.org_rate_limit >= 0.0,
+            "org_rate_limit must be a number of requests per second, 0 for no limit (it is {})",
+            c.org_rate_limit
+        );
+        anyhow::ensure!(c.org_burst >= 1, "org_burst must be at least 1");
         anyhow::ensure!(
             c.idempotency_ttl >= MIN_IDEMPOTENCY_TTL,
             "idempotency_ttl must be at least 1h (it is {:?}): a shorter one would let a retried \
@@ -408,5 +432,20 @@ mod tests {
         std::fs::write(&file, "idempotency_ttl = \"30m\"\n").unwrap();
         let err = ServeConfig::load(&ServeArgs { config: Some(file), ..Default::default() }).unwrap_err();
         assert!(format!("{err:#}").contains("at least 1h"), "a file is held to it too: {err:#}");
+    }
+
+    #[test]
+    fn org_rate_limits_are_off_by_default_and_checked() {
+        let c = ServeConfig::load(&ServeArgs::default()).unwrap();
+        assert_eq!((c.org_rate_limit, c.org_burst), (0.0, 100));
+        let args = ServeArgs { org_rate_limit: Some(0.5), org_burst: Some(3), ..Default::default() };
+        let c = ServeConfig::load(&args).unwrap();
+        assert_eq!((c.org_rate_limit, c.org_burst), (0.5, 3));
+        for bad in [-1.0, f64::NAN, f64::INFINITY] {
+            let args = ServeArgs { org_rate_limit: Some(bad), ..Default::default() };
+            assert!(format!("{:#}", ServeConfig::load(&args).unwrap_err()).contains("org_rate_limit"), "{bad}");
+        }
+        let err = ServeConfig::load(&ServeArgs { org_burst: Some(0), ..Default::default() }).unwrap_err();
+        assert!(format!("{err:#}").contains("org_burst must be at least 1"), "{err:#}");
     }
 }

@@ -99,6 +99,14 @@ pub enum ApiError {
     /// 429: too much of something is already in progress for the caller's org.
     #[error("{0}")]
     TooManyRequests(String),
+    /// 429: the caller's org is over its request rate ([`crate::ratelimit`]).
+    #[error("{detail}")]
+    RateLimited {
+        /// Which limit.
+        detail: String,
+        /// Seconds until a request will be taken again (`Retry-After`).
+        retry_after: u64,
+    },
     /// 503: the service cannot take writes now (store poisoned, shutting down).
     #[error("{0}")]
     Unavailable(String),
@@ -148,6 +156,7 @@ impl ApiError {
             }
             Self::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code, "Unprocessable request"),
             Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "Too many requests"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Rate limited"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal server error"),
         }
@@ -193,8 +202,11 @@ impl IntoResponse for ApiError {
         if let Self::Internal(cause) = &self {
             tracing::error!(error = %cause, "internal error");
         }
-        let problem = self.problem();
-        problem_response(problem)
+        let mut res = problem_response(self.problem());
+        if let Self::RateLimited { retry_after, .. } = self {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        res
     }
 }
 

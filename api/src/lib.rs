@@ -20,6 +20,7 @@ pub mod lanes;
 mod middleware;
 pub mod mints;
 pub mod openapi;
+pub mod ratelimit;
 pub mod replay;
 pub mod repo;
 mod routes;

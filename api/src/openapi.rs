@@ -20,7 +20,8 @@ use crate::state::AppState;
     info(
         title = "PLED API",
         description = "The system of record for process executions. Errors are RFC 9457 problem documents \
-            (application/problem+json). Creating POSTs honour Idempotency-Key. Authenticate with \
+            (application/problem+json). Creating POSTs honour Idempotency-Key. An org over its request \
+            rate gets 429 with Retry-After. Authenticate with \
             `Authorization: Bearer <JWT or PLED access token>`; the org comes from the token. See docs/api.md.",
     ),
     modifiers(&BearerAuth),
@@ -65,9 +66,14 @@ const COMMON_PROBLEMS: &[(&str, &str, Applies)] = &[
         "Well-formed but not acceptable; `type` says why (`idempotency_conflict`: the key was used with another body)",
         Applies::WithIdempotencyKey,
     ),
+    ("429", RATE_LIMITED, Applies::Authenticated),
     ("500", "A bug or an I/O failure; `traceId` locates it in the server's log", Applies::Always),
     ("503", "The store refuses writes, or the request timed out", Applies::Always),
 ];
+
+/// The 429 of [`crate::ratelimit`]; an operation's own 429 (too much in progress) says more.
+pub(crate) const RATE_LIMITED: &str =
+    "`rate_limited`: the org is over `--org-rate-limit`; `Retry-After` says in how many seconds to retry";
 
 #[derive(Clone, Copy)]
 enum Applies {
@@ -97,6 +103,10 @@ pub(crate) fn complete(spec: &utoipa::openapi::OpenApi) -> Value {
     for (status, description, _) in COMMON_PROBLEMS {
         responses[common_name(status)] = json!({ "description": description, "content": problem_content });
     }
+    responses[common_name("429")]["headers"] = json!({ "Retry-After": {
+        "description": "Seconds until the org's next request is taken",
+        "schema": { "type": "integer", "minimum": 1 },
+    }});
     // utoipa keeps `deny_unknown_fields` on structs but drops it on the variants of an
     // internally tagged enum (a schedule's `Target`); every such enum of ours has it.
     let schemas = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut);

@@ -96,6 +96,7 @@ pub fn state(store: Store, config: ServeConfig, jwt: JwtConfig) -> anyhow::Resul
         crate::actions::RunnerConfig::from_config(&config),
     );
     let timers = crate::timers::TimerService::new(store.clone(), lanes.clone());
+    let limits = crate::ratelimit::OrgLimits::new(config.org_rate_limit, config.org_burst);
     Ok(AppState::new(Services {
         runner,
         timers,
@@ -110,6 +111,7 @@ pub fn state(store: Store, config: ServeConfig, jwt: JwtConfig) -> anyhow::Resul
         hub,
         committer,
         tokens: Arc::default(),
+        limits,
     }))
 }
 

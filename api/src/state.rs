@@ -54,6 +54,8 @@ pub struct Services {
     pub committer: Arc<pled_committer::Committer>,
     /// Access tokens verified so far.
     pub tokens: Arc<crate::repo::tokens::Verifier>,
+    /// Per-org request rates (`None`: not limited).
+    pub limits: Option<crate::ratelimit::OrgLimits>,
     /// The action runner (spawned by `pled serve`; tests spawn it when they need it).
     pub runner: Arc<crate::actions::Runner>,
     /// Fires due timers (spawned like the runner).

@@ -171,3 +171,48 @@ async fn another_orgs_resources_are_404_everywhere() {
     let state = t.get(&format!("/v1/executions/{eid}/state"), t.admin("acme")).await;
     assert_eq!(state.body["eventCount"], 1);
 }
+
+#[tokio::test]
+async fn an_org_over_its_rate_is_told_when_to_retry_and_other_orgs_are_not_slowed() {
+    // Bursts of 3, then one request per 100 s: nothing refills during the test.
+    let t = TestApp::with_config(|c| {
+        c.org_rate_limit = 0.01;
+        c.org_burst = 3;
+    });
+    let acme = t.admin("acme");
+    // Refused credentials name no org and take nothing.
+    for _ in 0..3 {
+        let r = t.call(Method::GET, "/v1/templates", Some("pled_pat_nonsense"), None).await;
+        assert_problem(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    for _ in 0..3 {
+        assert_eq!(t.get("/v1/templates", acme).await.status, StatusCode::OK);
+    }
+    let (template, _) = example("approval");
+    let r = t.post("/v1/templates", acme, template).await;
+    assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_eq!(r.headers.get("retry-after").unwrap(), "100");
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("org acme is over its 0.01 requests per second"),
+        "{:?}",
+        r.body
+    );
+    assert_problem(
+        &t.get("/v1/templates", t.token("acme", Role::Viewer)).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    );
+
+    // Other orgs have their own budget; health and metrics need none.
+    assert_eq!(t.get("/v1/templates", t.admin("globex")).await.status, StatusCode::OK);
+    assert_eq!(t.call(Method::GET, "/health", None, None).await.status, StatusCode::OK);
+    let metrics = t.call(Method::GET, "/metrics", None, None).await;
+    assert!(metrics.body.as_str().unwrap().contains("pled_rate_limited_total{org=\"acme\"} 2"), "{:?}", metrics.body);
+
+    // The refused create wrote nothing: an unlimited app over the same store finds no template.
+    let unlimited =
+        pled_api::app(pled_api::server::state(t.store.clone(), Default::default(), Default::default()).unwrap());
+    let t2 = common::TestApp { app: unlimited, ..t };
+    let list = t2.get("/v1/templates", t2.admin("acme")).await;
+    assert_eq!(list.body["items"], json!([]), "{:?}", list.body);
+}

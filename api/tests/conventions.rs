@@ -315,6 +315,10 @@ async fn health_metrics_openapi_and_docs() {
     // Templates are typed by the engine's model, not "an object".
     let create = &spec.body["paths"]["/v1/templates"]["post"]["requestBody"]["content"]["application/json"];
     assert_eq!(create["schema"]["$ref"], "#/components/schemas/Template");
+    let limited = &spec.body["components"]["responses"]["Problem429"];
+    assert_eq!(limited["headers"]["Retry-After"]["schema"]["type"], "integer", "{limited}");
+    let create_responses = &spec.body["paths"]["/v1/templates"]["post"]["responses"];
+    assert_eq!(create_responses["429"]["$ref"], "#/components/responses/Problem429");
     let model = &spec.body["components"]["schemas"]["Template"];
     assert_eq!(model["required"], json!(["name", "states"]), "{model}");
     assert_eq!(model["additionalProperties"], false);

@@ -165,3 +165,37 @@ async fn rotation_keeps_the_previous_secret_for_a_while_and_deletion_refuses_eve
     );
     let _: Value = list.body;
 }
+
+#[tokio::test]
+async fn webhooks_count_against_their_orgs_rate() {
+    // One request per 100 s after the burst: nothing refills during the test.
+    let t = TestApp::with_config(|c| {
+        c.org_rate_limit = 0.01;
+        c.org_burst = 10;
+    });
+    let eid = execution(&t).await;
+    let secret = source(&t, "acme", "crm").await;
+    let body = br#"{"deal": 42}"#;
+    let path = format!("/v1/hooks/{eid}/crm");
+    assert_eq!(hook(&t, &path, body, &signed(&secret, now(), body)).await.status, StatusCode::CREATED);
+    // Spend what is left of acme's burst.
+    while t.get("/v1/templates", t.admin("acme")).await.status == StatusCode::OK {}
+
+    let other = br#"{"deal": 43}"#;
+    let r = hook(&t, &path, other, &signed(&secret, now(), other)).await;
+    assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_eq!(r.headers.get("retry-after").unwrap(), "100");
+    // A bad signature is still a 401: the limit applies only to authentic requests.
+    let r = hook(&t, &path, other, &signed("whsec_wrong", now(), other)).await;
+    assert_problem(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    let unlimited =
+        pled_api::app(pled_api::server::state(t.store.clone(), Default::default(), Default::default()).unwrap());
+    let t2 = TestApp { app: unlimited, ..t };
+    let events = t2.get(&format!("/v1/executions/{eid}/events"), t2.admin("acme")).await;
+    assert_eq!(
+        events.body["items"].as_array().unwrap().len(),
+        1,
+        "the limited webhook wrote nothing: {:?}",
+        events.body
+    );
+}

@@ -68,7 +68,7 @@ fn valid_source(s: &str) -> bool {
     responses((status = 201, description = "Applied (as POST /v1/executions/{id}/events answers)", body = Object),
         (status = 400, body = crate::error::Problem),
         (status = 401, description = "Unknown execution or source, or a missing, invalid or stale signature", body = crate::error::Problem),
-        (status = 409, body = crate::error::Problem)))]
+        (status = 409, body = crate::error::Problem), (status = 429, body = crate::error::Problem)))]
 pub(crate) async fn receive(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -95,6 +95,9 @@ pub(crate) async fn receive(
     }
     tracing::Span::current().record("org", org.as_str());
     tracing::Span::current().record("execution_id", execution_id.as_str());
+    if let Some(limits) = &s.limits {
+        limits.check(&org)?;
+    }
     // Authentic from here on: bad input is a 4xx with a reason.
     let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_field("/", format!("not JSON: {e}")))?;
     let payload = if value.is_object() { value } else { json!({ "body": value }) };
