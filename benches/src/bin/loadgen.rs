@@ -20,6 +20,11 @@
 //!
 //! `--serve-arg` passes flags to `pled serve` (repeatable), e.g. `--serve-arg=--chain
 //! --serve-arg=off` to measure HTTP without anchoring.
+//!
+//! `--neighbour-rate N` adds a second org, `quiet`, that posts N events/s to an execution of
+//! its own (open loop, one connection) while the load runs, and reports its latency on a line
+//! of its own: how much the load's org crowds another tenant out, with or without
+//! `--serve-arg=--org-rate-limit --serve-arg=R`. Answers 429 are counted as `limited`.
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -72,6 +77,9 @@ struct Args {
     /// directory that is removed.
     #[arg(long)]
     keep_data: Option<std::path::PathBuf>,
+    /// A second org posts this many events/s (open loop) beside the load; 0: none.
+    #[arg(long, default_value_t = 0)]
+    neighbour_rate: u64,
 }
 
 struct Target {
@@ -89,10 +97,24 @@ struct Target {
 
 impl Target {
     async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let r = self.client.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(body).send().await?;
+        self.post_as(&self.token, path, body).await
+    }
+
+    async fn post_as(&self, token: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let r = self.client.post(format!("{}{path}", self.base)).bearer_auth(token).json(body).send().await?;
         anyhow::ensure!(r.status().is_success(), "{path}: {}", r.status());
         Ok(r.json().await?)
     }
+}
+
+/// An admin token of `org`, created in the (not yet served) store `dir`.
+fn create_token(pled: &str, dir: &std::path::Path, org: &str) -> anyhow::Result<String> {
+    let out = Command::new(pled)
+        .args(["token", "create", "--org", org, "--role", "admin", "--data-dir"])
+        .arg(dir)
+        .output()?;
+    anyhow::ensure!(out.status.success(), "token create failed: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
 #[tokio::main]
@@ -110,12 +132,8 @@ async fn main() -> anyhow::Result<()> {
             tmp.path()
         }
     };
-    let out = Command::new(&args.pled)
-        .args(["token", "create", "--org", "bench", "--role", "admin", "--data-dir"])
-        .arg(dir)
-        .output()?;
-    anyhow::ensure!(out.status.success(), "token create failed: {}", String::from_utf8_lossy(&out.stderr));
-    let token = String::from_utf8(out.stdout)?.trim().to_owned();
+    let token = create_token(&args.pled, dir, "bench")?;
+    let quiet_token = if args.neighbour_rate > 0 { Some(create_token(&args.pled, dir, "quiet")?) } else { None };
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let mut server = Command::new(&args.pled)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
@@ -138,14 +156,17 @@ async fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let result =
-        if healthy { run(&args, t.clone()).await } else { Err(anyhow::anyhow!("the server never answered /health")) };
+    let result = if healthy {
+        run(&args, t.clone(), quiet_token).await
+    } else {
+        Err(anyhow::anyhow!("the server never answered /health"))
+    };
     server.kill()?;
     server.wait()?;
     result
 }
 
-async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
+async fn run(args: &Args, t: Arc<Target>, quiet_token: Option<String>) -> anyhow::Result<()> {
     let template = json!({
         "name": "bench",
         "variables": [{ "name": "n", "type": "int", "default": 0 }],
@@ -173,6 +194,15 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
     if args.mode == "anchor" {
         return anchor_latency(args, &t, &executions).await;
     }
+    let neighbour = match &quiet_token {
+        Some(token) => {
+            let tid = t.post_as(token, "/v1/templates", &template).await?["id"].as_str().unwrap_or_default().to_owned();
+            t.post_as(token, &format!("/v1/templates/{tid}/versions"), &json!({})).await?;
+            let e = t.post_as(token, "/v1/executions", &json!({ "templateId": tid, "name": "quiet" })).await?;
+            Some((format!("Bearer {token}"), e["id"].as_str().unwrap_or_default().to_owned()))
+        }
+        None => None,
+    };
     let executions = Arc::new(executions);
     let tid = Arc::new(tid);
     eprintln!(
@@ -190,6 +220,7 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
     let timeline: Arc<Vec<(AtomicU64, AtomicU64)>> =
         Arc::new((0..windows).map(|_| (AtomicU64::new(0), AtomicU64::new(0))).collect());
     let errors = Arc::new(AtomicU64::new(0));
+    let limited = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let started_unix =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
@@ -212,14 +243,21 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
         Some(cpu_seconds(pid)? - before?)
     });
     let client_cpu_before = cpu_seconds(std::process::id());
+    let neighbour = neighbour.map(|(authorization, execution)| {
+        let (t, rate) = (t.clone(), args.neighbour_rate);
+        tokio::spawn(
+            async move { neighbour_load(&t, &authorization, &execution, rate, started, measure_from, end).await },
+        )
+    });
     let mut tasks = Vec::new();
     for c in 0..args.connections {
-        let (t, executions, tid, hist, errors, mode, pacer, timeline) = (
+        let (t, executions, tid, hist, errors, limited, mode, pacer, timeline) = (
             t.clone(),
             executions.clone(),
             tid.clone(),
             hist.clone(),
             errors.clone(),
+            limited.clone(),
             args.mode.clone(),
             pacer.clone(),
             timeline.clone(),
@@ -249,24 +287,27 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
                     _ if n & 1 == 0 => (format!("/v1/templates/{tid}"), None),
                     _ => ("/v1/templates?limit=50".to_owned(), None),
                 };
-                let ok = match &mut conn {
-                    Some(c) => c.send(&t, &path, body.as_ref()).await,
+                let status = match &mut conn {
+                    Some(c) => c.send(&t.addr, &t.authorization, &path, body.as_ref()).await,
                     None => match Connection::open(&t.addr).await {
                         Ok(mut c) => {
-                            let ok = c.send(&t, &path, body.as_ref()).await;
+                            let status = c.send(&t.addr, &t.authorization, &path, body.as_ref()).await;
                             conn = Some(c);
-                            ok
+                            status
                         }
-                        Err(_) => false,
+                        Err(_) => None,
                     },
                 };
-                if !ok {
+                if status.is_none() {
                     // A failed exchange may leave the connection unusable: open a new one.
                     conn = None;
                 }
+                let ok = status.is_some_and(|s| s.is_success());
                 let done = Instant::now();
                 if due >= measure_from {
-                    if ok {
+                    if status == Some(http::StatusCode::TOO_MANY_REQUESTS) {
+                        limited.fetch_add(1, Ordering::Relaxed);
+                    } else if ok {
                         let micros = done.duration_since(due).as_micros().max(1) as u64;
                         let _ = local.record(micros);
                         let w = (due.duration_since(measure_from).as_millis() / 100) as usize;
@@ -286,6 +327,10 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
         task.await?;
     }
     let server_cpu = cpu.await?;
+    let neighbour = match neighbour {
+        Some(task) => Some(task.await??),
+        None => None,
+    };
     if args.timeline_ms > 0 {
         let since_start = measure_from.duration_since(started).as_secs_f64();
         for (i, (n, max)) in timeline.iter().enumerate() {
@@ -305,18 +350,30 @@ async fn run(args: &Args, t: Arc<Target>) -> anyhow::Result<()> {
     let secs = args.seconds as f64;
     let q = |p: f64| h.value_at_quantile(p) as f64 / 1000.0;
     println!(
-        "mode={} connections={} executions={} rate={} -> {:.0} req/s ok, errors={}, latency ms: p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}",
+        "mode={} connections={} executions={} rate={} -> {:.0} req/s ok, errors={}, limited={}, latency ms: p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}",
         args.mode,
         args.connections,
         args.executions,
         if args.rate > 0 { args.rate.to_string() } else { "max".into() },
         h.len() as f64 / secs,
         errors.load(Ordering::Relaxed),
+        limited.load(Ordering::Relaxed),
         q(0.50),
         q(0.95),
         q(0.99),
         h.max() as f64 / 1000.0
     );
+    if let Some((n, h, failed)) = neighbour {
+        let q = |p: f64| h.value_at_quantile(p) as f64 / 1000.0;
+        println!(
+            "neighbour org quiet at {n} events/s -> {} ok, {failed} not ok, latency ms: p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}",
+            h.len(),
+            q(0.50),
+            q(0.95),
+            q(0.99),
+            h.max() as f64 / 1000.0
+        );
+    }
     if let Some(cpu) = server_cpu.filter(|_| !h.is_empty()) {
         println!("server CPU: {:.2} cores busy, {:.0} µs per request", cpu / secs, cpu * 1e6 / h.len() as f64);
     }
@@ -385,24 +442,67 @@ impl Connection {
     }
 
     /// Sends one request (a POST of `body` as JSON, or a GET) and reads the whole answer;
-    /// whether it succeeded with a 2xx.
-    async fn send(&mut self, t: &Target, path: &str, body: Option<&Value>) -> bool {
+    /// its status, or `None` if the exchange failed.
+    async fn send(
+        &mut self,
+        addr: &str,
+        authorization: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Option<http::StatusCode> {
         let request = http::Request::builder()
             .method(if body.is_some() { http::Method::POST } else { http::Method::GET })
             .uri(path)
-            .header(http::header::HOST, &t.addr)
-            .header(http::header::AUTHORIZATION, &t.authorization)
+            .header(http::header::HOST, addr)
+            .header(http::header::AUTHORIZATION, authorization)
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body.map(|b| b.to_string()).unwrap_or_default())));
-        let Ok(request) = request else { return false };
-        if self.sender.ready().await.is_err() {
-            return false;
+            .body(Full::new(Bytes::from(body.map(|b| b.to_string()).unwrap_or_default())))
+            .ok()?;
+        self.sender.ready().await.ok()?;
+        let r = self.sender.send_request(request).await.ok()?;
+        let status = r.status();
+        r.into_body().collect().await.ok()?;
+        Some(status)
+    }
+}
+
+/// The neighbour org: `rate` events/s to its execution, open loop on one connection, until
+/// `end`; the latencies (µs, from when each was due) of those due after `measure_from`, and how
+/// many of those were not answered 2xx.
+async fn neighbour_load(
+    t: &Target,
+    authorization: &str,
+    execution: &str,
+    rate: u64,
+    started: Instant,
+    measure_from: Instant,
+    end: Instant,
+) -> anyhow::Result<(u64, Histogram<u64>, u64)> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut failed = 0;
+    let mut conn = Connection::open(&t.addr).await?;
+    let path = format!("/v1/executions/{execution}/events");
+    let body = json!({ "type": "order.line.added", "payload": { "qty": 1, "sku": "Q" }, "source": "quiet" });
+    for i in 0u64.. {
+        let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+        if due >= end {
+            break;
         }
-        match self.sender.send_request(request).await {
-            Ok(r) => r.status().is_success() && r.into_body().collect().await.is_ok(),
-            Err(_) => false,
+        tokio::time::sleep_until(due.into()).await;
+        let status = conn.send(&t.addr, authorization, &path, Some(&body)).await;
+        if status.is_none() {
+            conn = Connection::open(&t.addr).await?;
+        }
+        if due >= measure_from {
+            match status {
+                Some(s) if s.is_success() => {
+                    hist.record(Instant::now().duration_since(due).as_micros().max(1) as u64)?
+                }
+                _ => failed += 1,
+            }
         }
     }
+    Ok((rate, hist, failed))
 }
 
 /// User + system CPU seconds of a process so far (Linux `/proc`), if readable.
