@@ -245,9 +245,9 @@ pub struct ServeArgs {
 /// [`ServeConfig::idempotency_ttl`]'s default.
 pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// The shortest [`ServeConfig::idempotency_ttl`]: well beyond the ±5 minutes in which a signed
-/// webhook is accepted and deduplicated by its record (`signing::REPLAY_WINDOW_SECS`), and
-/// than a client's or an action job's retries.
+/// The shortest [`ServeConfig::idempotency_ttl`]: longer than the ±5 minutes in which a signed
+/// webhook is accepted and deduplicated by its record (`signing::REPLAY_WINDOW_SECS`), and than
+/// the retries of clients and action jobs.
 pub const MIN_IDEMPOTENCY_TTL: Duration = Duration::from_secs(3600);
 
 /// Parses `250ms`, `2s`, `1m`, `1h`, `7d` (or plain seconds).

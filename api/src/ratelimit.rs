@@ -1,8 +1,10 @@
 //! Per-org request rates (`--org-rate-limit`, `--org-burst`): a token bucket for each org, so
-//! that one tenant's flood cannot take the service from the others. An org's requests take
-//! one token each; the bucket holds at most `burst` tokens and refills at `rate` per second.
-//! A request that finds it empty is answered 429 `rate_limited` with `Retry-After`, and does
-//! nothing. Off unless `--org-rate-limit` is set.
+//! that no org causes more than its share of the service's work (lanes, writer, ledger,
+//! rounds). An org's requests take one token each; the bucket holds at most `burst` tokens and
+//! refills at `rate` per second. A request that finds it empty is answered 429 `rate_limited`
+//! with `Retry-After` before it reaches a lane, and does nothing. Off unless `--org-rate-limit`
+//! is set. (A refusal still costs about what the cheapest request does: against a flood of
+//! raw requests the limit belongs in front of the service; see BENCHMARKS.md, HTTP.)
 
 use std::collections::HashMap;
 use std::sync::Mutex;

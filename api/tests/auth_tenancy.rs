@@ -173,7 +173,7 @@ async fn another_orgs_resources_are_404_everywhere() {
 }
 
 #[tokio::test]
-async fn an_org_over_its_rate_is_told_when_to_retry_and_other_orgs_are_not_slowed() {
+async fn an_org_over_its_rate_is_told_when_to_retry_and_other_orgs_keep_their_own_budget() {
     // Bursts of 3, then one request per 100 s: nothing refills during the test.
     let t = TestApp::with_config(|c| {
         c.org_rate_limit = 0.01;
