@@ -13,6 +13,7 @@
 # The load is a closed loop of 16 connections (the server saturated, large write groups);
 # RATE=N offers N events/s instead (open loop; under callgrind the server serves a few hundred
 # per second, so RATE=150 is a light load: small write groups, more wake-ups per event).
+# LOADGEN_ARGS adds loadgen flags (e.g. --idempotency-keys).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 T="${CARGO_TARGET_DIR:-$ROOT/target}/release"
@@ -32,7 +33,7 @@ exec "$PLED" "\$@"
 EOF
 chmod +x "$OUT/pled"
 
-"$T/loadgen" --pled "$OUT/pled" --mode events --connections 16 --seconds 100000 ${RATE:+--rate "$RATE"} \
+"$T/loadgen" --pled "$OUT/pled" --mode events --connections 16 --seconds 100000 ${RATE:+--rate "$RATE"} ${LOADGEN_ARGS:-} \
   --serve-arg=--chain --serve-arg=off --server-log warn,pled_api::server=info >"$OUT/loadgen.log" 2>&1 &
 LOADGEN=$!
 trap 'kill $LOADGEN 2>/dev/null || true; pkill -f "callgrind-out-file=$OUT/" || true' EXIT

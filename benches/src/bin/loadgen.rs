@@ -21,6 +21,8 @@
 //! `--serve-arg` passes flags to `pled serve` (repeatable), e.g. `--serve-arg=--chain
 //! --serve-arg=off` to measure HTTP without anchoring.
 //!
+//! `--idempotency-keys` sends every event with an `Idempotency-Key` of its own.
+//!
 //! `--neighbour-rate N` adds a second org, `quiet`, that posts N events/s to an execution of
 //! its own (open loop, one connection) while the load runs, and reports its latency on a line
 //! of its own: how much the load's org crowds another tenant out, with or without
@@ -80,6 +82,10 @@ struct Args {
     /// A second org posts this many events/s (open loop) beside the load; 0: none.
     #[arg(long, default_value_t = 0)]
     neighbour_rate: u64,
+    /// `events`: send each event with an `Idempotency-Key` of its own, as integrators are told
+    /// to (the server then looks it up and stores the answer with the event).
+    #[arg(long)]
+    idempotency_keys: bool,
 }
 
 struct Target {
@@ -251,6 +257,7 @@ async fn run(args: &Args, t: Arc<Target>, quiet_token: Option<String>) -> anyhow
     });
     let mut tasks = Vec::new();
     for c in 0..args.connections {
+        let keys = args.idempotency_keys.then(|| format!("loadgen-{c}-"));
         let (t, executions, tid, hist, errors, limited, mode, pacer, timeline) = (
             t.clone(),
             executions.clone(),
@@ -287,11 +294,14 @@ async fn run(args: &Args, t: Arc<Target>, quiet_token: Option<String>) -> anyhow
                     _ if n & 1 == 0 => (format!("/v1/templates/{tid}"), None),
                     _ => ("/v1/templates?limit=50".to_owned(), None),
                 };
+                // Unique per request: the connection's prefix and the request's counter.
+                let key = keys.as_ref().map(|prefix| format!("{prefix}{n:016x}"));
                 let status = match &mut conn {
-                    Some(c) => c.send(&t.addr, &t.authorization, &path, body.as_ref()).await,
+                    Some(c) => c.send(&t.addr, &t.authorization, &path, body.as_ref(), key.as_deref()).await,
                     None => match Connection::open(&t.addr).await {
                         Ok(mut c) => {
-                            let status = c.send(&t.addr, &t.authorization, &path, body.as_ref()).await;
+                            let status =
+                                c.send(&t.addr, &t.authorization, &path, body.as_ref(), key.as_deref()).await;
                             conn = Some(c);
                             status
                         }
@@ -441,16 +451,21 @@ impl Connection {
         Ok(Self { sender })
     }
 
-    /// Sends one request (a POST of `body` as JSON, or a GET) and reads the whole answer;
-    /// its status, or `None` if the exchange failed.
+    /// Sends one request (a POST of `body` as JSON, or a GET; with `Idempotency-Key: key` if
+    /// given) and reads the whole answer; its status, or `None` if the exchange failed.
     async fn send(
         &mut self,
         addr: &str,
         authorization: &str,
         path: &str,
         body: Option<&Value>,
+        key: Option<&str>,
     ) -> Option<http::StatusCode> {
-        let request = http::Request::builder()
+        let mut request = http::Request::builder();
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        let request = request
             .method(if body.is_some() { http::Method::POST } else { http::Method::GET })
             .uri(path)
             .header(http::header::HOST, addr)
@@ -489,7 +504,7 @@ async fn neighbour_load(
             break;
         }
         tokio::time::sleep_until(due.into()).await;
-        let status = conn.send(&t.addr, authorization, &path, Some(&body)).await;
+        let status = conn.send(&t.addr, authorization, &path, Some(&body), None).await;
         if status.is_none() {
             conn = Connection::open(&t.addr).await?;
         }
