@@ -407,12 +407,17 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./data"));
     }
 
-    #[test]
-    fn unknown_keys_in_the_file_are_refused() {
+    /// [`ServeConfig::load`] with a config file holding `toml` and no flags.
+    fn load_file(toml: &str) -> anyhow::Result<ServeConfig> {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pled.toml");
-        std::fs::write(&file, "listne = \"0.0.0.0:9000\"\n").unwrap();
-        let err = ServeConfig::load(&ServeArgs { config: Some(file), ..Default::default() }).unwrap_err();
+        std::fs::write(&file, toml).unwrap();
+        ServeConfig::load(&ServeArgs { config: Some(file), ..Default::default() })
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let err = load_file("listne = \"0.0.0.0:9000\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("listne"), "{err:#}");
     }
 
@@ -427,10 +432,7 @@ mod tests {
         let short = ServeArgs { idempotency_ttl: Some(Duration::from_secs(600)), ..Default::default() };
         let err = ServeConfig::load(&short).unwrap_err();
         assert!(format!("{err:#}").contains("idempotency_ttl must be at least 1h"), "{err:#}");
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("pled.toml");
-        std::fs::write(&file, "idempotency_ttl = \"30m\"\n").unwrap();
-        let err = ServeConfig::load(&ServeArgs { config: Some(file), ..Default::default() }).unwrap_err();
+        let err = load_file("idempotency_ttl = \"30m\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("at least 1h"), "a file is held to it too: {err:#}");
     }
 

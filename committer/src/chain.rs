@@ -15,7 +15,7 @@
 //!   idempotent for the same root besides.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
 use alloy::primitives::{Address, B256, Bytes, FixedBytes, U256};
@@ -71,10 +71,6 @@ impl From<crate::CommitError> for ChainError {
 
 fn rpc(e: impl std::fmt::Display) -> ChainError {
     ChainError(e.to_string())
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Contracts deployed by [`deploy`].
@@ -312,7 +308,7 @@ impl Publisher {
         let fees = self.provider.estimate_eip1559_fees().await.map_err(rpc)?;
         let nonce = self.next_nonce.unwrap_or_default();
         let (raw, hash) = self.sign(to, input, gas, nonce, fees.max_fee_per_gas, fees.max_priority_fee_per_gas).await?;
-        let now = now_ms();
+        let now = pled_core::unix_millis_now();
         let tx = TxState {
             nonce,
             raw: vec![raw.clone()],
@@ -398,7 +394,7 @@ impl Publisher {
             anchor.confirmations = None;
             self.set_anchor(&item.target, anchor.clone()).await?;
         }
-        let now = now_ms();
+        let now = pled_core::unix_millis_now();
         if now.saturating_sub(tx.last_bump_ms) >= self.cfg.stuck_after.as_millis() as u64 {
             // Stuck: replace it with the same nonce and higher fees.
             let Some((to, input, gas)) = self.call_of(&item.target).await? else { return Ok(()) };

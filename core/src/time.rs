@@ -20,6 +20,13 @@ pub struct TimeError(String);
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RecordedAt(String);
 
+/// Now, in Unix milliseconds (0 before 1970, which no clock here reads): for expiries and
+/// deadlines that are compared, never hashed.
+pub fn unix_millis_now() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl RecordedAt {
     /// The current time, truncated to microseconds. (Reading the clock is the one
     /// impurity here; the engine never calls it: it is handed times by its caller.)

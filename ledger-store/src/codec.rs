@@ -234,12 +234,6 @@ pub(crate) fn unexpired(stored: &[u8], now: u64) -> Option<&[u8]> {
     }
 }
 
-/// Now, in Unix milliseconds (0 before 1970, which no clock here reads).
-pub(crate) fn now_ms() -> u64 {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use pled_core::{Body, ChainHead, ExecutionId, Kind, RecordedAt};

@@ -209,7 +209,7 @@ impl Store {
                 // Compactions drop expired records; each table file is compacted again at least
                 // once per TTL (and at least a day apart), so none outlives about twice the TTL.
                 o.set_compaction_filter("pled-expired", |_level, _key, value: &[u8]| {
-                    match codec::unexpired(value, codec::now_ms()) {
+                    match codec::unexpired(value, pled_core::unix_millis_now()) {
                         Some(_) => rocksdb::CompactionDecision::Keep,
                         None => rocksdb::CompactionDecision::Remove,
                     }
@@ -324,13 +324,15 @@ impl Store {
             return Err(StoreError::Poisoned(cause.clone()));
         }
         // Stamped here, in the caller's task, not on the single writer thread.
-        if set.puts.iter().any(|(t, _, _)| t.expires()) {
-            let until = self.inner.idempotency_ttl.map_or(u64::MAX, |ttl| {
-                codec::now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+        let ttl = self.inner.idempotency_ttl;
+        let mut until = None;
+        for (_, _, value) in set.puts.iter_mut().filter(|(t, _, _)| t.expires()) {
+            let until = *until.get_or_insert_with(|| {
+                ttl.map_or(u64::MAX, |ttl| {
+                    pled_core::unix_millis_now().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+                })
             });
-            for (_, _, value) in set.puts.iter_mut().filter(|(t, _, _)| t.expires()) {
-                *value = codec::with_expiry(value, until);
-            }
+            *value = codec::with_expiry(value, until);
         }
         let (reply, rx) = oneshot::channel();
         Ok((Request { set, reply }, rx))
@@ -522,7 +524,7 @@ impl Store {
             return Ok(self.db().get_cf(cf(self.db(), cf::for_table(table)), key)?);
         }
         let stored = self.db().get_pinned_cf(cf(self.db(), cf::for_table(table)), key)?;
-        Ok(stored.and_then(|v| codec::unexpired(&v, codec::now_ms()).map(<[u8]>::to_vec)))
+        Ok(stored.and_then(|v| codec::unexpired(&v, pled_core::unix_millis_now()).map(<[u8]>::to_vec)))
     }
 
     /// The size of every column family, in the order of the module documentation.
@@ -574,7 +576,7 @@ impl Store {
             ro.set_iterate_upper_bound(prefix_end(prefix));
         }
         let mode = IteratorMode::From(&start, Direction::Forward);
-        let now = codec::now_ms();
+        let now = pled_core::unix_millis_now();
         let mut out = Vec::new();
         for item in self.db().iterator_cf_opt(cf(self.db(), cf::for_table(table)), ro, mode) {
             if out.len() == limit {
