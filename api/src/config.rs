@@ -84,6 +84,11 @@ pub struct ServeConfig {
     pub org_rate_limit: f64,
     /// Requests an org may make at once above its rate (the bucket's size). Default 100.
     pub org_burst: u32,
+    /// The longest lifetime of an access token issued through the API, and the lifetime of
+    /// one issued without `expiresIn`. Default none: tokens live until revoked unless their
+    /// issuer gives a lifetime.
+    #[serde(with = "duration_text::option")]
+    pub token_max_lifetime: Option<Duration>,
     /// The anchoring signer's address (derived at start from the key; not configurable).
     #[serde(skip)]
     pub signer_address: Option<String>,
@@ -142,6 +147,7 @@ impl Default for ServeConfig {
             idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
             org_rate_limit: 0.0,
             org_burst: 100,
+            token_max_lifetime: None,
             signer_address: None,
         }
     }
@@ -240,6 +246,10 @@ pub struct ServeArgs {
     /// Requests an org may make at once above its rate [default: 100].
     #[arg(long, env = "PLED_ORG_BURST")]
     pub org_burst: Option<u32>,
+    /// Longest lifetime of an access token issued through the API, also the lifetime of one
+    /// issued without expiresIn: `90d` [default: none, tokens live until revoked].
+    #[arg(long, env = "PLED_TOKEN_MAX_LIFETIME", value_parser = parse_duration)]
+    pub token_max_lifetime: Option<Duration>,
 }
 
 /// [`ServeConfig::idempotency_ttl`]'s default.
@@ -348,6 +358,7 @@ impl ServeConfig {
         if let Some(v) = a.org_burst {
             c.org_burst = v;
         }
+        c.token_max_lifetime = a.token_max_lifetime.or(c.token_max_lifetime);
         anyhow::ensure!(
             c.org_rate_limit.is_finite() && c.org_rate_limit >= 0.0,
             "org_rate_limit must be a number of requests per second, 0 for no limit (it is {})",
@@ -376,6 +387,17 @@ mod duration_text {
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         super::parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+
+    /// For settings without a default.
+    pub(super) mod option {
+        use std::time::Duration;
+
+        use serde::Deserializer;
+
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
     }
 }
 
@@ -449,5 +471,16 @@ mod tests {
         }
         let err = ServeConfig::load(&ServeArgs { org_burst: Some(0), ..Default::default() }).unwrap_err();
         assert!(format!("{err:#}").contains("org_burst must be at least 1"), "{err:#}");
+    }
+
+    #[test]
+    fn a_token_max_lifetime_is_unset_by_default_and_read_from_the_file_or_a_flag() {
+        assert_eq!(ServeConfig::load(&ServeArgs::default()).unwrap().token_max_lifetime, None);
+        let c = load_file("token_max_lifetime = \"90d\"\n").unwrap();
+        assert_eq!(c.token_max_lifetime, Some(Duration::from_secs(90 * 86_400)));
+        let args = ServeArgs { token_max_lifetime: Some(Duration::from_secs(3600)), ..Default::default() };
+        assert_eq!(ServeConfig::load(&args).unwrap().token_max_lifetime, Some(Duration::from_secs(3600)));
+        let err = load_file("token_max_lifetime = \"soon\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("not a duration"), "{err:#}");
     }
 }

@@ -216,3 +216,94 @@ async fn an_org_over_its_rate_is_told_when_to_retry_and_other_orgs_keep_their_ow
     let list = t2.get("/v1/templates", t2.admin("acme")).await;
     assert_eq!(list.body["items"], json!([]), "{:?}", list.body);
 }
+
+/// Microseconds between two of a record's timestamps.
+fn micros_between(from: &serde_json::Value, to: &serde_json::Value) -> i64 {
+    let at = |v: &serde_json::Value| pled_core::RecordedAt::parse(v.as_str().unwrap()).unwrap().unix_micros();
+    at(to) - at(from)
+}
+
+#[tokio::test]
+async fn an_access_token_works_until_its_lifetime_ends_and_the_server_caps_lifetimes() {
+    let t = TestApp::with_config(|c| c.token_max_lifetime = Some(std::time::Duration::from_secs(30 * 86_400)));
+    let admin = t.admin("acme");
+
+    let issued = t.post("/v1/tokens", admin, json!({ "role": "viewer", "name": "ci", "expiresIn": "2s" })).await;
+    assert_eq!(issued.status, StatusCode::CREATED, "{:?}", issued.body);
+    let record = &issued.body["record"];
+    assert_eq!(micros_between(&record["createdAt"], &record["expiresAt"]), 2_000_000);
+    let short = issued.body["token"].as_str().unwrap().to_owned();
+    // Used once, so the server has it cached: expiry must be checked on cached tokens too.
+    assert_eq!(t.get("/v1/templates", &short).await.status, StatusCode::OK);
+
+    // Without expiresIn a token gets the server's limit; beyond the limit it is refused.
+    let capped = t.post("/v1/tokens", admin, json!({ "role": "viewer", "name": "default" })).await;
+    let record = &capped.body["record"];
+    assert_eq!(micros_between(&record["createdAt"], &record["expiresAt"]), 30 * 86_400 * 1_000_000);
+    let r = t.post("/v1/tokens", admin, json!({ "role": "viewer", "name": "long", "expiresIn": "31d" })).await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(r.body["errors"][0]["path"], "/expiresIn");
+    for bad in ["soon", "0s", "2w", "-1d", ""] {
+        let r = t.post("/v1/tokens", admin, json!({ "role": "viewer", "name": "bad", "expiresIn": bad })).await;
+        assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
+        assert_eq!(r.body["errors"][0]["path"], "/expiresIn", "{bad}: {:?}", r.body);
+    }
+    // Without a limit, a lifetime past what a timestamp holds is refused too.
+    let other = TestApp::new();
+    let r = other
+        .post("/v1/tokens", other.admin("acme"), json!({ "role": "viewer", "name": "far", "expiresIn": "4000000d" }))
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
+    // Refused requests wrote nothing: besides the test's own tokens, the two issued above.
+    let list = t.get("/v1/tokens", admin).await;
+    let issued: Vec<_> = list.body.as_array().unwrap().iter().filter(|r| r["createdBy"] != "test").collect();
+    let mut names: Vec<_> = issued.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["ci", "default"]);
+    assert!(issued.iter().all(|r| r["expiresAt"].is_string()), "{issued:?}");
+
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    let r = t.get("/v1/templates", &short).await;
+    assert_problem(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert!(r.body["detail"].as_str().unwrap().starts_with("access token expired at 20"), "{:?}", r.body);
+    // The capped one still works.
+    assert_eq!(t.get("/v1/templates", capped.body["token"].as_str().unwrap()).await.status, StatusCode::OK);
+}
+
+#[test]
+fn pled_token_create_takes_a_lifetime_and_list_shows_which_tokens_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let pled = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pled"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = pled(&["token", "create", "--org", "acme", "--role", "viewer", "--name", "short", "--expires-in", "1s"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(", valid until 20"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(pled(&["token", "create", "--org", "acme", "--role", "admin", "--name", "forever"]).status.success());
+    let out = pled(&["token", "create", "--org", "acme", "--role", "viewer", "--expires-in", "soon"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a duration"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let out = pled(&["token", "list", "--org", "acme"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listing = String::from_utf8(out.stdout).unwrap();
+    let state = |name: &str| {
+        let line = listing.lines().find(|l| l.ends_with(&format!("\t{name}"))).unwrap();
+        line.split('\t').nth(2).unwrap().to_owned()
+    };
+    assert_eq!((state("short").as_str(), state("forever").as_str()), ("expired", "active"), "{listing}");
+}

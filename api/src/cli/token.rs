@@ -3,6 +3,7 @@
 //! read-only, also while the server runs.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
@@ -37,6 +38,9 @@ pub(crate) struct CreateArgs {
     /// What the token is for.
     #[arg(long, default_value = "cli")]
     name: String,
+    /// How long it works: `90d`, `12h` [default: until revoked].
+    #[arg(long, value_parser = pled_api::config::parse_duration)]
+    expires_in: Option<Duration>,
 }
 
 #[derive(Args, Debug)]
@@ -70,26 +74,34 @@ pub(crate) fn run(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
             let org = OrgId::new(&a.org)?;
             let role: Role = a.role.parse().map_err(anyhow::Error::msg)?;
             let store = open_store(&a.dir, false)?;
-            let (token, record, ws) = tokens::issue(&org, role, &a.name, "cli", WriteSet::new()).map_err(err)?;
+            let (token, record, ws) =
+                tokens::issue(&org, role, &a.name, "cli", a.expires_in, WriteSet::new()).map_err(err)?;
             let ws = audit::record(
                 ws,
                 &org,
                 "cli",
                 "token.issued",
                 &record.id,
-                serde_json::json!({ "role": role, "name": a.name }),
+                serde_json::json!({ "role": role, "name": a.name, "expiresAt": record.expires_at }),
             )
             .map_err(err)?;
             store.write_blocking(ws)?;
-            eprintln!("issued {role} token {} for org {org}; it is shown only now:", record.id);
+            let until = record.expires_at.as_ref().map_or(String::new(), |t| format!(", valid until {t}"));
+            eprintln!("issued {role} token {} for org {org}{until}; it is shown only now:", record.id);
             println!("{token}");
         }
         TokenCommand::List(a) => {
             let org = OrgId::new(&a.org)?;
             let store = read_store(&a.dir)?;
+            let now = pled_core::RecordedAt::now().unix_micros();
             for r in tokens::list(&store, &org).map_err(err)? {
-                let state = if r.revoked_at.is_some() { "revoked" } else { "active" };
-                println!("{}\t{}\t{}\t{}\t{}", r.id, r.role, state, r.created_at, r.name);
+                let state = match &r.expires_at {
+                    _ if r.revoked_at.is_some() => "revoked",
+                    Some(t) if t.unix_micros() <= now => "expired",
+                    _ => "active",
+                };
+                let expires = r.expires_at.as_ref().map_or("-", |t| t.as_str());
+                println!("{}\t{}\t{}\t{}\t{}\t{}", r.id, r.role, state, r.created_at, expires, r.name);
             }
         }
         TokenCommand::Revoke(a) => {

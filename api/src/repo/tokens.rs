@@ -1,11 +1,12 @@
 //! PLED personal access tokens: `pled_pat_<id>_<secret>`, printed once, stored as the
-//! SHA-256 of the whole token, revocable. Records live under `pat/<id>` with an org index
-//! under `pat-org/<org>/<id>`.
+//! SHA-256 of the whole token, revocable, and expiring if issued with a lifetime. Records live
+//! under `pat/<id>` with an org index under `pat-org/<org>/<id>`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
-use pled_core::{OrgId, RecordedAt};
+use pled_core::{OrgId, RecordedAt, unix_millis_now};
 use pled_store::{Store, WriteSet};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,11 @@ pub struct TokenRecord {
     /// When it was revoked, if it was.
     #[schema(value_type = Option<String>)]
     pub revoked_at: Option<RecordedAt>,
+    /// When it stops working, if it was issued with a lifetime (records from before
+    /// lifetimes existed have none).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub expires_at: Option<RecordedAt>,
     /// SHA-256 of the whole token, hex.
     #[serde(skip_serializing_if = "String::is_empty", default)]
     #[schema(ignore)]
@@ -66,14 +72,18 @@ fn digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Issues a token: returns the token text (to show once) and the write set that stores it.
+/// Issues a token that works for `lifetime` (for ever without one): returns the token text
+/// (to show once) and the write set that stores it.
 pub fn issue(
     org: &OrgId,
     role: Role,
     name: &str,
     created_by: &str,
+    lifetime: Option<Duration>,
     ws: WriteSet,
 ) -> Result<(String, TokenRecord, WriteSet), ApiError> {
+    let created_at = RecordedAt::now();
+    let expires_at = lifetime.map(|d| expiry(&created_at, d)).transpose()?;
     let mut id = [0u8; 8];
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut id);
@@ -85,9 +95,10 @@ pub fn issue(
         org: org.clone(),
         role,
         name: name.to_owned(),
-        created_at: RecordedAt::now(),
+        created_at,
         created_by: created_by.to_owned(),
         revoked_at: None,
+        expires_at,
         hash: digest(&token),
     };
     let ws = put_json(ws, &key(&id), &record)?;
@@ -95,12 +106,31 @@ pub fn issue(
     Ok((token, record, ws))
 }
 
-/// Checks a presented token and returns its principal.
-pub fn verify(store: &Store, token: &str) -> Result<Principal, ApiError> {
-    verify_digest(store, token, &digest(token))
+/// `from + lifetime`, or a 400 naming `/expiresIn` when that is past what a timestamp holds.
+fn expiry(from: &RecordedAt, lifetime: Duration) -> Result<RecordedAt, ApiError> {
+    i64::try_from(lifetime.as_micros())
+        .ok()
+        .and_then(|us| from.unix_micros().checked_add(us))
+        .and_then(|us| RecordedAt::from_unix_micros(us).ok())
+        .ok_or_else(|| ApiError::bad_field("/expiresIn", "the token would expire after the year 9999"))
 }
 
-fn verify_digest(store: &Store, token: &str, digest: &str) -> Result<Principal, ApiError> {
+/// A token's expiry: the instant in microseconds, to compare, and its text, to report.
+type Expiry = (i64, RecordedAt);
+
+/// A valid, unrevoked token's principal and expiry (not yet checked).
+type Verified = (Principal, Option<Expiry>);
+
+fn check_expiry(expires: Option<&Expiry>) -> Result<(), ApiError> {
+    match expires {
+        Some((us, at)) if i64::try_from(unix_millis_now()).unwrap_or(i64::MAX).saturating_mul(1000) >= *us => {
+            Err(ApiError::Unauthorized(format!("access token expired at {at}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn verify_digest(store: &Store, token: &str, digest: &str) -> Result<Verified, ApiError> {
     let invalid = || ApiError::Unauthorized("invalid or revoked access token".into());
     let rest = token.strip_prefix(PREFIX).ok_or_else(invalid)?;
     let (id, _) = rest.split_once('_').ok_or_else(invalid)?;
@@ -111,7 +141,8 @@ fn verify_digest(store: &Store, token: &str, digest: &str) -> Result<Principal, 
     if !constant_time_eq(record.hash.as_bytes(), digest.as_bytes()) || record.revoked_at.is_some() {
         return Err(invalid());
     }
-    Ok(Principal { org: record.org, role: record.role, subject: format!("pat:{id}") })
+    let principal = Principal { org: record.org, role: record.role, subject: format!("pat:{id}") };
+    Ok((principal, record.expires_at.map(|at| (at.unix_micros(), at))))
 }
 
 /// Tokens verified by this process, by digest, so a request does not read and parse the
@@ -119,32 +150,35 @@ fn verify_digest(store: &Store, token: &str, digest: &str) -> Result<Principal, 
 /// running server writes token records while it runs (`pled token` needs the store
 /// stopped), and it calls [`Verifier::forget_all`] after every revocation; a lookup that
 /// raced with a revocation is not cached (a generation counter, checked under the lock).
+/// Expiry is checked on every request, cached or not.
 #[derive(Default)]
 pub struct Verifier {
-    cache: Mutex<(u64, HashMap<String, Principal>)>,
+    cache: Mutex<(u64, HashMap<String, Verified>)>,
 }
 
 /// Cached principals before the cache is emptied and refilled.
 const VERIFIED_MAX: usize = 10_000;
 
 impl Verifier {
-    /// [`verify`], through the cache.
+    /// Checks a presented token (its hash, revocation and expiry) and returns its principal.
     pub fn verify(&self, store: &Store, token: &str) -> Result<Principal, ApiError> {
         let d = digest(token);
         let generation = {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(p) = cache.1.get(&d) {
+            if let Some((p, expires)) = cache.1.get(&d) {
+                check_expiry(expires.as_ref())?;
                 return Ok(p.clone());
             }
             cache.0
         };
-        let principal = verify_digest(store, token, &d)?;
+        let (principal, expires) = verify_digest(store, token, &d)?;
+        check_expiry(expires.as_ref())?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.0 == generation {
             if cache.1.len() >= VERIFIED_MAX {
                 cache.1.clear();
             }
-            cache.1.insert(d, principal.clone());
+            cache.1.insert(d, (principal.clone(), expires));
         }
         Ok(principal)
     }

@@ -1,5 +1,7 @@
 //! Access tokens and the audit log (admin only).
 
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -10,7 +12,8 @@ use utoipa_axum::routes;
 
 use super::PageQuery;
 use crate::auth::{Permission, Principal, Role};
-use crate::error::{ApiError, ApiResult};
+use crate::config::parse_duration;
+use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::idempotency::{self, Created, Idempotency};
 use crate::repo::Page;
@@ -34,6 +37,10 @@ pub(crate) struct NewToken {
     /// What it is for (shown in listings; 1-200 characters).
     #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     name: String,
+    /// How long it works: `90d`, `12h`, `30m`, `45s`. Without it, the server's
+    /// `--token-max-lifetime` if set, else until revoked; longer than that limit is refused.
+    #[schema(pattern = r"^[0-9]+(ms|s|m|h|d)?$", example = "90d")]
+    expires_in: Option<String>,
 }
 
 /// An issued token: the only time its secret is shown.
@@ -49,7 +56,8 @@ pub(crate) struct IssuedToken {
 /// Issue an access token in the caller's org (admin).
 #[utoipa::path(post, path = "/v1/tokens", tag = "admin", request_body = NewToken,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for the same body")),
-    responses((status = 201, body = IssuedToken), (status = 403, body = crate::error::Problem)))]
+    responses((status = 201, body = IssuedToken), (status = 403, body = crate::error::Problem),
+        (status = 422, description = "`expiresIn` is longer than the server's `--token-max-lifetime`", body = crate::error::Problem)))]
 pub(crate) async fn create_token(
     State(s): State<AppState>,
     who: Principal,
@@ -59,18 +67,36 @@ pub(crate) async fn create_token(
     who.require(Permission::Administer)?;
     let req = body.value;
     ApiError::check_text("/name", &req.name, 200)?;
+    let lifetime = lifetime(req.expires_in.as_deref(), s.config.token_max_lifetime)?;
     let idem = Idempotency::from_request(&headers, &who.org, "tokens", "/v1/tokens", &body.raw)?;
     idempotency::create(&s, idem, || async {
         let (token, record, ws) =
-            tokens::issue(&who.org, req.role, &req.name, &who.subject, pled_store::WriteSet::new())?;
-        let ws =
-            audit::by(ws, &who, "token.issued", &record.id, serde_json::json!({ "role": req.role, "name": req.name }))?;
+            tokens::issue(&who.org, req.role, &req.name, &who.subject, lifetime, pled_store::WriteSet::new())?;
+        let detail = serde_json::json!({ "role": req.role, "name": req.name, "expiresAt": record.expires_at });
+        let ws = audit::by(ws, &who, "token.issued", &record.id, detail)?;
         let location = format!("/v1/tokens/{}", record.id);
         let body = serde_json::to_value(IssuedToken { token, record: record.public() })
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok(Created { status: StatusCode::CREATED, body, location: Some(location), writes: ws })
     })
     .await
+}
+
+/// A new token's lifetime: `expiresIn` within the server's limit, or the limit, or none.
+fn lifetime(expires_in: Option<&str>, max: Option<Duration>) -> Result<Option<Duration>, ApiError> {
+    let Some(text) = expires_in else { return Ok(max) };
+    let asked = parse_duration(text).map_err(|e| ApiError::bad_field("/expiresIn", e))?;
+    match max {
+        Some(max) if asked > max => Err(ApiError::Unprocessable {
+            code: "validation_failed",
+            detail: format!(
+                "/expiresIn: {text} is longer than this server's token lifetime limit ({}s)",
+                max.as_secs()
+            ),
+            errors: vec![FieldError { path: "/expiresIn".into(), message: "longer than --token-max-lifetime".into() }],
+        }),
+        _ => Ok(Some(asked)),
+    }
 }
 
 /// The org's access tokens (never their secrets).

@@ -90,7 +90,7 @@ impl TestApp {
         let mut ws = WriteSet::new();
         for org in ORGS {
             for role in ROLES {
-                let (t, _, next) = tokens::issue(&OrgId::new(org).unwrap(), role, "test", "test", ws).unwrap();
+                let (t, _, next) = tokens::issue(&OrgId::new(org).unwrap(), role, "test", "test", None, ws).unwrap();
                 ws = next;
                 tokens.insert((org.to_owned(), role), t);
             }
