@@ -194,6 +194,7 @@ pub async fn run(mut config: ServeConfig, shutdown: impl Future<Output = ()> + S
     let timers = tokio::spawn(app_state.timers.clone().run(stopped.clone()));
     let schedules = tokio::spawn(crate::schedules::ScheduleService::new(app_state.clone()).run(stopped.clone()));
     let upkeep = tokio::spawn(metrics_upkeep(app_state.metrics.clone(), stopped.clone()));
+    let token_uses = tokio::spawn(app_state.tokens.clone().record_uses(store.clone(), stopped.clone()));
     let backups = config.backup_dir.clone().map(|dir| {
         tracing::info!(dir = %dir.display(), every_s = config.backup_every.as_secs(), keep = config.backup_keep, "backing the store up");
         tokio::spawn(crate::backups::run(store.clone(), dir, config.backup_every, config.backup_keep, stopped.clone()))
@@ -222,6 +223,7 @@ pub async fn run(mut config: ServeConfig, shutdown: impl Future<Output = ()> + S
     let _ = timers.await;
     let _ = schedules.await;
     let _ = upkeep.await;
+    let _ = token_uses.await;
     if let Some(b) = backups {
         let _ = b.await;
     }

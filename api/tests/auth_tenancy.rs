@@ -307,3 +307,32 @@ fn pled_token_create_takes_a_lifetime_and_list_shows_which_tokens_expired() {
     };
     assert_eq!((state("short").as_str(), state("forever").as_str()), ("expired", "active"), "{listing}");
 }
+
+#[tokio::test]
+async fn the_token_list_says_when_each_token_was_last_used() {
+    let t = TestApp::new();
+    let admin = t.admin("acme");
+    let issued = t.post("/v1/tokens", admin, json!({ "role": "viewer", "name": "reporting" })).await;
+    let (id, token) = (issued.body["record"]["id"].as_str().unwrap(), issued.body["token"].as_str().unwrap());
+    assert!(issued.body["record"]["lastUsedAt"].is_null());
+    let find = |list: &serde_json::Value| list.as_array().unwrap().iter().find(|r| r["id"] == id).unwrap().clone();
+    assert!(find(&t.get("/v1/tokens", admin).await.body)["lastUsedAt"].is_null(), "not used yet");
+
+    assert_eq!(t.get("/v1/templates", token).await.status, StatusCode::OK);
+    let used = find(&t.get("/v1/tokens", admin).await.body);
+    assert!(micros_between(&used["createdAt"], &used["lastUsedAt"]) > 0, "{used:?}");
+    // A request its role forbids still authenticated with it: a use.
+    assert_problem(
+        &t.post("/v1/tokens", token, json!({ "role": "admin", "name": "x" })).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let after = find(&t.get("/v1/tokens", admin).await.body);
+    assert!(micros_between(&used["lastUsedAt"], &after["lastUsedAt"]) > 0, "{after:?}");
+
+    // Revoking answers the record with its last use; the token is refused and not noted again.
+    let revoked = t.call(Method::DELETE, &format!("/v1/tokens/{id}"), Some(admin), None).await;
+    assert_eq!(revoked.body["lastUsedAt"], after["lastUsedAt"]);
+    assert_problem(&t.get("/v1/templates", token).await, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(find(&t.get("/v1/tokens", admin).await.body)["lastUsedAt"], after["lastUsedAt"]);
+}

@@ -394,3 +394,23 @@ async fn backups_are_whole_stores_taken_on_schedule_and_pruned() {
     assert!(out.status.success() && text.starts_with("ok: 1 execution(s)"), "{text}");
     drop(dir);
 }
+
+/// A token's last use is kept in memory and written at shutdown (and every minute), so the
+/// command line sees it once the server has stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokens_last_use_is_listed_and_written_by_a_graceful_shutdown() {
+    let server = Server::start(&["--chain", "off"]);
+    let listed = server.get("/v1/tokens").await;
+    let ours = listed.as_array().unwrap().iter().find(|r| r["name"] == "e2e").unwrap();
+    // Listing it was a use.
+    let at = ours["lastUsedAt"].as_str().unwrap().to_owned();
+    assert!(at.as_str() > ours["createdAt"].as_str().unwrap(), "{ours}");
+
+    let dir = server.stop();
+    let out =
+        Command::new(PLED).args(["token", "list", "--org", "acme", "--data-dir"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listing = String::from_utf8(out.stdout).unwrap();
+    let line = listing.lines().find(|l| l.ends_with("\te2e")).unwrap();
+    assert_eq!(line.split('\t').nth(5), Some(at.as_str()), "{listing}");
+}

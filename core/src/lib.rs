@@ -33,4 +33,4 @@ pub use body::{Body, BodyError, MAX_SAFE_INTEGER, Member};
 pub use chain::{ChainError, ChainHead, ChainProblem, ChainVerifier, verify_chain};
 pub use entry::{ENTRY_DOMAIN_TAG, Entry, EntryError, Kind, SealedEntry};
 pub use ids::{EntryHash, ExecutionId, IdError, OrgId, Seq};
-pub use time::{RecordedAt, TimeError, unix_millis_now};
+pub use time::{RecordedAt, TimeError, unix_micros_now, unix_millis_now};

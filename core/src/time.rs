@@ -27,6 +27,12 @@ pub fn unix_millis_now() -> u64 {
     u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Now, in Unix microseconds, the resolution of [`RecordedAt`] (see [`unix_millis_now`]).
+pub fn unix_micros_now() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
+}
+
 impl RecordedAt {
     /// The current time, truncated to microseconds. (Reading the clock is the one
     /// impurity here; the engine never calls it: it is handed times by its caller.)

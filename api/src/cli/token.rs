@@ -101,7 +101,8 @@ pub(crate) fn run(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
                     _ => "active",
                 };
                 let expires = r.expires_at.as_ref().map_or("-", |t| t.as_str());
-                println!("{}\t{}\t{}\t{}\t{}\t{}", r.id, r.role, state, r.created_at, expires, r.name);
+                let used = r.last_used_at.as_ref().map_or("-", |t| t.as_str());
+                println!("{}\t{}\t{}\t{}\t{expires}\t{used}\t{}", r.id, r.role, state, r.created_at, r.name);
             }
         }
         TokenCommand::Revoke(a) => {

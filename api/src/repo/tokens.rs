@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use pled_core::{OrgId, RecordedAt, unix_millis_now};
+use pled_core::{OrgId, RecordedAt, unix_micros_now};
 use pled_store::{Store, WriteSet};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 use utoipa::ToSchema;
 
 use super::{get_json, put_json, scan_json};
@@ -46,6 +47,11 @@ pub struct TokenRecord {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub expires_at: Option<RecordedAt>,
+    /// When it was last used, to within a minute; none if never (since uses were recorded).
+    /// Kept in its own record (`pat-used/<id>`), so it is not part of the stored token.
+    #[serde(default, skip_deserializing)]
+    #[schema(value_type = Option<String>)]
+    pub last_used_at: Option<RecordedAt>,
     /// SHA-256 of the whole token, hex.
     #[serde(skip_serializing_if = "String::is_empty", default)]
     #[schema(ignore)]
@@ -99,6 +105,7 @@ pub fn issue(
         created_by: created_by.to_owned(),
         revoked_at: None,
         expires_at,
+        last_used_at: None,
         hash: digest(&token),
     };
     let ws = put_json(ws, &key(&id), &record)?;
@@ -115,18 +122,19 @@ fn expiry(from: &RecordedAt, lifetime: Duration) -> Result<RecordedAt, ApiError>
         .ok_or_else(|| ApiError::bad_field("/expiresIn", "the token would expire after the year 9999"))
 }
 
-/// A token's expiry: the instant in microseconds, to compare, and its text, to report.
-type Expiry = (i64, RecordedAt);
+/// A valid, unrevoked token: its id, principal and expiry (microseconds, and the text to report).
+struct Verified {
+    id: String,
+    principal: Principal,
+    expires: Option<(i64, RecordedAt)>,
+}
 
-/// A valid, unrevoked token's principal and expiry (not yet checked).
-type Verified = (Principal, Option<Expiry>);
-
-fn check_expiry(expires: Option<&Expiry>) -> Result<(), ApiError> {
-    match expires {
-        Some((us, at)) if i64::try_from(unix_millis_now()).unwrap_or(i64::MAX).saturating_mul(1000) >= *us => {
-            Err(ApiError::Unauthorized(format!("access token expired at {at}")))
+impl Verified {
+    fn check_expiry(&self, now_us: i64) -> Result<(), ApiError> {
+        match &self.expires {
+            Some((us, at)) if now_us >= *us => Err(ApiError::Unauthorized(format!("access token expired at {at}"))),
+            _ => Ok(()),
         }
-        _ => Ok(()),
     }
 }
 
@@ -141,9 +149,15 @@ fn verify_digest(store: &Store, token: &str, digest: &str) -> Result<Verified, A
     if !constant_time_eq(record.hash.as_bytes(), digest.as_bytes()) || record.revoked_at.is_some() {
         return Err(invalid());
     }
-    let principal = Principal { org: record.org, role: record.role, subject: format!("pat:{id}") };
-    Ok((principal, record.expires_at.map(|at| (at.unix_micros(), at))))
+    Ok(Verified {
+        id: id.to_owned(),
+        principal: Principal { org: record.org, role: record.role, subject: format!("pat:{id}") },
+        expires: record.expires_at.map(|at| (at.unix_micros(), at)),
+    })
 }
+
+/// How often [`Verifier::record_uses`] writes when tokens were last used.
+pub const USES_WRITTEN_EVERY: Duration = Duration::from_secs(60);
 
 /// Tokens verified by this process, by digest, so a request does not read and parse the
 /// token's record every time (that was about 7% of the server's CPU under ingest). Only the
@@ -151,61 +165,169 @@ fn verify_digest(store: &Store, token: &str, digest: &str) -> Result<Verified, A
 /// stopped), and it calls [`Verifier::forget_all`] after every revocation; a lookup that
 /// raced with a revocation is not cached (a generation counter, checked under the lock).
 /// Expiry is checked on every request, cached or not.
+///
+/// It also notes when each token was last used, in memory on each request, and
+/// [`Verifier::record_uses`] writes that to `pat-used/<id>` every [`USES_WRITTEN_EVERY`] and at
+/// shutdown: a token's own record is not rewritten on every request, and a revocation never
+/// races with a use.
 #[derive(Default)]
 pub struct Verifier {
-    cache: Mutex<(u64, HashMap<String, Verified>)>,
+    cache: Mutex<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    generation: u64,
+    verified: HashMap<String, Verified>,
+    /// By token id: the last use (Unix µs), and the last one written.
+    used: HashMap<String, (i64, i64)>,
+}
+
+/// Notes a use of token `id` in [`Cache::used`].
+fn note_use(used: &mut HashMap<String, (i64, i64)>, id: &str, now_us: i64) {
+    match used.get_mut(id) {
+        Some((last, _)) => *last = now_us,
+        None => {
+            used.insert(id.to_owned(), (now_us, 0));
+        }
+    }
 }
 
 /// Cached principals before the cache is emptied and refilled.
 const VERIFIED_MAX: usize = 10_000;
 
 impl Verifier {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Checks a presented token (its hash, revocation and expiry) and returns its principal.
     pub fn verify(&self, store: &Store, token: &str) -> Result<Principal, ApiError> {
         let d = digest(token);
+        let now = unix_micros_now();
         let generation = {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((p, expires)) = cache.1.get(&d) {
-                check_expiry(expires.as_ref())?;
-                return Ok(p.clone());
+            let mut guard = self.lock();
+            let cache = &mut *guard;
+            if let Some(v) = cache.verified.get(&d) {
+                v.check_expiry(now)?;
+                note_use(&mut cache.used, &v.id, now);
+                return Ok(v.principal.clone());
             }
-            cache.0
+            cache.generation
         };
-        let (principal, expires) = verify_digest(store, token, &d)?;
-        check_expiry(expires.as_ref())?;
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.0 == generation {
-            if cache.1.len() >= VERIFIED_MAX {
-                cache.1.clear();
+        let verified = verify_digest(store, token, &d)?;
+        verified.check_expiry(now)?;
+        let principal = verified.principal.clone();
+        let mut cache = self.lock();
+        note_use(&mut cache.used, &verified.id, now);
+        if cache.generation == generation {
+            if cache.verified.len() >= VERIFIED_MAX {
+                cache.verified.clear();
             }
-            cache.1.insert(d, (principal.clone(), expires));
+            cache.verified.insert(d, verified);
         }
         Ok(principal)
     }
 
     /// Forgets every verified token (after a revocation is durable).
     pub fn forget_all(&self) {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.0 += 1;
-        cache.1.clear();
+        let mut cache = self.lock();
+        cache.generation += 1;
+        cache.verified.clear();
     }
+
+    /// Sets `lastUsedAt` of listed tokens used since their use was last written.
+    pub fn with_recent_uses(&self, records: &mut [TokenRecord]) {
+        let cache = self.lock();
+        for r in records {
+            if let Some(&(last, _)) = cache.used.get(&r.id) {
+                r.last_used_at = RecordedAt::from_unix_micros(last).ok();
+            }
+        }
+    }
+
+    /// Writes the uses noted since the last call; returns how many tokens it wrote.
+    pub async fn write_uses(&self, store: &Store) -> Result<usize, ApiError> {
+        let fresh: Vec<(String, i64)> = self
+            .lock()
+            .used
+            .iter()
+            .filter(|(_, (last, written))| last > written)
+            .map(|(id, (last, _))| (id.clone(), *last))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let mut ws = WriteSet::new();
+        for (id, last) in &fresh {
+            if let Ok(last_used_at) = RecordedAt::from_unix_micros(*last) {
+                ws = put_json(ws, &used_key(id), &LastUse { last_used_at })?;
+            }
+        }
+        store.write(ws).await?;
+        let mut cache = self.lock();
+        for (id, last) in &fresh {
+            if let Some((_, written)) = cache.used.get_mut(id) {
+                *written = (*written).max(*last);
+            }
+        }
+        Ok(fresh.len())
+    }
+
+    /// Writes when tokens were last used every [`USES_WRITTEN_EVERY`], and once more when
+    /// `stopped`.
+    pub async fn record_uses(self: std::sync::Arc<Self>, store: Store, mut stopped: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(USES_WRITTEN_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let stopping = tokio::select! {
+                _ = tick.tick() => false,
+                _ = stopped.changed() => true,
+            };
+            if let Err(e) = self.write_uses(&store).await {
+                tracing::warn!(error = %e, "could not record when access tokens were last used");
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+}
+
+/// The record under `pat-used/<id>`.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LastUse {
+    last_used_at: RecordedAt,
+}
+
+fn used_key(id: &str) -> String {
+    format!("pat-used/{id}")
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The org's tokens (without hashes), oldest id first.
+/// The org's tokens (without hashes), by id, with their last use as written (see
+/// [`Verifier::with_recent_uses`] for uses not yet written).
 pub fn list(store: &Store, org: &OrgId) -> Result<Vec<TokenRecord>, ApiError> {
     let prefix = format!("pat-org/{org}/");
     let ids: Vec<(String, serde_json::Value)> = scan_json(store, &prefix, None, usize::MAX)?;
     let mut out = Vec::with_capacity(ids.len());
     for (k, _) in ids {
-        if let Some(r) = get_json::<TokenRecord>(store, &key(&k[prefix.len()..]))? {
+        let id = &k[prefix.len()..];
+        if let Some(mut r) = get_json::<TokenRecord>(store, &key(id))? {
+            r.last_used_at = last_use(store, id)?;
             out.push(r.public());
         }
     }
     Ok(out)
+}
+
+/// When token `id` was last used, as written (see [`Verifier::with_recent_uses`]).
+pub fn last_use(store: &Store, id: &str) -> Result<Option<RecordedAt>, ApiError> {
+    Ok(get_json::<LastUse>(store, &used_key(id))?.map(|u| u.last_used_at))
 }
 
 /// One of the org's tokens.
@@ -223,4 +345,59 @@ pub fn revoke(mut record: TokenRecord, ws: WriteSet) -> Result<(TokenRecord, Wri
 /// Whether any token was ever issued (first-start detection).
 pub fn any(store: &Store) -> Result<bool, ApiError> {
     Ok(!scan_json::<serde_json::Value>(store, "pat/", None, 1)?.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use pled_store::StoreOptions;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn uses_are_noted_for_valid_tokens_only_and_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let acme = OrgId::new("acme").unwrap();
+        let (live, live_rec, ws) = issue(&acme, Role::Viewer, "live", "test", None, WriteSet::new()).unwrap();
+        let (short, _, ws) = issue(&acme, Role::Viewer, "short", "test", Some(Duration::from_millis(1)), ws).unwrap();
+        let (_, idle_rec, ws) = issue(&acme, Role::Viewer, "idle", "test", None, ws).unwrap();
+        store.write(ws).await.unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+
+        let verifier = Verifier::default();
+        let before = unix_micros_now();
+        for _ in 0..2 {
+            assert_eq!(verifier.verify(&store, &live).unwrap().subject, format!("pat:{}", live_rec.id));
+        }
+        assert!(verifier.verify(&store, &short).unwrap_err().to_string().starts_with("access token expired at"));
+        let mut forged = live.clone();
+        let last = forged.pop().unwrap();
+        forged.push(if last == '0' { '1' } else { '0' });
+        assert!(verifier.verify(&store, &forged).is_err());
+
+        // Listed before they are written: only in memory.
+        let mut listed = list(&store, &acme).unwrap();
+        assert!(listed.iter().all(|r| r.last_used_at.is_none()));
+        verifier.with_recent_uses(&mut listed);
+        let used: Vec<_> = listed.iter().filter(|r| r.last_used_at.is_some()).map(|r| r.name.as_str()).collect();
+        assert_eq!(used, ["live"]);
+
+        assert_eq!(verifier.write_uses(&store).await.unwrap(), 1);
+        assert_eq!(verifier.write_uses(&store).await.unwrap(), 0, "nothing new to write");
+        let written = last_use(&store, &live_rec.id).unwrap().unwrap();
+        assert!(written.unix_micros() >= before);
+        assert_eq!(last_use(&store, &idle_rec.id).unwrap(), None);
+        // Another process reads it from the store; the token's own record is untouched.
+        let relisted = list(&store, &acme).unwrap();
+        assert_eq!(relisted.iter().find(|r| r.name == "live").unwrap().last_used_at.as_ref(), Some(&written));
+        assert!(get_json::<serde_json::Value>(&store, &key(&live_rec.id)).unwrap().unwrap()["lastUsedAt"].is_null());
+
+        // A later use is written again.
+        std::thread::sleep(Duration::from_millis(2));
+        verifier.verify(&store, &live).unwrap();
+        assert_eq!(verifier.write_uses(&store).await.unwrap(), 1);
+        assert!(last_use(&store, &live_rec.id).unwrap().unwrap().unix_micros() > written.unix_micros());
+    }
 }

@@ -103,7 +103,9 @@ fn lifetime(expires_in: Option<&str>, max: Option<Duration>) -> Result<Option<Du
 #[utoipa::path(get, path = "/v1/tokens", tag = "admin", responses((status = 200, body = Vec<TokenRecord>)))]
 pub(crate) async fn list_tokens(State(s): State<AppState>, who: Principal) -> ApiResult<axum::Json<Vec<TokenRecord>>> {
     who.require(Permission::Administer)?;
-    Ok(axum::Json(tokens::list(&s.store, &who.org)?))
+    let mut records = tokens::list(&s.store, &who.org)?;
+    s.tokens.with_recent_uses(&mut records);
+    Ok(axum::Json(records))
 }
 
 /// Revoke an access token; it stops working at once.
@@ -117,13 +119,17 @@ pub(crate) async fn revoke_token(
     who.require(Permission::Administer)?;
     let _guard = s.locks.lock(&format!("pat/{id}")).await;
     let record = tokens::get(&s.store, &who.org, &id)?.ok_or_else(|| ApiError::not_found("token", &id))?;
-    if record.revoked_at.is_some() {
-        return Ok(axum::Json(record.public()));
-    }
-    let (record, ws) = tokens::revoke(record, pled_store::WriteSet::new())?;
-    let ws = audit::by(ws, &who, "token.revoked", &id, serde_json::json!({}))?;
-    s.store.write(ws).await?;
-    s.tokens.forget_all();
+    let mut record = if record.revoked_at.is_some() {
+        record.public()
+    } else {
+        let (record, ws) = tokens::revoke(record, pled_store::WriteSet::new())?;
+        let ws = audit::by(ws, &who, "token.revoked", &id, serde_json::json!({}))?;
+        s.store.write(ws).await?;
+        s.tokens.forget_all();
+        record
+    };
+    record.last_used_at = tokens::last_use(&s.store, &id)?;
+    s.tokens.with_recent_uses(std::slice::from_mut(&mut record));
     Ok(axum::Json(record))
 }
 
