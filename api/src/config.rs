@@ -2,12 +2,14 @@
 //! variables (`PLED_*`), then flags; later sources win. Secrets (the JWT secret, the chain
 //! signer key) come only from the environment.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use pled_core::OrgId;
 use serde::Deserialize;
 
 /// The effective settings of a running service.
@@ -84,6 +86,8 @@ pub struct ServeConfig {
     pub org_rate_limit: f64,
     /// Requests an org may make at once above its rate (the bucket's size). Default 100.
     pub org_burst: u32,
+    /// Orgs with a rate and burst of their own, instead of `org_rate_limit` and `org_burst`.
+    pub org_limits: BTreeMap<OrgId, OrgLimit>,
     /// The longest lifetime of an access token issued through the API, and the lifetime of
     /// one issued without `expiresIn`. Default none: tokens live until revoked unless their
     /// issuer gives a lifetime.
@@ -92,6 +96,28 @@ pub struct ServeConfig {
     /// The anchoring signer's address (derived at start from the key; not configurable).
     #[serde(skip)]
     pub signer_address: Option<String>,
+}
+
+/// An org's own request rate (`[org_limits]` in the file, `--org-limit ORG=RATE[/BURST]`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OrgLimit {
+    /// Requests per second; 0: no limit for this org.
+    pub rate: f64,
+    /// The bucket's size; `org_burst` if not given.
+    pub burst: Option<u32>,
+}
+
+/// Parses `acme=500` or `acme=500/1000` (org, rate, burst).
+pub fn parse_org_limit(s: &str) -> Result<(OrgId, OrgLimit), String> {
+    let usage = || format!("{s:?} is not ORG=RATE or ORG=RATE/BURST, like acme=500/1000");
+    let (org, limit) = s.split_once('=').ok_or_else(usage)?;
+    let org = OrgId::new(org.trim()).map_err(|e| e.to_string())?;
+    let (rate, burst) = match limit.split_once('/') {
+        Some((rate, burst)) => (rate, Some(burst.trim().parse().map_err(|_| usage())?)),
+        None => (limit, None),
+    };
+    Ok((org, OrgLimit { rate: rate.trim().parse().map_err(|_| usage())?, burst }))
 }
 
 /// Where commit roots go.
@@ -147,6 +173,7 @@ impl Default for ServeConfig {
             idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
             org_rate_limit: 0.0,
             org_burst: 100,
+            org_limits: BTreeMap::new(),
             token_max_lifetime: None,
             signer_address: None,
         }
@@ -246,6 +273,10 @@ pub struct ServeArgs {
     /// Requests an org may make at once above its rate [default: 100].
     #[arg(long, env = "PLED_ORG_BURST")]
     pub org_burst: Option<u32>,
+    /// An org's own rate and burst, `acme=500/1000` or `acme=0` (no limit); repeat, or
+    /// comma-separate in PLED_ORG_LIMITS [default: none].
+    #[arg(long = "org-limit", env = "PLED_ORG_LIMITS", value_delimiter = ',', value_parser = parse_org_limit)]
+    pub org_limits: Vec<(OrgId, OrgLimit)>,
     /// Longest lifetime of an access token issued through the API, also the lifetime of one
     /// issued without expiresIn: `90d` [default: none, tokens live until revoked].
     #[arg(long, env = "PLED_TOKEN_MAX_LIFETIME", value_parser = parse_duration)]
@@ -358,6 +389,7 @@ impl ServeConfig {
         if let Some(v) = a.org_burst {
             c.org_burst = v;
         }
+        c.org_limits.extend(a.org_limits);
         c.token_max_lifetime = a.token_max_lifetime.or(c.token_max_lifetime);
         anyhow::ensure!(
             c.org_rate_limit.is_finite() && c.org_rate_limit >= 0.0,
@@ -365,6 +397,14 @@ impl ServeConfig {
             c.org_rate_limit
         );
         anyhow::ensure!(c.org_burst >= 1, "org_burst must be at least 1");
+        for (org, l) in &c.org_limits {
+            anyhow::ensure!(
+                l.rate.is_finite() && l.rate >= 0.0,
+                "the rate of org {org} must be a number of requests per second, 0 for no limit (it is {})",
+                l.rate
+            );
+            anyhow::ensure!(l.burst != Some(0), "the burst of org {org} must be at least 1");
+        }
         anyhow::ensure!(
             c.idempotency_ttl >= MIN_IDEMPOTENCY_TTL,
             "idempotency_ttl must be at least 1h (it is {:?}): a shorter one would let a retried \
@@ -471,6 +511,30 @@ mod tests {
         }
         let err = ServeConfig::load(&ServeArgs { org_burst: Some(0), ..Default::default() }).unwrap_err();
         assert!(format!("{err:#}").contains("org_burst must be at least 1"), "{err:#}");
+    }
+
+    #[test]
+    fn orgs_of_their_own_come_from_the_file_and_flags_and_are_checked() {
+        let c = load_file("[org_limits]\nacme = { rate = 500, burst = 1000 }\nglobex = { rate = 0 }\n").unwrap();
+        let acme = OrgId::new("acme").unwrap();
+        assert_eq!(c.org_limits[&acme], OrgLimit { rate: 500.0, burst: Some(1000) });
+        assert_eq!(c.org_limits[&OrgId::new("globex").unwrap()], OrgLimit { rate: 0.0, burst: None });
+
+        assert_eq!(parse_org_limit("acme=0.5"), Ok((acme.clone(), OrgLimit { rate: 0.5, burst: None })));
+        for bad in ["acme", "acme=fast", "acme=5/x", "Not An Org=5", "acme=5/-1"] {
+            assert!(parse_org_limit(bad).is_err(), "{bad}");
+        }
+        let args = ServeArgs { org_limits: vec![parse_org_limit("acme=7/9").unwrap()], ..Default::default() };
+        assert_eq!(ServeConfig::load(&args).unwrap().org_limits[&acme], OrgLimit { rate: 7.0, burst: Some(9) });
+        for (bad, says) in [("acme=-1", "rate of org acme"), ("acme=1/0", "burst of org acme")] {
+            let args = ServeArgs { org_limits: vec![parse_org_limit(bad).unwrap()], ..Default::default() };
+            let err = ServeConfig::load(&args).unwrap_err();
+            assert!(format!("{err:#}").contains(says), "{err:#}");
+        }
+        let err = load_file("[org_limits]\n\"Bad Org\" = { rate = 1 }\n").unwrap_err();
+        assert!(format!("{err:#}").contains("Bad Org"), "{err:#}");
+        let err = load_file("[org_limits]\nacme = { rate = 1, brust = 2 }\n").unwrap_err();
+        assert!(format!("{err:#}").contains("brust"), "{err:#}");
     }
 
     #[test]

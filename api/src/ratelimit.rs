@@ -3,23 +3,40 @@
 //! rounds). An org's requests take one token each; the bucket holds at most `burst` tokens and
 //! refills at `rate` per second. A request that finds it empty is answered 429 `rate_limited`
 //! with `Retry-After` before it reaches a lane, and does nothing. Off unless `--org-rate-limit`
-//! is set. (A refusal still costs about what the cheapest request does: against a flood of
+//! is set. `--org-limit ORG=RATE[/BURST]` (or `[org_limits]` in the config file) gives an org
+//! its own rate and burst, or none (rate 0), whatever the default. (A refusal still costs about what the cheapest request does: against a flood of
 //! raw requests the limit belongs in front of the service; see BENCHMARKS.md, HTTP.)
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use pled_core::OrgId;
 
+use crate::config::OrgLimit;
 use crate::error::ApiError;
 
-/// The buckets of every org that has made a request.
+/// The limits, and the buckets of every limited org that has made a request.
 #[derive(Debug)]
 pub struct OrgLimits {
+    /// For orgs not in `orgs`; `None`: unlimited.
+    default: Option<Limit>,
+    /// Orgs with limits of their own (`None`: unlimited).
+    orgs: HashMap<OrgId, Option<Limit>>,
+    buckets: Mutex<HashMap<OrgId, Bucket>>,
+}
+
+/// A rate (requests per second, above 0) and a bucket size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Limit {
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<OrgId, Bucket>>,
+}
+
+impl Limit {
+    fn new(rate: f64, burst: u32) -> Option<Self> {
+        (rate > 0.0).then(|| Self { rate, burst: f64::from(burst.max(1)) })
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -29,42 +46,56 @@ struct Bucket {
 }
 
 impl OrgLimits {
-    /// `rate` requests per second with bursts of `burst`; `None` when `rate` is 0 (off).
-    pub fn new(rate: f64, burst: u32) -> Option<Self> {
-        (rate > 0.0).then(|| Self { rate, burst: f64::from(burst.max(1)), buckets: Mutex::default() })
+    /// `rate` requests per second with bursts of `burst` for every org (0: none), except the
+    /// orgs of `orgs` (their own rate, 0 for none, and burst, `burst` if not given); `None`
+    /// when that limits no org.
+    pub fn new(rate: f64, burst: u32, orgs: &BTreeMap<OrgId, OrgLimit>) -> Option<Self> {
+        let orgs: HashMap<OrgId, Option<Limit>> =
+            orgs.iter().map(|(org, l)| (org.clone(), Limit::new(l.rate, l.burst.unwrap_or(burst)))).collect();
+        let default = Limit::new(rate, burst);
+        (default.is_some() || orgs.values().any(Option::is_some)).then(|| Self {
+            default,
+            orgs,
+            buckets: Mutex::default(),
+        })
+    }
+
+    fn limit(&self, org: &OrgId) -> Option<Limit> {
+        self.orgs.get(org).copied().unwrap_or(self.default)
     }
 
     /// Takes one of `org`'s tokens, or answers 429 with the seconds until one is back.
     pub fn check(&self, org: &OrgId) -> Result<(), ApiError> {
-        self.take(org, Instant::now()).map_err(|wait| {
+        let Some(limit) = self.limit(org) else { return Ok(()) };
+        self.take(org, limit, Instant::now()).map_err(|wait| {
             metrics::counter!("pled_rate_limited_total", "org" => org.as_str().to_owned()).increment(1);
             // Whole seconds for `Retry-After`, rounded up: retrying then finds a token.
             let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             ApiError::RateLimited {
                 detail: format!(
                     "org {org} is over its {} requests per second (bursts of {}); retry in {retry_after} s",
-                    self.rate, self.burst
+                    limit.rate, limit.burst
                 ),
                 retry_after,
             }
         })
     }
 
-    /// One token at `now`, or how long until there is one.
-    fn take(&self, org: &OrgId, now: Instant) -> Result<(), Duration> {
+    /// One token at `now` from `org`'s bucket, which has `limit`, or how long until there is one.
+    fn take(&self, org: &OrgId, limit: Limit, now: Instant) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let bucket = match buckets.get_mut(org) {
             Some(b) => b,
-            None => buckets.entry(org.clone()).or_insert(Bucket { tokens: self.burst, at: now }),
+            None => buckets.entry(org.clone()).or_insert(Bucket { tokens: limit.burst, at: now }),
         };
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
+        bucket.tokens = (bucket.tokens + elapsed * limit.rate).min(limit.burst);
         bucket.at = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate))
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / limit.rate))
         }
     }
 }
@@ -73,32 +104,68 @@ impl OrgLimits {
 mod tests {
     use super::*;
 
+    fn org(slug: &str) -> OrgId {
+        OrgId::new(slug).unwrap()
+    }
+
+    /// `take` with the org's limit, as `check` does.
+    fn take(limits: &OrgLimits, org: &OrgId, now: Instant) -> Result<(), Duration> {
+        limits.take(org, limits.limit(org).unwrap(), now)
+    }
+
     #[test]
     fn a_burst_then_the_rate_and_each_org_on_its_own() {
-        let limits = OrgLimits::new(2.0, 3).unwrap();
-        let (acme, globex) = (OrgId::new("acme").unwrap(), OrgId::new("globex").unwrap());
+        let limits = OrgLimits::new(2.0, 3, &BTreeMap::new()).unwrap();
+        let (acme, globex) = (org("acme"), org("globex"));
         let t0 = Instant::now();
         for _ in 0..3 {
-            assert_eq!(limits.take(&acme, t0), Ok(()));
+            assert_eq!(take(&limits, &acme, t0), Ok(()));
         }
-        assert_eq!(limits.take(&acme, t0), Err(Duration::from_millis(500)), "empty: one token every 0.5 s");
-        assert_eq!(limits.take(&globex, t0), Ok(()), "another org has its own bucket");
+        assert_eq!(take(&limits, &acme, t0), Err(Duration::from_millis(500)), "empty: one token every 0.5 s");
+        assert_eq!(take(&limits, &globex, t0), Ok(()), "another org has its own bucket");
         let t1 = t0 + Duration::from_millis(250);
-        assert_eq!(limits.take(&acme, t1), Err(Duration::from_millis(250)), "half a token back");
+        assert_eq!(take(&limits, &acme, t1), Err(Duration::from_millis(250)), "half a token back");
         let t2 = t0 + Duration::from_millis(500);
-        assert_eq!(limits.take(&acme, t2), Ok(()));
-        assert!(limits.take(&acme, t2).is_err());
+        assert_eq!(take(&limits, &acme, t2), Ok(()));
+        assert!(take(&limits, &acme, t2).is_err());
         let later = t2 + Duration::from_secs(60);
         for _ in 0..3 {
-            assert_eq!(limits.take(&acme, later), Ok(()), "refills up to the burst, no further");
+            assert_eq!(take(&limits, &acme, later), Ok(()), "refills up to the burst, no further");
         }
-        assert!(limits.take(&acme, later).is_err());
-        assert!(OrgLimits::new(0.0, 10).is_none(), "0 is off");
+        assert!(take(&limits, &acme, later).is_err());
+        assert!(OrgLimits::new(0.0, 10, &BTreeMap::new()).is_none(), "0 is off");
+    }
+
+    #[test]
+    fn an_org_of_its_own_has_its_own_rate_and_burst_or_none() {
+        let orgs = BTreeMap::from([
+            (org("bigco"), OrgLimit { rate: 100.0, burst: Some(5) }),
+            (org("trusted"), OrgLimit { rate: 0.0, burst: None }),
+            (org("small"), OrgLimit { rate: 1.0, burst: None }),
+        ]);
+        let limits = OrgLimits::new(2.0, 3, &orgs).unwrap();
+        let t0 = Instant::now();
+        let taken = |slug: &str| (0..10).take_while(|_| take(&limits, &org(slug), t0).is_ok()).count();
+        assert_eq!(taken("bigco"), 5, "its own burst");
+        assert_eq!(take(&limits, &org("bigco"), t0), Err(Duration::from_millis(10)), "its own rate");
+        assert_eq!(taken("small"), 3, "the default burst");
+        assert_eq!(take(&limits, &org("small"), t0), Err(Duration::from_secs(1)), "its own rate");
+        assert_eq!(taken("acme"), 3, "the default");
+        assert!(limits.limit(&org("trusted")).is_none());
+        for _ in 0..1000 {
+            limits.check(&org("trusted")).unwrap();
+        }
+
+        // No default: only the orgs named are limited.
+        let limits = OrgLimits::new(0.0, 3, &orgs).unwrap();
+        assert!(limits.limit(&org("acme")).is_none() && limits.limit(&org("small")).is_some());
+        let only_unlimited = BTreeMap::from([(org("trusted"), OrgLimit { rate: 0.0, burst: None })]);
+        assert!(OrgLimits::new(0.0, 3, &only_unlimited).is_none(), "limits nobody");
     }
 
     #[test]
     fn the_answer_is_a_429_with_whole_seconds_to_wait() {
-        let limits = OrgLimits::new(0.4, 1).unwrap();
+        let limits = OrgLimits::new(0.4, 1, &BTreeMap::new()).unwrap();
         let acme = OrgId::new("acme").unwrap();
         limits.check(&acme).unwrap();
         match limits.check(&acme) {

@@ -96,7 +96,7 @@ pub fn state(store: Store, config: ServeConfig, jwt: JwtConfig) -> anyhow::Resul
         crate::actions::RunnerConfig::from_config(&config),
     );
     let timers = crate::timers::TimerService::new(store.clone(), lanes.clone());
-    let limits = crate::ratelimit::OrgLimits::new(config.org_rate_limit, config.org_burst);
+    let limits = crate::ratelimit::OrgLimits::new(config.org_rate_limit, config.org_burst, &config.org_limits);
     Ok(AppState::new(Services {
         runner,
         timers,

@@ -336,3 +336,26 @@ async fn the_token_list_says_when_each_token_was_last_used() {
     assert_problem(&t.get("/v1/templates", token).await, StatusCode::UNAUTHORIZED, "unauthorized");
     assert_eq!(find(&t.get("/v1/tokens", admin).await.body)["lastUsedAt"], after["lastUsedAt"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orgs_own_limit_given_as_a_flag_overrides_the_default() {
+    let server =
+        common::server::Server::start(&["--chain", "off", "--org-rate-limit", "1000", "--org-limit", "acme=0.01/2"]);
+    let client = server.client();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(client.get(format!("{}/v1/templates", server.base)).send().await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429], "acme's own burst of 2, not the default's 100");
+    server.stop();
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::server::PLED)
+        .args(["serve", "--chain", "off", "--org-limit", "acme=fast", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--org-limit") && stderr.contains("ORG=RATE/BURST"), "{stderr}");
+}
