@@ -395,6 +395,49 @@ async fn backups_are_whole_stores_taken_on_schedule_and_pruned() {
     drop(dir);
 }
 
+/// `pled backup` copies the store of a running server, as of its start, into a directory
+/// that verifies and replays as a store of its own, and never writes into an existing one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pled_backup_copies_a_running_servers_store() {
+    let server = Server::start(&["--chain", "off"]);
+    let eid = server.execution_of(pings(), "backed up by hand").await;
+    let events: Vec<Value> = (0..40).map(|i| json!({"type": "ping", "payload": {"i": i}, "source": "t"})).collect();
+    server.post(&format!("/v1/executions/{eid}/events/batch"), json!({"events": events})).await;
+    let state = server.get(&format!("/v1/executions/{eid}/state")).await;
+
+    let backups = tempfile::tempdir().unwrap();
+    let out = backups.path().join("before-upgrade");
+    let data = server.dir.as_ref().unwrap().path().to_owned();
+    let backup =
+        || Command::new(PLED).args(["backup", "--data-dir"]).arg(&data).arg("--out").arg(&out).output().unwrap();
+    let run = backup();
+    let (stdout, stderr) = (String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert!(run.status.success(), "{stderr}");
+    assert!(stdout.starts_with(&format!("backup of {} written to {}", data.display(), out.display())), "{stdout}");
+    assert!(stderr.contains("     entries: ") && stderr.contains("check it with: pled verify"), "{stderr}");
+    // The server goes on while the copy stands on its own.
+    server.post(&format!("/v1/executions/{eid}/events"), json!({"type": "ping", "payload": {}, "source": "t"})).await;
+
+    let again = backup();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let left: Vec<_> = std::fs::read_dir(backups.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, ["before-upgrade"], "no partial copy left behind");
+
+    let verify = Command::new(PLED).args(["verify", "--data-dir"]).arg(&out).output().unwrap();
+    let text = String::from_utf8_lossy(&verify.stdout);
+    let entries = state["headSeq"].as_u64().unwrap();
+    assert!(text.starts_with(&format!("ok: 1 execution(s), {entries} entries")), "{text}");
+    let replay = Command::new(PLED)
+        .args(["replay", "--execution", &eid, "--progress-every", "0", "--data-dir"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&replay.stdout).unwrap()["headHash"], state["headHash"]);
+    server.stop();
+}
+
 /// A token's last use is kept in memory and written at shutdown (and every minute), so the
 /// command line sees it once the server has stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,6 +35,7 @@
 
 mod batch;
 mod codec;
+mod copy;
 mod error;
 pub mod verify;
 mod writer;
@@ -50,6 +51,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode,
 use tokio::sync::{mpsc, oneshot};
 
 pub use batch::{Append, Appended, Table, WriteSet};
+pub use copy::CopyProgress;
 pub use error::StoreError;
 pub use writer::WriterStats;
 
@@ -288,18 +290,6 @@ impl Store {
                 idempotency_ttl: None,
             }),
         })
-    }
-
-    /// Writes a consistent copy of the whole store into `dir`, which must not exist yet: a
-    /// RocksDB checkpoint (memtables flushed first; table files hard-linked when `dir` is on
-    /// the same filesystem, copied otherwise). The copy opens as a store of its own.
-    pub fn checkpoint(&self, dir: &Path) -> Result<(), StoreError> {
-        if self.is_read_only() {
-            return Err(StoreError::ReadOnly);
-        }
-        let checkpoint =
-            rocksdb::checkpoint::Checkpoint::new(self.db()).map_err(|e| StoreError::Rocks(e.into_string()))?;
-        checkpoint.create_checkpoint(dir).map_err(|e| StoreError::Rocks(e.into_string()))
     }
 
     /// Whether it was opened with [`Store::open_read_only`].

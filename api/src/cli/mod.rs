@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod audit;
+mod backup;
 mod chain;
 pub(crate) mod ledger;
 mod proof;
@@ -52,6 +53,9 @@ enum Command {
     /// Replay an execution from a store (also a running server's) and compare it with its
     /// ledger (a dry run).
     Replay(replay::ReplayArgs),
+    /// Copy a whole store (also a running server's, as of the command's start) into a new
+    /// directory.
+    Backup(backup::BackupArgs),
 }
 
 /// Where the store lives.
@@ -72,5 +76,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(cmd) => audit::run(cmd),
         Command::Chain(cmd) => chain::run(cmd),
         Command::Replay(args) => replay::run(args),
+        Command::Backup(args) => backup::run(args),
     }
 }
