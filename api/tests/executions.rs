@@ -301,6 +301,15 @@ async fn lists_filter_by_template_and_status_and_wait_returns_when_reached() {
     let r = t.get(&format!("/v1/executions/{open}/wait?status=completed&timeoutMs=50"), admin).await;
     assert_eq!(r.body["reached"], false);
     assert_problem(&t.get(&format!("/v1/executions/{open}/wait"), admin).await, StatusCode::BAD_REQUEST, "bad_request");
+    // A state the template does not have would never be reached: refused at once, naming them.
+    for missing in ["aproved", ""] {
+        let r = t.get(&format!("/v1/executions/{open}/wait?state={missing}&timeoutMs=60000"), admin).await;
+        assert_problem(&r, StatusCode::BAD_REQUEST, "bad_request");
+        assert_eq!(r.body["errors"][0]["path"], "state");
+        assert!(r.body["detail"].as_str().unwrap().contains("(its states: draft, "), "{}", r.body);
+    }
+    let r = t.get(&format!("/v1/executions/{open}/wait?state=draft&timeoutMs=10"), admin).await;
+    assert_eq!(r.body["reached"], true, "{}", r.body);
 }
 
 /// A long-poll asked to wait longer than the request time-out still answers itself

@@ -304,7 +304,10 @@ async fn shutdown_ends_streams_and_long_polls_instead_of_waiting_for_their_clien
     req.headers_mut().insert("authorization", format!("Bearer {}", server.token).parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     let poll = tokio::spawn(
-        server.client().get(format!("{}/v1/executions/{eid}/wait?state=elsewhere&timeoutMs=25000", server.base)).send(),
+        server
+            .client()
+            .get(format!("{}/v1/executions/{eid}/wait?status=completed&timeoutMs=25000", server.base))
+            .send(),
     );
     // The snapshot on the socket says the stream is live; give the long-poll a moment to start.
     let first = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();

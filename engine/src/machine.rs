@@ -161,6 +161,16 @@ impl Machine {
         &self.states[self.initial].id
     }
 
+    /// The state ids, in template order.
+    pub fn state_ids(&self) -> impl Iterator<Item = &str> {
+        self.states.iter().map(|s| s.id.as_str())
+    }
+
+    /// Whether the machine has a state `id`.
+    pub fn has_state(&self, id: &str) -> bool {
+        self.state_index.contains_key(id)
+    }
+
     /// The canonical description of the compiled machine (for
     /// `GET /v1/templates/:id/compile`): states with their flags and timers, the transition
     /// table, timers, rules (with the pass-through rule spelled out), actions, token nodes

@@ -556,7 +556,7 @@ pub(crate) async fn get_tokens(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub(crate) struct WaitQuery {
-    /// Until the execution is in this state.
+    /// Until the execution is in this state, one of its template version's (another is a 400).
     state: Option<String>,
     /// Until the execution has this status.
     status: Option<Status>,
@@ -593,6 +593,21 @@ pub(crate) async fn wait(
     let rec = load(&s, &who, &id)?;
     if q.state.is_none() && q.status.is_none() && q.seq.is_none() {
         return Err(ApiError::bad_field("query", "give at least one of state, status, seq"));
+    }
+    // A state the execution's machine does not have is never reached: say so now, rather than
+    // let a typo wait out every time-out.
+    if let Some(st) = q.state.as_deref() {
+        let machine = s.lanes.machine(&rec.org, &rec.template_id, rec.version)?;
+        if !machine.has_state(st) {
+            let states = machine.state_ids().collect::<Vec<_>>().join(", ");
+            return Err(ApiError::bad_field(
+                "state",
+                format!(
+                    "template {} version {} has no state {st:?} (its states: {states})",
+                    rec.template_id, rec.version
+                ),
+            ));
+        }
     }
     let holds = |head: &pled_core::ChainHead, live: &LiveState| {
         q.state.as_deref().is_none_or(|st| live.exec.state == st)
