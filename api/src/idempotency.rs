@@ -2,6 +2,15 @@
 //! answer (status and body, with `Idempotency-Replayed: true`); the same key with a different
 //! body is a 422. Records are written in the same atomic write as the change they answer for,
 //! so they survive restarts and can never disagree with the data.
+//!
+//! Bodies are compared as canonical JSON (whitespace and key order do not matter). Canonical
+//! text costs a parse and a write, so a record keeps the request as it came ([`Record::request`])
+//! and a repeat with the same bytes, the usual retry, is recognised by comparing them; only a
+//! repeat with other bytes is canonicalised, both sides. A large body (over
+//! [`RAW_REQUEST_MAX`]) is kept as the SHA-256 of its canonical form instead, as every record
+//! was before 2026-12-04.
+
+use std::borrow::Cow;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,11 +29,19 @@ pub const HEADER_NAME: &str = "Idempotency-Key";
 /// What a key may be: 1-255 visible ASCII characters (the pattern in the OpenAPI document).
 pub const KEY_PATTERN: &str = "^[!-~]{1,255}$";
 
+/// The largest request body a record keeps as it came; a larger one is kept as a hash.
+pub const RAW_REQUEST_MAX: usize = 8 << 10;
+
 /// A stored answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
-    /// SHA-256 (hex) over method, path and the canonical JSON of the body.
-    pub request_hash: String,
+    /// The request as it came: `POST <path>`, a newline, the body (bodies up to
+    /// [`RAW_REQUEST_MAX`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// Otherwise SHA-256 (hex) over `POST <path>`, a newline and the canonical JSON of the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_hash: Option<String>,
     /// The answer's status.
     pub status: u16,
     /// The answer's body, as it was sent.
@@ -38,7 +55,10 @@ pub struct Record {
 /// A [`Record`] being written, borrowing its body.
 #[derive(Serialize)]
 struct NewRecord<'a, B: Serialize + ?Sized> {
-    request_hash: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_hash: Option<&'a str>,
     status: u16,
     body: &'a B,
     location: Option<&'a str>,
@@ -54,7 +74,71 @@ pub(crate) fn raw_json(value: &impl Serialize) -> Result<Box<RawValue>, ApiError
 #[derive(Debug, Clone)]
 pub struct Idempotency {
     key: Vec<u8>,
-    request_hash: String,
+    request: Fingerprint,
+}
+
+/// What identifies a request under its key: the request as it came, or the hash of its
+/// canonical form.
+#[derive(Debug, Clone, PartialEq)]
+enum Fingerprint {
+    /// `POST <path>\n<body>`.
+    Raw(String),
+    /// SHA-256 (hex) of `POST <path>\n<canonical body>`.
+    Hashed(String),
+}
+
+impl Fingerprint {
+    fn of(path: &str, body: &[u8]) -> Self {
+        match std::str::from_utf8(body) {
+            Ok(text) if body.len() <= RAW_REQUEST_MAX => Self::Raw(format!("POST {path}\n{text}")),
+            _ => Self::Hashed(canonical_hash(path, body)),
+        }
+    }
+
+    fn of_record(rec: &Record) -> Option<Self> {
+        match (&rec.request, &rec.request_hash) {
+            (Some(raw), _) => Some(Self::Raw(raw.clone())),
+            (None, Some(hash)) => Some(Self::Hashed(hash.clone())),
+            (None, None) => None,
+        }
+    }
+
+    fn hash(&self) -> Cow<'_, str> {
+        match self {
+            Self::Hashed(h) => Cow::Borrowed(h),
+            Self::Raw(raw) => {
+                let (line, body) = raw.split_once('\n').unwrap_or((raw, ""));
+                Cow::Owned(canonical_hash(line.strip_prefix("POST ").unwrap_or(line), body.as_bytes()))
+            }
+        }
+    }
+
+    /// Whether two requests are the same: the same bytes, or the same canonical form.
+    fn same(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Raw(a), Self::Raw(b)) if a == b => true,
+            _ => self.hash() == other.hash(),
+        }
+    }
+}
+
+/// SHA-256 (hex) over `POST <path>`, a newline and the canonical JSON of `body` (the body as it
+/// is when it is not JSON).
+fn canonical_hash(path: &str, body: &[u8]) -> String {
+    let canonical = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => {
+            let mut out = Vec::with_capacity(body.len());
+            pled_core::jcs::write_value(&v, &mut out);
+            Cow::Owned(out)
+        }
+        Err(_) => Cow::Borrowed(body),
+    };
+    let mut h = Sha256::new();
+    h.update(b"POST ");
+    h.update(path.as_bytes());
+    h.update(b"\n");
+    h.update(&canonical);
+    hex::encode(h.finalize())
 }
 
 impl Idempotency {
@@ -75,21 +159,7 @@ impl Idempotency {
             .ok()
             .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
             .ok_or_else(|| ApiError::bad_field("Idempotency-Key", "must be 1-255 visible ASCII characters"))?;
-        // Hash the canonical form of the body, so whitespace or key order do not matter.
-        let canonical = match serde_json::from_slice::<serde_json::Value>(body) {
-            Ok(v) => {
-                let mut out = Vec::with_capacity(body.len());
-                pled_core::jcs::write_value(&v, &mut out);
-                out
-            }
-            Err(_) => body.to_vec(),
-        };
-        let mut h = Sha256::new();
-        h.update(b"POST ");
-        h.update(path.as_bytes());
-        h.update(b"\n");
-        h.update(&canonical);
-        Ok(Some(Self { key: format!("{org}/{scope}/{key}").into_bytes(), request_hash: hex::encode(h.finalize()) }))
+        Ok(Some(Self { key: format!("{org}/{scope}/{key}").into_bytes(), request: Fingerprint::of(path, body) }))
     }
 
     /// The lock key for serialising retries of this request.
@@ -105,7 +175,7 @@ impl Idempotency {
         };
         let rec: Record = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::Internal(format!("corrupt idempotency record: {e}")))?;
-        if rec.request_hash != self.request_hash {
+        if !Fingerprint::of_record(&rec).is_some_and(|stored| stored.same(&self.request)) {
             return Err(self.conflict());
         }
         Ok(Some(rec))
@@ -118,7 +188,7 @@ impl Idempotency {
 
     /// Whether two requests carry the same key and the same body.
     pub fn same_request(&self, other: &Idempotency) -> bool {
-        self.key == other.key && self.request_hash == other.request_hash
+        self.key == other.key && self.request.same(&other.request)
     }
 
     /// The answer to a key reused with another body.
@@ -138,13 +208,11 @@ impl Idempotency {
         body: &(impl Serialize + ?Sized),
         location: Option<&str>,
     ) -> Result<WriteSet, ApiError> {
-        let rec = NewRecord {
-            request_hash: &self.request_hash,
-            status: status.as_u16(),
-            body,
-            location,
-            at: RecordedAt::now(),
+        let (request, request_hash) = match &self.request {
+            Fingerprint::Raw(raw) => (Some(raw.as_str()), None),
+            Fingerprint::Hashed(hash) => (None, Some(hash.as_str())),
         };
+        let rec = NewRecord { request, request_hash, status: status.as_u16(), body, location, at: RecordedAt::now() };
         let bytes = serde_json::to_vec(&rec).map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok(ws.put(Table::Idempotency, self.key.clone(), bytes))
     }
@@ -243,4 +311,60 @@ where
         res.headers_mut().insert(header::LOCATION, loc);
     }
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn record_of(f: &Fingerprint) -> Record {
+        let (request, request_hash) = match f {
+            Fingerprint::Raw(r) => (Some(r.clone()), None),
+            Fingerprint::Hashed(h) => (None, Some(h.clone())),
+        };
+        let body = RawValue::from_string("{}".into()).unwrap();
+        Record { request, request_hash, status: 201, body, location: None, at: RecordedAt::now() }
+    }
+
+    #[test]
+    fn the_same_request_in_other_bytes_is_the_same_and_another_body_or_path_is_not() {
+        let path = "/v1/executions/e/events";
+        let first = Fingerprint::of(path, br#"{"type":"submit","payload":{"a":1,"b":[1,2]}}"#);
+        assert!(matches!(first, Fingerprint::Raw(_)), "small bodies are kept as they came");
+        let reordered = Fingerprint::of(path, b"{ \"payload\": {\"b\": [1, 2], \"a\": 1},\n  \"type\": \"submit\" }");
+        assert!(first.same(&first.clone()) && first.same(&reordered) && reordered.same(&first));
+        assert!(!first.same(&Fingerprint::of(path, br#"{"type":"submit","payload":{"a":2,"b":[1,2]}}"#)));
+        assert!(!first.same(&Fingerprint::of(path, br#"{"type":"submit","payload":{"a":1,"b":[2,1]}}"#)));
+        assert!(
+            !first
+                .same(&Fingerprint::of("/v1/executions/f/events", br#"{"type":"submit","payload":{"a":1,"b":[1,2]}}"#))
+        );
+        // Bodies that are not JSON compare as bytes.
+        assert!(Fingerprint::of(path, b"not json").same(&Fingerprint::of(path, b"not json")));
+        assert!(!Fingerprint::of(path, b"not json").same(&Fingerprint::of(path, b"not  json")));
+    }
+
+    #[test]
+    fn large_bodies_are_kept_as_hashes_and_compare_with_kept_ones_and_old_records() {
+        let path = "/v1/templates";
+        let big = serde_json::json!({ "name": "x".repeat(RAW_REQUEST_MAX), "n": 1 });
+        let compact = serde_json::to_vec(&big).unwrap();
+        let pretty = serde_json::to_vec_pretty(&big).unwrap();
+        let hashed = Fingerprint::of(path, &compact);
+        assert_eq!(hashed, Fingerprint::Hashed(canonical_hash(path, &pretty)));
+        assert!(hashed.same(&Fingerprint::of(path, &pretty)));
+
+        // A record from before raw requests were kept holds the hash only: it still matches.
+        let small = br#"{"b":1,"a":2}"#;
+        let old = Fingerprint::of_record(&record_of(&Fingerprint::Hashed(canonical_hash(path, small)))).unwrap();
+        assert!(old.same(&Fingerprint::of(path, br#"{"a":2,"b":1}"#)));
+        assert!(!old.same(&Fingerprint::of(path, br#"{"a":3,"b":1}"#)));
+        // A kept request, read back from its record, matches a repeat.
+        let kept = Fingerprint::of(path, small);
+        let stored: Record = serde_json::from_slice(&serde_json::to_vec(&record_of(&kept)).unwrap()).unwrap();
+        assert!(Fingerprint::of_record(&stored).unwrap().same(&kept));
+        assert!(stored.request_hash.is_none(), "only one of the two is written");
+    }
 }

@@ -232,6 +232,22 @@ async fn idempotency_keys_replay_or_conflict_and_survive_a_restart() {
     assert_eq!(again.status, StatusCode::CREATED);
     assert_eq!(again.body["id"], first.body["id"]);
     assert_eq!(again.headers.get("idempotency-replayed").unwrap(), "true");
+    // The same body in other bytes (indented, with its members in reverse order) is the same request.
+    let reordered = {
+        let members: Vec<String> =
+            template.as_object().unwrap().iter().rev().map(|(k, v)| format!("  {}: {v:#}", json!(k))).collect();
+        format!("{{\n{}\n}}", members.join(",\n"))
+    };
+    assert_ne!(reordered, template.to_string());
+    let req = Request::post("/v1/templates")
+        .header("authorization", format!("Bearer {admin}"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", "create-approval-1")
+        .body(Body::from(reordered))
+        .unwrap();
+    let same = t.raw(req).await;
+    assert_eq!((same.status, &same.body["id"]), (StatusCode::CREATED, &first.body["id"]), "{:?}", same.body);
+    assert_eq!(same.headers.get("idempotency-replayed").unwrap(), "true");
     let mut other = template.clone();
     other["name"] = json!("something else");
     let r = t.call_with(Method::POST, "/v1/templates", Some(&admin), Some(other), &key).await;
