@@ -194,6 +194,7 @@ pub async fn run(mut config: ServeConfig, shutdown: impl Future<Output = ()> + S
     let timers = tokio::spawn(app_state.timers.clone().run(stopped.clone()));
     let schedules = tokio::spawn(crate::schedules::ScheduleService::new(app_state.clone()).run(stopped.clone()));
     let upkeep = tokio::spawn(metrics_upkeep(app_state.metrics.clone(), stopped.clone()));
+    tokio::spawn(expire_legacy_records(store.clone()));
     let token_uses = tokio::spawn(app_state.tokens.clone().record_uses(store.clone(), stopped.clone()));
     let backups = config.backup_dir.clone().map(|dir| {
         tracing::info!(dir = %dir.display(), every_s = config.backup_every.as_secs(), keep = config.backup_keep, "backing the store up");
@@ -237,6 +238,18 @@ pub async fn run(mut config: ServeConfig, shutdown: impl Future<Output = ()> + S
     drop(store);
     tracing::info!("services stopped; closing the store");
     Ok(())
+}
+
+/// Gives idempotency records of versions before they expired the TTL from now, once per store
+/// ([`Store::expire_legacy_records`]), in the background.
+async fn expire_legacy_records(store: Store) {
+    match store.expire_legacy_records().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(records = n, "idempotency records from before expiry now expire after the TTL"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not give older idempotency records an expiry; the next start tries again")
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -221,6 +221,11 @@ pub(crate) fn with_expiry(value: &[u8], until: u64) -> Vec<u8> {
     out
 }
 
+/// Whether a stored value of an expiring table carries an expiry (its writer knew of expiry).
+pub(crate) fn stamped(stored: &[u8]) -> bool {
+    stored.first() == Some(&EXPIRES) && stored.len() >= EXPIRY_HEADER
+}
+
 /// The caller's bytes of a stored value of an expiring table; `None` once it has expired
 /// (`now` in Unix ms).
 pub(crate) fn unexpired(stored: &[u8], now: u64) -> Option<&[u8]> {

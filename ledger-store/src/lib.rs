@@ -517,6 +517,49 @@ impl Store {
         Ok(stored.and_then(|v| codec::unexpired(&v, pled_core::unix_millis_now()).map(<[u8]>::to_vec)))
     }
 
+    /// Gives the records of expiring tables that were written before records expired (by
+    /// versions before 2026-12-03: they carry no expiry and would be kept for ever) the TTL
+    /// from now ([`StoreOptions::idempotency_ttl`]). They are rewritten through the writer,
+    /// 1,000 per write; no request rewrites such a record meanwhile (a key with a record is
+    /// answered from it). Done once per store: a record in `meta` under
+    /// [`LEGACY_EXPIRY_DONE`] remembers it. Returns how many records it stamped; 0 without a TTL.
+    pub async fn expire_legacy_records(&self) -> Result<u64, StoreError> {
+        if self.inner.idempotency_ttl.is_none() || self.get(Table::Meta, LEGACY_EXPIRY_DONE)?.is_some() {
+            return Ok(0);
+        }
+        let (mut after, mut stamped) = (Vec::new(), 0u64);
+        loop {
+            let mut set = WriteSet::new();
+            let mut scanned = 0;
+            {
+                let mut it = self.db().raw_iterator_cf(cf(self.db(), cf::IDEMPOTENCY));
+                it.seek(&after);
+                if !after.is_empty() && it.key() == Some(after.as_slice()) {
+                    it.next();
+                }
+                while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                    if set.puts.len() == 1_000 || scanned == 100_000 {
+                        break;
+                    }
+                    scanned += 1;
+                    after = k.to_vec();
+                    if !codec::stamped(v) {
+                        set = set.put(Table::Idempotency, k.to_vec(), v.to_vec());
+                    }
+                    it.next();
+                }
+                it.status()?;
+            }
+            let done = scanned == 0;
+            stamped += set.puts.len() as u64;
+            if done {
+                self.write(WriteSet::new().put(Table::Meta, LEGACY_EXPIRY_DONE.to_vec(), stamped.to_string())).await?;
+                return Ok(stamped);
+            }
+            self.write(set).await?;
+        }
+    }
+
     /// The size of every column family, in the order of the module documentation.
     pub fn sizes(&self) -> Result<Vec<TableSize>, StoreError> {
         let db = self.db();
@@ -821,6 +864,10 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 /// The name of a read-only store's scratch directory under the temporary directory, before
 /// `<pid>-<n>`.
 const SCRATCH_PREFIX: &str = "pled-read-";
+
+/// The `meta` key under which [`Store::expire_legacy_records`] notes that it ran (its value:
+/// how many records it stamped).
+pub const LEGACY_EXPIRY_DONE: &[u8] = b"store/legacy-idempotency-expiry";
 
 /// Removes the scratch directories of read-only stores whose process is gone (killed before
 /// it could remove its own). Only where `/proc` tells which processes run; a directory whose

@@ -152,6 +152,46 @@ async fn idempotency_records_expire_after_their_ttl_and_compactions_remove_them(
 }
 
 #[tokio::test]
+async fn records_from_before_expiry_are_given_the_ttl_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ttl = std::time::Duration::from_secs(1);
+    let with_ttl = || Store::open(dir.path(), StoreOptions { idempotency_ttl: Some(ttl), ..StoreOptions::default() });
+    // Records of an older version: JSON with no expiry in front. Written raw here, as no write
+    // path of this version makes them.
+    write_legacy_records(dir.path(), 2_500);
+    let store = with_ttl().unwrap();
+    store.write(WriteSet::new().put(Table::Idempotency, b"new/1".to_vec(), b"{}".to_vec())).await.unwrap();
+    assert_eq!(store.scan(Table::Idempotency, b"", b"", 10_000).unwrap().len(), 2_501, "legacy records read as before");
+
+    assert_eq!(store.expire_legacy_records().await.unwrap(), 2_500, "the new record already had an expiry");
+    assert_eq!(store.get(Table::Meta, pled_store::LEGACY_EXPIRY_DONE).unwrap(), Some(b"2500".to_vec()));
+    assert_eq!(store.expire_legacy_records().await.unwrap(), 0, "once per store");
+    assert_eq!(store.get(Table::Idempotency, b"old/0042").unwrap(), Some(b"{\"n\":42}".to_vec()), "same answer");
+
+    tokio::time::sleep(ttl + std::time::Duration::from_millis(50)).await;
+    assert!(store.scan(Table::Idempotency, b"", b"", 10_000).unwrap().is_empty(), "all expired now");
+    store.compact(Table::Idempotency);
+    assert_eq!(store.stored_records(Table::Idempotency).unwrap(), 0);
+    // Without a TTL there is nothing to give.
+    drop(store);
+    assert_eq!(open(&dir).expire_legacy_records().await.unwrap(), 0);
+}
+
+/// Creates a store in `path` and writes `n` idempotency records into it with RocksDB directly,
+/// as versions before expiry wrote them.
+fn write_legacy_records(path: &std::path::Path, n: usize) {
+    drop(Store::open(path, StoreOptions::default()).unwrap());
+    let mut opts = rocksdb::Options::default();
+    opts.create_missing_column_families(true);
+    let names = ["entries", "heads", "feed", "snapshots", "idempotency", "meta", "jobs", "commitments", "queue"];
+    let db = rocksdb::DB::open_cf(&opts, path, names).unwrap();
+    for i in 0..n {
+        let cf = db.cf_handle("idempotency").unwrap();
+        db.put_cf(cf, format!("old/{i:04}"), format!("{{\"n\":{i}}}")).unwrap();
+    }
+}
+
+#[tokio::test]
 async fn sizes_are_reported_for_every_table() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
