@@ -247,9 +247,7 @@ impl FromRequestParts<AppState> for Principal {
             state.jwt.verify(token)?
         };
         tracing::Span::current().record("org", principal.org.as_str());
-        if let Some(limits) = &state.limits {
-            limits.check(&principal.org)?;
-        }
+        state.limits.check(&principal.org)?;
         parts.extensions.insert(principal.clone());
         Ok(principal)
     }

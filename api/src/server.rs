@@ -97,6 +97,7 @@ pub fn state(store: Store, config: ServeConfig, jwt: JwtConfig) -> anyhow::Resul
     );
     let timers = crate::timers::TimerService::new(store.clone(), lanes.clone());
     let limits = crate::ratelimit::OrgLimits::new(config.org_rate_limit, config.org_burst, &config.org_limits);
+    let token_max_lifetime = std::sync::RwLock::new(config.token_max_lifetime);
     Ok(AppState::new(Services {
         runner,
         timers,
@@ -112,6 +113,7 @@ pub fn state(store: Store, config: ServeConfig, jwt: JwtConfig) -> anyhow::Resul
         committer,
         tokens: Arc::default(),
         limits,
+        token_max_lifetime,
     }))
 }
 
@@ -170,8 +172,72 @@ pub fn store_options(config: &ServeConfig) -> StoreOptions {
     StoreOptions { idempotency_ttl: Some(config.idempotency_ttl), ..StoreOptions::default() }
 }
 
-/// Runs the service until `shutdown` resolves.
-pub async fn run(mut config: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+/// Reads the configuration again (for `SIGHUP`): the file, under the flags and environment of
+/// the start.
+pub type Reload = Box<dyn Fn() -> anyhow::Result<ServeConfig> + Send + Sync>;
+
+/// Applies what a running service can change from `new`: the per-org rate limits
+/// (`org_rate_limit`, `org_burst`, `org_limits`) and `token_max_lifetime`. Returns whether
+/// `new` also changes other settings against `loaded`, the configuration as loaded at start;
+/// those take effect only at the next start.
+pub fn reconfigure(state: &AppState, loaded: &ServeConfig, new: &ServeConfig) -> bool {
+    state.limits.set(new.org_rate_limit, new.org_burst, &new.org_limits);
+    *state.token_max_lifetime.write().unwrap_or_else(std::sync::PoisonError::into_inner) = new.token_max_lifetime;
+    let mut effective = loaded.clone();
+    effective.org_rate_limit = new.org_rate_limit;
+    effective.org_burst = new.org_burst;
+    effective.org_limits = new.org_limits.clone();
+    effective.token_max_lifetime = new.token_max_lifetime;
+    effective != *new
+}
+
+/// On every `SIGHUP`, reads the configuration again and applies what can change while the
+/// service runs ([`reconfigure`]); a configuration that does not load changes nothing.
+async fn reload_on_sighup(
+    state: AppState,
+    loaded: ServeConfig,
+    reload: Reload,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: the configuration cannot be reloaded");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = hangups.recv() => {}
+            _ = stopped.changed() => return,
+        }
+        match reload() {
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "configuration not reloaded: the running settings stay")
+            }
+            Ok(new) => {
+                let others = reconfigure(&state, &loaded, &new);
+                tracing::info!(
+                    org_rate_limit = new.org_rate_limit,
+                    org_burst = new.org_burst,
+                    org_limits = new.org_limits.len(),
+                    token_max_lifetime_s = new.token_max_lifetime.map(|d| d.as_secs()),
+                    "configuration reloaded: rate limits and the token lifetime limit apply now"
+                );
+                if others {
+                    tracing::warn!("the configuration also changes settings that apply only at the next start");
+                }
+            }
+        }
+    }
+}
+
+/// Runs the service until `shutdown` resolves; `reload` re-reads the configuration on `SIGHUP`.
+pub async fn run(
+    mut config: ServeConfig,
+    reload: Option<Reload>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let jwt = jwt_config(&config)?;
     let store = Store::open(&config.data_dir, store_options(&config))
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
@@ -185,6 +251,7 @@ pub async fn run(mut config: ServeConfig, shutdown: impl Future<Output = ()> + S
     }
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let loaded = config.clone();
     let (chain, dev) = chain_setup(&mut config, &store).await?;
     let app_state = state(store.clone(), config.clone(), jwt)?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -195,6 +262,9 @@ pub async fn run(mut config: ServeConfig, shutdown: impl Future<Output = ()> + S
     let schedules = tokio::spawn(crate::schedules::ScheduleService::new(app_state.clone()).run(stopped.clone()));
     let upkeep = tokio::spawn(metrics_upkeep(app_state.metrics.clone(), stopped.clone()));
     tokio::spawn(expire_legacy_records(store.clone()));
+    if let Some(reload) = reload {
+        tokio::spawn(reload_on_sighup(app_state.clone(), loaded, reload, stopped.clone()));
+    }
     let token_uses = tokio::spawn(app_state.tokens.clone().record_uses(store.clone(), stopped.clone()));
     let backups = config.backup_dir.clone().map(|dir| {
         tracing::info!(dir = %dir.display(), every_s = config.backup_every.as_secs(), keep = config.backup_keep, "backing the store up");

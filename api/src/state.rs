@@ -54,8 +54,11 @@ pub struct Services {
     pub committer: Arc<pled_committer::Committer>,
     /// Access tokens verified so far.
     pub tokens: Arc<crate::repo::tokens::Verifier>,
-    /// Per-org request rates (`None`: not limited).
-    pub limits: Option<crate::ratelimit::OrgLimits>,
+    /// Per-org request rates (changed by a reload).
+    pub limits: crate::ratelimit::OrgLimits,
+    /// The longest lifetime of a token issued through the API (changed by a reload; `config`
+    /// keeps the value at start).
+    pub token_max_lifetime: std::sync::RwLock<Option<std::time::Duration>>,
     /// The action runner (spawned by `pled serve`; tests spawn it when they need it).
     pub runner: Arc<crate::actions::Runner>,
     /// Fires due timers (spawned like the runner).

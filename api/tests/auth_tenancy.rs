@@ -359,3 +359,65 @@ async fn an_orgs_own_limit_given_as_a_flag_overrides_the_default() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--org-limit") && stderr.contains("ORG=RATE/BURST"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_reload_changes_rate_limits_and_the_token_lifetime_limit_at_once() {
+    let t = TestApp::new();
+    let loaded = (*t.state.config).clone();
+    for _ in 0..5 {
+        assert_eq!(t.get("/v1/templates", t.admin("acme")).await.status, StatusCode::OK, "no limits at start");
+    }
+    let mut new = loaded.clone();
+    let acme = pled_core::OrgId::new("acme").unwrap();
+    new.org_limits.insert(acme, pled_api::config::OrgLimit { rate: 0.01, burst: Some(1) });
+    new.token_max_lifetime = Some(std::time::Duration::from_secs(3600));
+    assert!(!pled_api::server::reconfigure(&t.state, &loaded, &new), "nothing else changed");
+
+    assert_eq!(t.get("/v1/templates", t.admin("acme")).await.status, StatusCode::OK);
+    assert_problem(&t.get("/v1/templates", t.admin("acme")).await, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_eq!(t.get("/v1/templates", t.admin("globex")).await.status, StatusCode::OK, "only acme is limited");
+    let r = t.post("/v1/tokens", t.admin("globex"), json!({ "role": "viewer", "name": "n", "expiresIn": "2h" })).await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+
+    // Settings a running service cannot change are reported, and the others still apply.
+    let mut restart = loaded.clone();
+    restart.body_limit = 1;
+    assert!(pled_api::server::reconfigure(&t.state, &loaded, &restart));
+    assert_eq!(t.get("/v1/templates", t.admin("acme")).await.status, StatusCode::OK, "acme's limit is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_config_file_and_a_bad_file_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pled.toml");
+    std::fs::write(&file, "[org_limits]\nacme = { rate = 0.01, burst = 2 }\n").unwrap();
+    let server = common::server::Server::start(&["--chain", "off", "--config", file.to_str().unwrap()]);
+    let client = server.client();
+    let status =
+        || async { client.get(format!("{}/v1/templates", server.base)).send().await.unwrap().status().as_u16() };
+    assert_eq!([status().await, status().await, status().await], [200, 200, 429]);
+
+    let hangup = || {
+        let pid = server.child.id().to_string();
+        assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    };
+    std::fs::write(&file, "[org_limits]\nacme = { rate = 0 }\n").unwrap();
+    hangup();
+    let mut waited = 0;
+    while status().await == 429 {
+        assert!(waited < 100, "the reload did not lift acme's limit");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    // A file that does not load, or holds a bad value, leaves the running settings alone (each
+    // would limit every org to one request per 100 s if it were applied).
+    for bad in ["org_rate_limit = 0.01\n[org_limits\n", "org_rate_limit = 0.01\norg_burst = 0\n"] {
+        std::fs::write(&file, bad).unwrap();
+        hangup();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        for _ in 0..5 {
+            assert_eq!(status().await, 200, "after {bad:?}");
+        }
+    }
+    server.stop();
+}

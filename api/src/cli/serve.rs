@@ -18,7 +18,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         LogFormat::Pretty => tracing_subscriber::fmt().with_env_filter(filter).init(),
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(pled_api::server::run(config, pled_api::server::shutdown_signal()))?;
+    let reload: pled_api::server::Reload = Box::new(move || ServeConfig::load(&args));
+    rt.block_on(pled_api::server::run(config, Some(reload), pled_api::server::shutdown_signal()))?;
     // The runtime's idle tasks still hold the store: dropping them closes it, and only then
     // is the shutdown complete.
     let closing = std::time::Instant::now();

@@ -67,7 +67,8 @@ pub(crate) async fn create_token(
     who.require(Permission::Administer)?;
     let req = body.value;
     ApiError::check_text("/name", &req.name, 200)?;
-    let lifetime = lifetime(req.expires_in.as_deref(), s.config.token_max_lifetime)?;
+    let max = *s.token_max_lifetime.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let lifetime = lifetime(req.expires_in.as_deref(), max)?;
     let idem = Idempotency::from_request(&headers, &who.org, "tokens", "/v1/tokens", &body.raw)?;
     idempotency::create(&s, idem, || async {
         let (token, record, ws) =

@@ -95,9 +95,7 @@ pub(crate) async fn receive(
     }
     tracing::Span::current().record("org", org.as_str());
     tracing::Span::current().record("execution_id", execution_id.as_str());
-    if let Some(limits) = &s.limits {
-        limits.check(&org)?;
-    }
+    s.limits.check(&org)?;
     // Authentic from here on: bad input is a 4xx with a reason.
     let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_field("/", format!("not JSON: {e}")))?;
     let payload = if value.is_object() { value } else { json!({ "body": value }) };
