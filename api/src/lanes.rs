@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use pled_core::{Body, ChainHead, EntryHash, ExecutionId, Kind, RecordedAt, SealedEntry, Seq};
+use pled_core::{Body, ChainHead, EntryHash, ExecutionId, Kind, OrgId, RecordedAt, SealedEntry, Seq};
 use pled_engine::{AiOutputs, Event, ExecState, ForceTarget, Machine, Message, TransitionRecord};
 use pled_store::{Append, Store, WriteSet};
 use serde::Serialize;
@@ -193,11 +193,12 @@ pub struct Lanes {
     snapshot_every: AtomicU64,
     wake_jobs: Arc<Notify>,
     wake_timers: Arc<Notify>,
-    counters: Counters,
+    /// Each org's counters, registered at its first lane.
+    counters: Mutex<HashMap<OrgId, Arc<Counters>>>,
 }
 
-/// The lanes' counters, registered once: looking a counter up by name on every event costs
-/// more than the rest of its bookkeeping.
+/// An org's lane counters (label `org`), registered once: looking a counter up by name on
+/// every event costs more than the rest of its bookkeeping.
 struct Counters {
     entries_appended: metrics::Counter,
     events_ingested: metrics::Counter,
@@ -209,13 +210,14 @@ struct Counters {
 impl Counters {
     /// Handles on the global recorder, which must be installed first (a handle taken before
     /// it counts nowhere).
-    fn register() -> Self {
+    fn register(org: &OrgId) -> Self {
+        let org = org.as_str().to_owned();
         Self {
-            entries_appended: metrics::counter!("pled_ledger_entries_appended_total"),
-            events_ingested: metrics::counter!("pled_events_ingested_total"),
-            messages_derived: metrics::counter!("pled_messages_derived_total"),
-            transitions_fired: metrics::counter!("pled_transitions_fired_total"),
-            timers_fired: metrics::counter!("pled_timers_fired_total"),
+            entries_appended: metrics::counter!("pled_ledger_entries_appended_total", "org" => org.clone()),
+            events_ingested: metrics::counter!("pled_events_ingested_total", "org" => org.clone()),
+            messages_derived: metrics::counter!("pled_messages_derived_total", "org" => org.clone()),
+            transitions_fired: metrics::counter!("pled_transitions_fired_total", "org" => org.clone()),
+            timers_fired: metrics::counter!("pled_timers_fired_total", "org" => org),
         }
     }
 }
@@ -223,7 +225,7 @@ impl Counters {
 impl Lanes {
     /// Lanes over a store, publishing to `hub`, snapshotting every
     /// `ServeConfig::default().snapshot_every` entries until [`Lanes::set_snapshot_every`].
-    /// Counters go to the metrics recorder installed when this is called.
+    /// Counters go to the metrics recorder installed when an org's first lane starts.
     pub fn new(store: Store, hub: Arc<Hub>, ai: Option<Arc<dyn crate::ai::AiProvider>>) -> Arc<Self> {
         let every = crate::config::ServeConfig::default().snapshot_every;
         Arc::new(Self {
@@ -235,7 +237,7 @@ impl Lanes {
             snapshot_every: AtomicU64::new(every),
             wake_jobs: Arc::default(),
             wake_timers: Arc::default(),
-            counters: Counters::register(),
+            counters: Mutex::default(),
         })
     }
 
@@ -260,8 +262,14 @@ impl Lanes {
         self.snapshot_every.load(Ordering::Relaxed)
     }
 
+    /// `org`'s counters, registered the first time.
+    fn counters_of(&self, org: &OrgId) -> Arc<Counters> {
+        let mut all = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        all.entry(org.clone()).or_insert_with(|| Arc::new(Counters::register(org))).clone()
+    }
+
     /// The compiled machine of a published template version (cached).
-    pub fn machine(&self, org: &pled_core::OrgId, template_id: &str, version: u32) -> Result<Arc<Machine>, ApiError> {
+    pub fn machine(&self, org: &OrgId, template_id: &str, version: u32) -> Result<Arc<Machine>, ApiError> {
         let key = (org.to_string(), template_id.to_owned(), version);
         if let Some(m) = self.machines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(m.clone());
@@ -343,7 +351,8 @@ impl Lanes {
             .ok_or_else(|| ApiError::Internal(format!("execution {} has no ledger", record.id)))?;
         let (tx, rx) = mpsc::channel(LANE_QUEUE);
         lanes.insert(record.id, tx.clone());
-        let lane = Lane { lanes: self.clone(), record: record.clone(), machine, head, live };
+        let counters = self.counters_of(&record.org);
+        let lane = Lane { lanes: self.clone(), record: record.clone(), machine, head, live, counters };
         tokio::spawn(lane.run(rx));
         Ok(tx)
     }
@@ -406,6 +415,7 @@ struct After<'a> {
 
 struct Lane {
     lanes: Arc<Lanes>,
+    counters: Arc<Counters>,
     record: ExecutionRecord,
     machine: Arc<Machine>,
     head: ChainHead,
@@ -596,7 +606,7 @@ impl Lane {
             self.lanes.wake_jobs.notify_one();
         }
         if !entries.is_empty() {
-            self.lanes.counters.entries_appended.increment(entries.len() as u64);
+            self.counters.entries_appended.increment(entries.len() as u64);
             self.lanes.publish(self.record.id, entries, &head, &live);
         }
         self.head = head;
@@ -642,7 +652,7 @@ impl Lane {
         let stepped = apply::event(&self.machine, live, head, &event, &ai).map_err(step_error)?;
         *ws =
             enqueue_jobs(std::mem::take(ws), &self.record, &stepped.actions, &stepped.entries[stepped.drafts_from..])?;
-        let counters = &self.lanes.counters;
+        let counters = &self.counters;
         counters.events_ingested.increment(1);
         counters.messages_derived.increment(stepped.messages.len() as u64);
         counters.transitions_fired.increment(stepped.transitions.len() as u64);
@@ -849,8 +859,8 @@ impl Lane {
             apply::timer(&self.machine, &mut live, &mut head, transition_id, fired_at.as_str()).map_err(step_error)?;
         let ws =
             enqueue_jobs(WriteSet::new(), &self.record, &stepped.actions, &stepped.entries[stepped.drafts_from..])?;
-        self.lanes.counters.timers_fired.increment(1);
-        self.lanes.counters.transitions_fired.increment(stepped.transitions.len() as u64);
+        self.counters.timers_fired.increment(1);
+        self.counters.transitions_fired.increment(stepped.transitions.len() as u64);
         let answer = Answer::ok(&json!({
             "fired": true,
             "entries": entry_refs(&stepped.entries),

@@ -310,12 +310,17 @@ async fn health_metrics_openapi_and_docs() {
     let text = r.body.as_str().unwrap();
     assert!(text.contains("pled_http_request_duration_seconds_bucket"), "{text}");
     assert!(text.contains("route=\"/v1/templates\""), "{text}");
-    for counter in
-        ["pled_events_ingested_total", "pled_ledger_entries_appended_total", "pled_store_keys{table=\"entries\"}"]
-    {
-        let value = text.lines().find_map(|l| l.strip_prefix(counter)?.trim().parse::<u64>().ok());
-        assert!(value.is_some_and(|n| n > 0), "{counter} not counted: {text}");
+    let value = |counter: &str| text.lines().find_map(|l| l.strip_prefix(counter)?.trim().parse::<u64>().ok());
+    for counter in [
+        "pled_ledger_entries_appended_total{org=\"acme\"}",
+        "pled_transitions_fired_total{org=\"acme\"}",
+        "pled_store_keys{table=\"entries\"}",
+    ] {
+        assert!(value(counter).is_some_and(|n| n > 0), "{counter} not counted: {text}");
     }
+    // Each org's work is counted apart (usage per tenant).
+    assert_eq!(value("pled_events_ingested_total{org=\"acme\"}"), Some(1), "{text}");
+    assert_eq!(value("pled_events_ingested_total{org=\"globex\"}"), None, "{text}");
     let spec = t.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(spec.status, StatusCode::OK);
     for path in [
