@@ -421,3 +421,65 @@ async fn sighup_reloads_the_config_file_and_a_bad_file_changes_nothing() {
     }
     server.stop();
 }
+
+#[tokio::test]
+async fn the_audit_log_filters_by_action_actor_target_and_time() {
+    let t = TestApp::new();
+    let admin = t.admin("acme");
+    let mut ids = Vec::new();
+    for name in ["a", "b", "c"] {
+        let issued = t.post("/v1/tokens", admin, json!({ "role": "viewer", "name": name })).await;
+        ids.push(issued.body["record"]["id"].as_str().unwrap().to_owned());
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let r = t.call(Method::DELETE, &format!("/v1/tokens/{}", ids[1]), Some(admin), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let (template, _) = example("approval");
+    assert_eq!(t.post("/v1/templates", t.admin("acme"), template).await.status, StatusCode::CREATED);
+    let jwt = TestApp::jwt("acme", "admin", 3600, ISSUER, AUDIENCE);
+    t.post("/v1/tokens", &jwt, json!({ "role": "viewer", "name": "by-jwt" })).await;
+
+    let app = &t;
+    let list = |query: String| async move {
+        let r = app.get(&format!("/v1/audit?{query}"), admin).await;
+        assert_eq!(r.status, StatusCode::OK, "{query}: {:?}", r.body);
+        r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| (i["action"].clone(), i["target"].clone()))
+            .collect::<Vec<_>>()
+    };
+    let all = t.get("/v1/audit?limit=500", admin).await.body["items"].as_array().unwrap().clone();
+    assert_eq!(all.len(), 6, "{all:?}");
+    assert_eq!(list("action=token.revoked".into()).await, [(json!("token.revoked"), json!(ids[1]))]);
+    assert_eq!(list(format!("target={}", ids[0])).await, [(json!("token.issued"), json!(ids[0]))]);
+    assert_eq!(list("actor=jwt:user-1".into()).await.len(), 1);
+    assert_eq!(list("action=template.created&actor=jwt:tester".into()).await, []);
+
+    // Time: since is inclusive, until exclusive, both RFC 3339 in any offset.
+    let at = |i: usize| all[i]["at"].as_str().unwrap().to_owned();
+    let since = list(format!("action=token.issued&since={}", at(1))).await;
+    assert_eq!(since.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>()[..2], [json!(ids[1]), json!(ids[2])]);
+    let until = list(format!("action=token.issued&until={}", at(1))).await;
+    assert_eq!(until, [(json!("token.issued"), json!(ids[0]))]);
+    let in_offset = at(1).replace('Z', "+00:00").replace("+00:00", "%2B00:00");
+    assert_eq!(list(format!("action=token.issued&since={in_offset}")).await, since);
+    assert_eq!(list("since=2999-01-01T00:00:00Z".into()).await, []);
+
+    // Filters page: one at a time, following the cursor.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let r = t.get(&format!("/v1/audit?action=token.issued&limit=1{cursor}"), admin).await;
+        seen.extend(r.body["items"].as_array().unwrap().iter().map(|i| i["target"].clone()));
+        match r.body["nextCursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    for bad in ["since=yesterday", "until=2026-13-01T00:00:00Z", "colour=red"] {
+        assert_problem(&t.get(&format!("/v1/audit?{bad}"), admin).await, StatusCode::BAD_REQUEST, "bad_request");
+    }
+}
