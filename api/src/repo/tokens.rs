@@ -47,8 +47,9 @@ pub struct TokenRecord {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub expires_at: Option<RecordedAt>,
-    /// When it was last used, to within a minute; none if never (since uses were recorded).
-    /// Kept in its own record (`pat-used/<id>`), so it is not part of the stored token.
+    /// When it was last used; none if never (since uses were recorded). Kept in its own record
+    /// (`pat-used/<id>`, written every minute), so it is not part of the stored token; the
+    /// API's answers add the uses the server has not written yet.
     #[serde(default, skip_deserializing)]
     #[schema(value_type = Option<String>)]
     pub last_used_at: Option<RecordedAt>,
@@ -236,7 +237,8 @@ impl Verifier {
         cache.verified.clear();
     }
 
-    /// Sets `lastUsedAt` of listed tokens used since their use was last written.
+    /// Sets `lastUsedAt` of the listed tokens this process saw used (as recent as, or more
+    /// recent than, what the store holds).
     pub fn with_recent_uses(&self, records: &mut [TokenRecord]) {
         let cache = self.lock();
         for r in records {
