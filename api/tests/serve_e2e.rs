@@ -427,9 +427,21 @@ async fn pled_backup_copies_a_running_servers_store() {
     let left: Vec<_> = std::fs::read_dir(backups.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, ["before-upgrade"], "no partial copy left behind");
 
+    // With --verify the command re-hashes the copy's chains, as `pled verify` does.
+    let checked = tempfile::tempdir().unwrap();
+    let run = Command::new(PLED)
+        .args(["backup", "--verify", "--data-dir"])
+        .arg(&data)
+        .arg("--out")
+        .arg(checked.path().join("checked"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&run.stdout);
+    let entries = state["headSeq"].as_u64().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(text.lines().nth(1).unwrap().starts_with("ok: 1 execution(s), "), "{text}");
     let verify = Command::new(PLED).args(["verify", "--data-dir"]).arg(&out).output().unwrap();
     let text = String::from_utf8_lossy(&verify.stdout);
-    let entries = state["headSeq"].as_u64().unwrap();
     assert!(text.starts_with(&format!("ok: 1 execution(s), {entries} entries")), "{text}");
     let replay = Command::new(PLED)
         .args(["replay", "--execution", &eid, "--progress-every", "0", "--data-dir"])

@@ -20,6 +20,9 @@ pub(crate) struct BackupArgs {
     /// Directory to write the copy to; it must not exist yet.
     #[arg(long)]
     out: PathBuf,
+    /// Then re-hash every chain of the copy, as `pled verify` does (exit 1 if one fails).
+    #[arg(long)]
+    verify: bool,
 }
 
 const MIB: f64 = (1 << 20) as f64;
@@ -66,8 +69,12 @@ pub(crate) fn run(a: BackupArgs) -> anyhow::Result<ExitCode> {
         bytes as f64 / MIB,
         started.elapsed().as_secs_f64()
     );
-    eprintln!("check it with: pled verify --data-dir {}", a.out.display());
-    Ok(ExitCode::SUCCESS)
+    if !a.verify {
+        eprintln!("check it with: pled verify --data-dir {}", a.out.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    drop(store);
+    super::verify::check(&pled_store::Store::open_read_only(&a.out)?, None)
 }
 
 /// `.partial-<name>` beside `out`.

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use clap::Args;
 use pled_core::ExecutionId;
+use pled_store::Store;
 use pled_store::verify::{VerifyError, verify_execution, verify_store};
 
 use super::{DataDir, EXIT_INVALID};
@@ -21,11 +22,16 @@ pub(crate) struct VerifyArgs {
 
 pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let only: Option<ExecutionId> = a.execution.as_deref().map(str::parse).transpose()?;
-    let store = read_store(&a.dir)?;
+    check(&read_store(&a.dir)?, only)
+}
+
+/// Verifies `only` or every chain of `store`, with progress on stderr, and prints the result:
+/// exit 0, or the first bad entry and [`EXIT_INVALID`].
+pub(crate) fn check(store: &Store, only: Option<ExecutionId>) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let result = match only {
-        Some(id) => verify_execution(&store, id).map(|h| (1, h.seq.get())),
-        None => verify_store(&store, |p| {
+        Some(id) => verify_execution(store, id).map(|h| (1, h.seq.get())),
+        None => verify_store(store, |p| {
             let secs = started.elapsed().as_secs_f64();
             eprintln!(
                 "verified {} entries, {} execution(s) complete ({:.0} entries/s)",
