@@ -149,8 +149,10 @@ pub(crate) struct AuditQuery {
     /// On this target only (a template id, a token id, …).
     target: Option<String>,
     /// At or after this instant (RFC 3339, e.g. `2026-11-01T00:00:00Z`).
+    #[param(format = DateTime)]
     since: Option<String>,
     /// Before this instant (RFC 3339).
+    #[param(format = DateTime)]
     until: Option<String>,
 }
 
